@@ -1,0 +1,213 @@
+"""SFT data formats: alpaca, sharegpt and OpenAI messages, normalised to Conversations.
+
+One loader serves both the trainer (train/) and sfteval's held-out benchmark, so what
+is trained on and what is evaluated are read the same way.
+
+- alpaca:   {"instruction", "input"?, "output", "system"?}
+- sharegpt: {"conversations": [{"from": "human"|"gpt"|"system"|..., "value"}]}
+- messages: {"messages": [{"role": "system"|"user"|"assistant", "content"}]}
+
+Sources: a local .jsonl / .json / .parquet file, or a hub dataset id (through
+`datasets.load_dataset`; unreachable offline, so tests use local files). Every bad row
+raises an error naming file, line (1-based; row index + 1 for non-JSONL) and field, or
+is skipped and counted when the caller passes `on_bad="skip"`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from sfteval.errors import SftevalError
+from sfteval.fileio import iter_jsonl
+from sfteval.types import Conversation, Message
+
+Format = Literal["auto", "alpaca", "sharegpt", "messages"]
+FORMATS = ("alpaca", "sharegpt", "messages")
+
+SHAREGPT_ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "chatgpt": "assistant",
+    "bing": "assistant",
+    "bard": "assistant",
+    "model": "assistant",
+    "system": "system",
+}
+ID_FIELDS = ("id", "idx", "task_id", "uid")
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What a load kept and why it dropped the rest."""
+
+    path: str
+    format: str
+    kept: int
+    skipped: int
+    skip_reasons: dict[str, int] = field(default_factory=dict)
+
+
+def read_rows(source: str | Path, *, split: str = "train", config: str | None = None) -> list[tuple[int, dict[str, Any]]]:
+    """(line_number, row) for a local JSONL/JSON/Parquet file or a hub dataset id."""
+    path = Path(source)
+    if path.suffix in {".jsonl", ".json", ".parquet", ".csv"} or path.exists():
+        if not path.is_file():
+            raise SftevalError("data file not found", path=str(path), hint="check the path, or give a hub dataset id")
+        if path.suffix == ".jsonl":
+            return list(iter_jsonl(path))
+        if path.suffix == ".json":
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as e:
+                raise SftevalError(f"malformed JSON: {e.msg}", path=str(path), line=e.lineno) from e
+            if isinstance(data, dict):
+                data = data.get("data", data.get(split))
+            if not isinstance(data, list):
+                raise SftevalError("expected a JSON list of objects (or {'data': [...]})", path=str(path))
+            return [(i + 1, row) for i, row in enumerate(data)]
+        import datasets  # local Parquet/CSV go through the same loaders as the hub
+
+        kind = "parquet" if path.suffix == ".parquet" else "csv"
+        ds = datasets.load_dataset(kind, data_files=str(path), split="train")
+        return [(i + 1, dict(row)) for i, row in enumerate(ds)]
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(str(source), config, split=split)
+    except Exception as e:  # noqa: BLE001 - the hub raises many types; one clear message
+        raise SftevalError(
+            f"could not load dataset '{source}' (split '{split}'): {e}",
+            path=str(source),
+            hint="offline? pass a local .jsonl/.json/.parquet file instead",
+        ) from e
+    return [(i + 1, dict(row)) for i, row in enumerate(ds)]
+
+
+def detect_format(row: dict[str, Any], *, path: str = "", line: int | None = None) -> str:
+    if "messages" in row:
+        return "messages"
+    if "conversations" in row:
+        return "sharegpt"
+    if "instruction" in row and "output" in row:
+        return "alpaca"
+    raise SftevalError(
+        f"cannot tell the format from fields {sorted(row)}",
+        path=path,
+        line=line,
+        hint="expected alpaca (instruction/input/output), sharegpt (conversations) or messages",
+    )
+
+
+def _text(row: dict[str, Any], key: str, path: str, line: int, *, required: bool = True) -> str:
+    if key not in row or row[key] is None:
+        if required:
+            raise SftevalError("missing field", path=path, line=line, field=key)
+        return ""
+    value = row[key]
+    if not isinstance(value, str):
+        raise SftevalError(f"expected text, got {type(value).__name__}", path=path, line=line, field=key)
+    return value
+
+
+def _alpaca(row: dict[str, Any], path: str, line: int) -> list[Message]:
+    instruction = _text(row, "instruction", path, line)
+    extra = _text(row, "input", path, line, required=False)
+    output = _text(row, "output", path, line)
+    system = _text(row, "system", path, line, required=False)
+    user = f"{instruction}\n\n{extra}" if extra.strip() else instruction
+    msgs = [Message("system", system)] if system.strip() else []
+    return msgs + [Message("user", user), Message("assistant", output)]
+
+
+def _turns(row: dict[str, Any], key: str, role_key: str, text_key: str, path: str, line: int) -> list[Message]:
+    turns = row.get(key)
+    if not isinstance(turns, list) or not turns:
+        raise SftevalError("expected a non-empty list of turns", path=path, line=line, field=key)
+    msgs = []
+    for j, turn in enumerate(turns):
+        where = f"{key}[{j}]"
+        if not isinstance(turn, dict):
+            raise SftevalError("expected an object", path=path, line=line, field=where)
+        if role_key not in turn:
+            raise SftevalError("missing field", path=path, line=line, field=f"{where}.{role_key}")
+        raw_role = str(turn[role_key])
+        role = SHAREGPT_ROLES.get(raw_role.lower()) if key == "conversations" else raw_role
+        if role not in {"system", "user", "assistant"}:
+            raise SftevalError(f"unknown role '{raw_role}'", path=path, line=line, field=f"{where}.{role_key}")
+        content = turn.get(text_key)
+        if not isinstance(content, str):
+            raise SftevalError("missing or non-text content", path=path, line=line, field=f"{where}.{text_key}")
+        msgs.append(Message(role, content))
+    return msgs
+
+
+def validate_messages(msgs: Sequence[Message], path: str, line: int) -> None:
+    """System first (optional), then user/assistant alternating, ending on assistant."""
+    body = list(msgs)
+    if body and body[0].role == "system":
+        body = body[1:]
+    if not body:
+        raise SftevalError("no user/assistant turns", path=path, line=line)
+    for j, m in enumerate(body):
+        want = "user" if j % 2 == 0 else "assistant"
+        if m.role != want:
+            raise SftevalError(f"wrong role order: turn {j} is '{m.role}', expected '{want}'", path=path, line=line)
+    if body[-1].role != "assistant":
+        raise SftevalError("the last turn must be the assistant's response", path=path, line=line)
+    if not body[-1].content.strip():
+        raise SftevalError("empty response", path=path, line=line, field="output/assistant content")
+
+
+def to_conversation(row: dict[str, Any], fmt: str, *, path: str, line: int, index: int) -> Conversation:
+    """Normalise one row; `index` (0-based row index) is the id when the row has none."""
+    if fmt == "auto":
+        fmt = detect_format(row, path=path, line=line)
+    if fmt == "alpaca":
+        msgs = _alpaca(row, path, line)
+    elif fmt == "sharegpt":
+        msgs = _turns(row, "conversations", "from", "value", path, line)
+    elif fmt == "messages":
+        msgs = _turns(row, "messages", "role", "content", path, line)
+    else:
+        raise SftevalError(f"unknown format '{fmt}'", field="format", hint=f"one of: auto, {', '.join(FORMATS)}")
+    validate_messages(msgs, path, line)
+    rid = next((str(row[k]) for k in ID_FIELDS if k in row and row[k] is not None), str(index))
+    return Conversation(id=rid, messages=tuple(msgs), source=f"{path}:{line}")
+
+
+def load_conversations(
+    source: str | Path,
+    *,
+    fmt: Format = "auto",
+    split: str = "train",
+    config: str | None = None,
+    on_bad: Literal["error", "skip"] = "error",
+) -> tuple[list[Conversation], LoadReport]:
+    """Load and normalise an SFT file. Raises on the first bad row unless on_bad='skip'."""
+    rows = read_rows(source, split=split, config=config)
+    path = str(source)
+    if not rows:
+        raise SftevalError("no rows in data", path=path)
+    if fmt == "auto":
+        fmt = detect_format(rows[0][1], path=path, line=rows[0][0])  # type: ignore[assignment]
+    convs: list[Conversation] = []
+    reasons: dict[str, int] = {}
+    for index, (line, row) in enumerate(rows):
+        try:
+            convs.append(to_conversation(row, fmt, path=path, line=line, index=index))
+        except SftevalError as e:
+            if on_bad == "error":
+                raise
+            reasons[e.message] = reasons.get(e.message, 0) + 1
+    ids = [c.id for c in convs]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise SftevalError(f"duplicate id '{dup}'", path=path, field="id", hint="ids must be unique per file")
+    report = LoadReport(path=path, format=fmt, kept=len(convs), skipped=sum(reasons.values()), skip_reasons=reasons)
+    return convs, report
