@@ -1,0 +1,84 @@
+"""The `sfteval` command line: a thin shell over library functions.
+
+Each subcommand lives in `sfteval/commands/<name>.py` and exposes `register(app)`.
+The list below is the registry (grep it). Command modules import only light things at
+module level; the heavy work is imported inside the command function, so
+`sfteval --help` stays fast and never imports torch.
+
+Exit codes: 0 success, 1 a gate failed, 2 an error (bad input, missing file...),
+3 a gate was inconclusive, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from sfteval.errors import SftevalError
+
+COMMANDS: tuple[str, ...] = (
+    "sfteval.commands.run",
+    "sfteval.commands.compare",
+    "sfteval.commands.gate",
+    "sfteval.commands.report",
+    "sfteval.commands.dashboard",
+    "sfteval.commands.demo",
+)
+
+app = typer.Typer(
+    name="sfteval",
+    help=(
+        "Evaluate and diagnose supervised fine-tuning.\n\n"
+        "Typical loop:\n\n"
+        "  sfteval run CKPT --suite default        score a checkpoint (results + every sample)\n\n"
+        "  sfteval compare BASE_RUN TUNED_RUN      paired deltas, forgetting, overfitting\n\n"
+        "  sfteval gate COMPARISON --rules gate.toml   CI verdict as an exit code\n\n"
+        "Outputs go to reports/ by default; everything after `run` reads files only."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register() -> None:
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name == name:  # a command not built yet in this checkout
+                continue
+            raise
+        module.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    try:
+        rc = app(standalone_mode=False)  # commands end with `raise typer.Exit(code)`
+    except SftevalError as e:
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        typer.secho("interrupted; samples written so far are kept (re-run the command to resume)", err=True)
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as e:  # click usage errors arrive as ClickException subclasses
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(2)
+        if isinstance(e, click.exceptions.Abort):
+            sys.exit(130)
+        raise
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+if __name__ == "__main__":
+    main()
