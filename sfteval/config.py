@@ -1,0 +1,81 @@
+"""Run settings as one frozen dataclass, built from CLI flags or a TOML file.
+
+Everything here is recorded in results.json, and everything that changes what the model
+sees or how it is scored feeds the run id (so a re-run with the same settings resumes,
+and a run with different settings never mixes into an old folder).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from sfteval.errors import SftevalError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ChatMode = Literal["auto", "on", "off"]
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Passed through to the backend (vLLM names; hf uses what applies)."""
+
+    dtype: str = "auto"  # auto: bf16 on a GPU that supports it, else fp32
+    batch_size: int = 16  # hf micro-batch for generation / scoring
+    max_model_len: int | None = None
+    tensor_parallel_size: int = 1
+    data_parallel_size: int = 1
+    gpu_memory_utilization: float | None = None
+    base_url: str | None = None  # openai backend
+    api_key_env: str = "OPENAI_API_KEY"
+    model_name: str | None = None  # openai backend: model id at the endpoint
+    concurrency: int = 8
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    checkpoint: str | None = None  # a HF checkpoint dir (None with replay)
+    label: str | None = None  # display name; defaults to the checkpoint folder name
+    benchmarks: tuple[str, ...] = ()
+    suite: str | None = None
+    data: dict[str, str] = field(default_factory=dict)  # benchmark name -> local path
+    train_data: str | None = None  # a sample of the SFT training data, scored as `train`
+    backend: str = "auto"
+    chat_template: ChatMode = "auto"
+    limit: int | None = None
+    seed: int = 0
+    out: str = "reports"
+    replay: str | None = None  # JSONL of {"id", "output"} (or {"benchmark", ...})
+    engine: EngineSettings = field(default_factory=EngineSettings)
+    bertscore_model: str = "auto"
+    bootstrap_resamples: int = 1000
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise SftevalError("file not found", path=str(path))
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise SftevalError(f"malformed TOML: {e}", path=str(path)) from e
+
+
+def check_fields(table: dict[str, Any], allowed: set[str], *, path: str, section: str = "") -> None:
+    """Refuse unknown keys: a misspelt knob must not be silently ignored."""
+    for key in table:
+        if key not in allowed:
+            where = f"{section}.{key}" if section else key
+            raise SftevalError(
+                "unknown field", path=path, field=where, hint=f"allowed here: {', '.join(sorted(allowed))}"
+            )
