@@ -43,6 +43,17 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
+) -> None:
+    if version:
+        from sfteval import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit(0)
+
+
 def _register() -> None:
     for name in COMMANDS:
         try:

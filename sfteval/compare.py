@@ -1,0 +1,384 @@
+"""Base vs tuned: align two run folders by item id and compare them honestly.
+
+Covered: loading run folders (docs/run-format.md), refusing comparisons whose prompts,
+generation settings, data or chat-template use differ (listing exactly what differs),
+paired deltas with bootstrap CIs, McNemar / paired-t p-values with Holm adjustment,
+retention, flips, per-group breakdowns, forgetting verdicts, and assembling the
+diagnoses of `sfteval.diagnose` into one `comparison.json` (docs/compare-format.md).
+
+Not covered: running models (checkpoints are turned into runs by the CLI through the
+runner first) and the statistics themselves (`sfteval.paired`).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sfteval import diagnose
+from sfteval.errors import SftevalError
+from sfteval.fileio import atomic_write_json, iter_jsonl, read_json
+from sfteval.paired import DEFAULT_RESAMPLES, PairedResult, compare_paired, holm
+from sfteval.types import RUN_SCHEMA
+
+COMPARE_SCHEMA = "sfteval.compare/1"
+DEFAULT_GENERAL = ("mmlu", "gsm8k", "humaneval")
+TOP_FLIPS = 5
+MAX_IDS_IN_MISMATCH = 20
+PROMPT_TAIL_CHARS = 2000
+# Settings that may differ without invalidating a comparison (dotted paths).
+NON_BLOCKING_SETTINGS = ("settings.gen.seed",)
+
+
+@dataclass(frozen=True)
+class CompareSettings:
+    seed: int = 0
+    resamples: int = DEFAULT_RESAMPLES
+    alpha: float = 0.05
+    margin: float = 0.01
+    general: tuple[str, ...] = ()  # marked general in addition to results.json's flags
+    allow_mismatch: bool = False
+    train_data: tuple[str, ...] = ()  # SFT files; default: the tuned run's trainer data
+    sweep: str | None = None
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run folder read whole: results.json and every benchmark's samples by id."""
+
+    path: Path
+    results: dict[str, Any]
+    samples: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def run_id(self) -> str:
+        return str(self.results.get("run_id") or self.path.name)
+
+    @property
+    def benchmarks(self) -> dict[str, dict[str, Any]]:
+        return self.results["benchmarks"]
+
+
+def is_run_dir(path: str | Path) -> bool:
+    path = Path(path)
+    return (path / "results.json").is_file() or (path.name == "results.json" and path.is_file())
+
+
+def load_run(path: str | Path) -> Run:
+    """Read a run folder (or its results.json) with a schema check."""
+    path = Path(path)
+    run_dir = path.parent if path.name == "results.json" else path
+    results_path = run_dir / "results.json"
+    if not results_path.is_file():
+        raise SftevalError(
+            "not a run folder (no results.json)", path=str(run_dir),
+            hint="pass a folder written by `sfteval run` (reports/runs/<run_id>) or a checkpoint dir",
+        )
+    results = read_json(results_path)
+    if not isinstance(results, dict) or results.get("schema") != RUN_SCHEMA:
+        got = results.get("schema") if isinstance(results, dict) else type(results).__name__
+        raise SftevalError(f"expected schema {RUN_SCHEMA!r}, got {got!r}", path=str(results_path), field="schema")
+    if not isinstance(results.get("benchmarks"), dict):
+        raise SftevalError("missing 'benchmarks' object", path=str(results_path), field="benchmarks")
+    samples: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, info in results["benchmarks"].items():
+        rel = (info or {}).get("samples_file") or f"samples/{name}.jsonl"
+        spath = run_dir / rel
+        rows: dict[str, dict[str, Any]] = {}
+        for line, obj in iter_jsonl(spath, tolerate_torn_tail=True):
+            if "id" not in obj:
+                raise SftevalError("sample has no 'id'", path=str(spath), line=line, field="id")
+            if not isinstance(obj.get("scores", {}), dict):
+                raise SftevalError("'scores' must be an object", path=str(spath), line=line, field="scores")
+            rows[str(obj["id"])] = obj  # a later duplicate (resumed run) replaces the earlier
+        samples[name] = rows
+    return Run(run_dir.resolve(), results, samples)
+
+
+# ----------------------------------------------------------------------------- mismatches
+
+
+def _flatten(obj: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(obj, dict):
+        out: dict[str, Any] = {}
+        for k, v in obj.items():
+            out.update(_flatten(v, f"{prefix}.{k}"))
+        return out
+    return {prefix: obj}
+
+
+def _mismatch(bench: str | None, fld: str, base: Any, tuned: Any, blocking: bool,
+              count: int | None = None, ids: list[str] | None = None) -> dict[str, Any]:
+    return {"benchmark": bench, "field": fld, "base": base, "tuned": tuned, "blocking": blocking,
+            "count": count, "ids": ids or []}
+
+
+def find_mismatches(base: Run, tuned: Run, benches: list[str]) -> list[dict[str, Any]]:
+    """Everything that differs between the runs in what shapes prompts and scoring."""
+    out: list[dict[str, Any]] = []
+    for key in ("name", "dtype"):
+        b, t = (base.results.get("backend") or {}).get(key), (tuned.results.get("backend") or {}).get(key)
+        if b != t:
+            out.append(_mismatch(None, f"backend.{key}", b, t, False))
+    for name in benches:
+        bi, ti = base.benchmarks[name], tuned.benchmarks[name]
+        bs, ts = _flatten(bi.get("settings") or {}, "settings"), _flatten(ti.get("settings") or {}, "settings")
+        for key in sorted(set(bs) | set(ts)):
+            if bs.get(key) != ts.get(key):
+                out.append(_mismatch(name, key, bs.get(key), ts.get(key), key not in NON_BLOCKING_SETTINGS))
+        b_sha, t_sha = (bi.get("data") or {}).get("sha256"), (ti.get("data") or {}).get("sha256")
+        if b_sha != t_sha:
+            out.append(_mismatch(name, "data.sha256", b_sha, t_sha, True))
+        brows, trows = base.samples[name], tuned.samples[name]
+        aligned = [i for i in brows if i in trows]
+        differ = [i for i in aligned if brows[i].get("prompt_hash") != trows[i].get("prompt_hash")]
+        if differ:
+            out.append(_mismatch(name, "samples.prompt_hash", None, None, True, len(differ),
+                                 differ[:MAX_IDS_IN_MISMATCH]))
+        only = [i for i in brows if i not in trows] + [i for i in trows if i not in brows]
+        if only:
+            out.append(_mismatch(name, "samples.ids", len(brows), len(trows), False, len(only),
+                                 only[:MAX_IDS_IN_MISMATCH]))
+        if bi.get("prompts_digest") != ti.get("prompts_digest") and not differ and not only:
+            # digests differ although every item's prompt hash agrees: the digest itself is suspect
+            out.append(_mismatch(name, "prompts_digest", bi.get("prompts_digest"), ti.get("prompts_digest"), True))
+    return out
+
+
+def describe_mismatch(m: dict[str, Any]) -> str:
+    where = f"{m['benchmark']}: " if m["benchmark"] else ""
+    if m["field"] == "samples.prompt_hash":
+        return f"{where}{m['count']} aligned items have different prompts (e.g. ids {', '.join(m['ids'][:5])})"
+    if m["field"] == "samples.ids":
+        return f"{where}{m['count']} items are in only one run (base {m['base']} items, tuned {m['tuned']})"
+    return f"{where}{m['field']} differs: base {m['base']!r}, tuned {m['tuned']!r}"
+
+
+# ----------------------------------------------------------------------------- verdicts
+
+
+def forgetting_verdict(delta: float, ci95: tuple[float, float], margin: float) -> dict[str, Any]:
+    """forgot / no evidence / improved from the delta's 95% CI against `margin` (>= 0)."""
+    lo, hi = ci95
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        verdict, detail = "no evidence", "inconclusive: no confidence interval"
+    elif hi < -margin:
+        verdict, detail = "forgot", "drop beyond margin"
+    elif lo > margin:
+        verdict, detail = "improved", "gain beyond margin"
+    elif lo >= -margin and hi <= margin:
+        verdict, detail = "no evidence", "within margin"
+    elif hi < 0:
+        verdict, detail = "no evidence", "drop, but not shown beyond margin"
+    elif lo > 0:
+        verdict, detail = "no evidence", "gain, but not shown beyond margin"
+    else:
+        verdict, detail = "no evidence", "inconclusive: CI wider than margin"
+    return {"verdict": verdict, "detail": detail, "margin": margin, "delta": _num(delta), "ci95": [_num(lo), _num(hi)]}
+
+
+# ----------------------------------------------------------------------------- per benchmark
+
+
+def _num(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def est_dict(e: Any) -> dict[str, Any]:
+    return {"value": _num(e.value), "stderr": _num(e.stderr), "ci95": [_num(e.ci95[0]), _num(e.ci95[1])],
+            "n": e.n, "method": e.method}
+
+
+def _score(row: dict[str, Any], metric: str) -> float | None:
+    v = (row.get("scores") or {}).get(metric)
+    return None if v is None else float(v)
+
+
+def paired_scores(brows: dict[str, dict[str, Any]], trows: dict[str, dict[str, Any]], metric: str
+                  ) -> tuple[list[str], list[float], list[float]]:
+    ids, b, t = [], [], []
+    for i, row in brows.items():
+        if i in trows:
+            bv, tv = _score(row, metric), _score(trows[i], metric)
+            if bv is not None and tv is not None:
+                ids.append(i)
+                b.append(bv)
+                t.append(tv)
+    return ids, b, t
+
+
+def metric_entry(res: PairedResult, ids: list[str], b: list[float], t: list[float],
+                 bi: dict[str, Any], ti: dict[str, Any], metric: str) -> dict[str, Any]:
+    flips = None
+    if res.binary:
+        lost = [i for i, x, y in zip(ids, b, t) if x == 1.0 and y == 0.0]
+        gained = [i for i, x, y in zip(ids, b, t) if x == 0.0 and y == 1.0]
+        flips = {"lost": len(lost), "gained": len(gained), "lost_ids": lost, "gained_ids": gained}
+    return {
+        "binary": res.binary,
+        "base": est_dict(res.base),
+        "tuned": est_dict(res.tuned),
+        "base_reported": (bi.get("metrics") or {}).get(metric),
+        "tuned_reported": (ti.get("metrics") or {}).get(metric),
+        "delta": est_dict(res.delta),
+        "p_value": _num(res.p_value),
+        "test": res.test,
+        "p_holm": None,
+        "retention": _num(res.retention) if res.retention is not None else None,
+        "flips": flips,
+    }
+
+
+def _flip_example(direction: str, i: str, brow: dict[str, Any], trow: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "direction": direction, "id": i,
+        "prompt": str(brow.get("prompt") or "")[-PROMPT_TAIL_CHARS:],
+        "reference": brow.get("reference"),
+        "base_output": diagnose.output_text(brow), "tuned_output": diagnose.output_text(trow),
+        "base_answer": brow.get("answer"), "tuned_answer": trow.get("answer"),
+    }
+
+
+def _breakdown(bi: dict[str, Any], ti: dict[str, Any], metric: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, groups in (bi.get("breakdown") or {}).items():
+        tgroups = (ti.get("breakdown") or {}).get(key) or {}
+        rows = {}
+        for g, metrics in (groups or {}).items():
+            be, te = (metrics or {}).get(metric), (tgroups.get(g) or {}).get(metric)
+            if be and te:
+                rows[g] = {"base": be, "tuned": te, "delta": _num(float(te["value"]) - float(be["value"]))}
+        if rows:
+            out[key] = rows
+    return out
+
+
+def compare_benchmark(name: str, base: Run, tuned: Run, settings: CompareSettings, general: bool) -> dict[str, Any]:
+    bi, ti = base.benchmarks[name], tuned.benchmarks[name]
+    brows, trows = base.samples[name], tuned.samples[name]
+    metric_names = [m for m in (bi.get("metrics") or {}) if m in (ti.get("metrics") or {})]
+    primary = bi.get("primary_metric") or (metric_names[0] if metric_names else None)
+    metrics: dict[str, Any] = {}
+    for metric in metric_names:
+        ids, b, t = paired_scores(brows, trows, metric)
+        if not ids:
+            continue
+        res = compare_paired(b, t, seed=settings.seed, resamples=settings.resamples)
+        metrics[metric] = metric_entry(res, ids, b, t, bi, ti, metric)
+    entry: dict[str, Any] = {
+        "kind": bi.get("kind"), "general": general, "primary_metric": primary,
+        "n_base": len(brows), "n_tuned": len(trows), "n_aligned": sum(1 for i in brows if i in trows),
+        "metrics": metrics, "forgetting": None, "top_flips": [], "breakdown": {},
+    }
+    prim = metrics.get(primary) if primary else None
+    if prim is not None:
+        if general:
+            d = prim["delta"]
+            ci = (d["ci95"][0], d["ci95"][1])
+            entry["forgetting"] = forgetting_verdict(
+                d["value"] if d["value"] is not None else float("nan"),
+                (float("nan") if ci[0] is None else ci[0], float("nan") if ci[1] is None else ci[1]),
+                settings.margin,
+            ) | {"metric": primary}
+        if prim["flips"]:
+            for direction in ("lost", "gained"):
+                for i in prim["flips"][f"{direction}_ids"][:TOP_FLIPS]:
+                    entry["top_flips"].append(_flip_example(direction, i, brows[i], trows[i]))
+        entry["breakdown"] = _breakdown(bi, ti, primary)
+    return entry
+
+
+# ----------------------------------------------------------------------------- whole comparison
+
+
+def run_summary(run: Run) -> dict[str, Any]:
+    model = run.results.get("model") or {}
+    return {"run_id": run.run_id, "label": run.results.get("label"), "path": str(run.path),
+            "model_path": model.get("path"), "fingerprint": (model.get("fingerprint") or {}).get("digest")}
+
+
+def _is_general(name: str, info: dict[str, Any], settings: CompareSettings) -> bool:
+    return bool(info.get("general")) or name in settings.general
+
+
+def compare_runs(base: Run, tuned: Run, settings: CompareSettings = CompareSettings()) -> dict[str, Any]:
+    """The whole comparison as a JSON-ready dict (docs/compare-format.md).
+
+    Raises SftevalError (exit 2) on blocking mismatches unless `allow_mismatch`.
+    """
+    benches = [b for b in base.benchmarks if b in tuned.benchmarks]
+    mismatches = find_mismatches(base, tuned, benches)
+    blocking = [m for m in mismatches if m["blocking"]]
+    if blocking and not settings.allow_mismatch:
+        lines = "\n  ".join(describe_mismatch(m) for m in blocking)
+        raise SftevalError(
+            f"the runs are not comparable:\n  {lines}", path=str(tuned.path),
+            hint="re-run both with the same settings, or pass --allow-mismatch to compare anyway "
+                 "(the differences stay listed in the report)",
+        )
+    per_bench = {b: compare_benchmark(b, base, tuned, settings, _is_general(b, base.benchmarks[b], settings))
+                 for b in benches}
+    family = [(b, e["primary_metric"]) for b, e in per_bench.items() if e["primary_metric"] in e["metrics"]]
+    pvals = [per_bench[b]["metrics"][m]["p_value"] for b, m in family]
+    finite = [(k, p) for k, p in zip(family, pvals) if p is not None]
+    for (b, m), adj in zip([k for k, _ in finite], holm([p for _, p in finite])):
+        per_bench[b]["metrics"][m]["p_holm"] = adj
+    forgetting: dict[str, Any] = {"margin": settings.margin, "forgot": [], "no evidence": [], "improved": []}
+    for b, e in per_bench.items():
+        if e["forgetting"]:
+            forgetting[e["forgetting"]["verdict"]].append(b)
+    train_sources = diagnose.training_sources(settings.train_data, tuned.results)
+    training = diagnose.load_training(train_sources)
+    return {
+        "schema": COMPARE_SCHEMA,
+        "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "base": run_summary(base),
+        "tuned": run_summary(tuned),
+        "settings": {
+            "seed": settings.seed, "resamples": settings.resamples, "alpha": settings.alpha,
+            "margin": settings.margin,
+            "general": sorted(b for b in benches if per_bench[b]["general"]),
+            "allow_mismatch": settings.allow_mismatch, "train_data": [str(p) for p in train_sources],
+            "sweep": settings.sweep,
+            "ngram": {"n": diagnose.NGRAM, "share": diagnose.SHARE, "run": diagnose.RUN},
+        },
+        "mismatches": mismatches,
+        "only_in_base": [b for b in base.benchmarks if b not in tuned.benchmarks],
+        "only_in_tuned": [b for b in tuned.benchmarks if b not in base.benchmarks],
+        "benchmarks": per_bench,
+        "holm": {"family": [f"{b}/{m}" for b, m in family], "method": "holm"},
+        "forgetting": forgetting,
+        "overfitting": {
+            "train_heldout": diagnose.train_heldout(base.results, tuned.results),
+            "memorisation": diagnose.memorisation(base, tuned, training),
+            "sweep": diagnose.sweep_analysis(settings.sweep) if settings.sweep else
+            {"available": False, "reason": "no sweep given (--sweep PATH to sweep.json)"},
+        },
+        "drift": {b: diagnose.drift(base.samples[b], tuned.samples[b], settings.alpha) for b in benches},
+        "contamination": diagnose.contamination(base, tuned, training, per_bench, settings),
+    }
+
+
+def default_out(reports: str | Path, comparison: dict[str, Any]) -> Path:
+    return Path(reports) / "compare" / f"{comparison['base']['run_id']}__{comparison['tuned']['run_id']}"
+
+
+def write_comparison(comparison: dict[str, Any], out_dir: str | Path) -> Path:
+    path = Path(out_dir) / "comparison.json"
+    atomic_write_json(path, comparison)
+    return path
+
+
+def load_comparison(path: str | Path) -> dict[str, Any]:
+    """A comparison.json (or the folder holding one), refusing other schemas."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "comparison.json"
+    data = read_json(path)
+    if not isinstance(data, dict) or data.get("schema") != COMPARE_SCHEMA:
+        got = data.get("schema") if isinstance(data, dict) else type(data).__name__
+        raise SftevalError(f"expected schema {COMPARE_SCHEMA!r}, got {got!r}", path=str(path), field="schema")
+    return data

@@ -1,0 +1,156 @@
+"""Kind `choice`: MMLU-style multiple choice (schema of `cais/mmlu`: question, subject,
+choices[4], answer index).
+
+`options.mode = "loglik"` (default): the standard k-shot prompt ending in "Answer:",
+scored by the log-likelihood of each answer letter (" A", " B", ...) at the answer
+position: one forward pass per question, not one per choice.
+`options.mode = "generate"`: for chat models; the reply's letter is extracted.
+
+Exemplars: the first k rows of the few-shot split (`dev`) with the same subject, in
+file order (the MMLU convention), recorded by id. Reported: `accuracy` (micro: over all
+questions, the primary metric) and `accuracy_macro` (mean of per-subject accuracies),
+plus per-subject accuracy in the breakdown.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from sfteval.benchmarks import BenchmarkSpec, limited, load_rows, require, row_id
+from sfteval.errors import SftevalError
+from sfteval.kinds import Aggregate, BuildContext, Built, ScoreRecord
+from sfteval.kinds.common import gen_params_for, output_texts
+from sfteval.metrics.extract import extract_choice
+from sfteval.stats import Z95, mean_estimate
+from sfteval.types import Estimate, GenRequest, Generation, Loglik, LoglikRequest, Message, Sample
+
+LETTERS = "ABCDEFGHIJ"
+CHAT_INSTRUCTION = "Answer with the letter of the correct option."
+
+
+def _pretty(subject: str) -> str:
+    return subject.replace("_", " ")
+
+
+def _question_block(row: dict[str, Any], source: str, line: int) -> tuple[str, list[str]]:
+    question = str(require(row, "question", source, line)).strip()
+    choices = require(row, "choices", source, line)
+    if not isinstance(choices, (list, tuple)) or not 2 <= len(choices) <= len(LETTERS):
+        raise SftevalError("expected a list of 2-10 choices", path=source, line=line, field="choices")
+    letters = list(LETTERS[: len(choices)])
+    body = question + "\n" + "".join(f"{letter}. {str(c).strip()}\n" for letter, c in zip(letters, choices))
+    return body, letters
+
+
+def _answer_letter(row: dict[str, Any], letters: list[str], source: str, line: int) -> str:
+    ans = require(row, "answer", source, line)
+    if isinstance(ans, str) and ans.strip().upper() in letters:
+        return ans.strip().upper()
+    try:
+        return letters[int(ans)]
+    except (ValueError, IndexError, TypeError):
+        raise SftevalError(f"answer '{ans}' is not a valid choice", path=source, line=line, field="answer") from None
+
+
+def _solved(row: dict[str, Any], source: str, line: int) -> str:
+    body, letters = _question_block(row, source, line)
+    return f"{body}Answer: {_answer_letter(row, letters, source, line)}\n\n"
+
+
+class ChoiceKind:
+    name = "choice"
+
+    def build(self, spec: BenchmarkSpec, ctx: BuildContext) -> Built:
+        mode = spec.options.get("mode", "loglik")
+        if mode not in {"loglik", "generate"}:
+            raise SftevalError(f"unknown mode '{mode}'", path=spec.source, field="options.mode", hint="loglik | generate")
+        loaded = load_rows(spec, ctx.data_path)
+        src = loaded.info["source"]
+        chat = ctx.renderer.chat and mode == "generate"
+        k = spec.prompt.chat_fewshot if chat else spec.prompt.num_fewshot
+        by_subject: dict[str, list[tuple[str, dict[str, Any], int]]] = defaultdict(list)
+        fewshot_info: dict[str, Any] = {}
+        if k > 0:
+            pool = load_rows(spec, fewshot=True)
+            for i, (line, r) in enumerate(pool.rows):
+                by_subject[str(r.get("subject", ""))].append((row_id(r, i), r, line))
+            fewshot_info = {"fewshot_data": pool.info}
+        pool_src = fewshot_info.get("fewshot_data", {}).get("source", "")
+        params = gen_params_for(spec, ctx, chat=chat)
+        samples, used_shots = [], {}
+        for index, line, row in limited(loaded.rows, ctx.limit):
+            subject = str(row.get("subject", ""))
+            body, letters = _question_block(row, src, line)
+            reference = _answer_letter(row, letters, src, line)
+            shots = by_subject.get(subject, [])[:k]
+            if k > 0 and len(shots) < k:
+                raise SftevalError(
+                    f"{k}-shot needs {k} exemplars for subject '{subject}', the few-shot split has {len(shots)}",
+                    path=src,
+                    line=line,
+                    field="subject",
+                )
+            used_shots[subject] = [sid for sid, _, _ in shots]
+            sid = row_id(row, index)
+            meta = {"subject": subject, "letters": letters}
+            if mode == "loglik":
+                header = f"The following are multiple choice questions (with answers) about {_pretty(subject)}.\n\n"
+                shot_text = "".join(_solved(r, pool_src, pl) for _, r, pl in shots)
+                prompt = ctx.renderer.plain(f"{header}{shot_text}{body}Answer:")
+                request: GenRequest | LoglikRequest = LoglikRequest(prompt, tuple(f" {x}" for x in letters))
+            else:
+                msgs: list[Message] = []
+                for _, r, pl in shots:
+                    b, ls = _question_block(r, pool_src, pl)
+                    msgs += [Message("user", f"{b}\n{CHAT_INSTRUCTION}"), Message("assistant", _answer_letter(r, ls, pool_src, pl))]
+                msgs.append(Message("user", f"{body}\n{CHAT_INSTRUCTION}"))
+                prompt = ctx.renderer.conversation(msgs) if chat else ctx.renderer.plain(f"{body}Answer:")
+                request = GenRequest(prompt, params.with_seed(ctx.seed, sid))
+            samples.append(Sample(sid, prompt, reference, request, meta))
+        settings = {
+            "mode": mode,
+            "num_fewshot": k,
+            "fewshot_ids_by_subject": used_shots,
+            "chat_template": chat,
+            "gen": params.record() if mode == "generate" else None,
+            **fewshot_info,
+        }
+        return Built(samples, settings, loaded.info)
+
+    def score(
+        self, spec: BenchmarkSpec, samples: Sequence[Sample], outputs: Sequence[Generation | Loglik]
+    ) -> list[ScoreRecord]:
+        records = []
+        for sample, out in zip(samples, outputs):
+            letters = sample.meta["letters"]
+            meta: dict[str, Any] = {"subject": sample.meta["subject"]}
+            if isinstance(out, Loglik):
+                best = max(range(len(letters)), key=lambda i: out.logprobs[i])
+                answer: str | None = letters[best]
+                meta["logprobs"] = {x: lp for x, lp in zip(letters, out.logprobs)}
+            else:
+                answer = extract_choice(output_texts(out)[0], "".join(letters))
+            records.append(ScoreRecord(answer=answer, scores={"accuracy": float(answer == sample.reference)}, meta=meta))
+        return records
+
+    def aggregate(self, spec: BenchmarkSpec, records: Sequence[dict[str, Any]]) -> Aggregate:
+        by_subject: dict[str, list[float]] = defaultdict(list)
+        for r in records:
+            by_subject[r.get("meta", {}).get("subject", "")].append(r["scores"]["accuracy"])
+        per_subject = {s: mean_estimate(v) for s, v in sorted(by_subject.items())}
+        metrics = {"accuracy": mean_estimate([r["scores"]["accuracy"] for r in records])}
+        if len(per_subject) > 1:
+            metrics["accuracy_macro"] = _macro(list(per_subject.values()))
+        return Aggregate(metrics, "accuracy", {"subject": {s: {"accuracy": e} for s, e in per_subject.items()}})
+
+
+def _macro(parts: list[Estimate]) -> Estimate:
+    """Unweighted mean of subject accuracies; subjects are independent samples, so the
+    variance of the mean is the sum of their variances over S^2 (normal interval)."""
+    s = len(parts)
+    value = sum(p.value for p in parts) / s
+    se = math.sqrt(sum(p.stderr**2 for p in parts)) / s
+    return Estimate(value, se, (value - Z95 * se, value + Z95 * se), sum(p.n for p in parts), "macro-normal")

@@ -1,0 +1,134 @@
+"""Kind `reference`: the user's own held-out SFT data, scored against the reference reply.
+
+Rows are read by the same loader as the trainer (`sfteval.formats`: alpaca, sharegpt or
+OpenAI messages). The prompt is the conversation up to the final assistant turn,
+rendered with the chat template (or the default template, as in training); the
+reference is the final assistant response.
+
+Metrics (options.metrics): `bleu` (sacrebleu corpus BLEU, bootstrap CI over items; the
+per-sample score stored is sentence BLEU, so the mean of per-sample values is NOT the
+corpus score), `rouge1`, `rouge2`, `rougeL` (rouge-score F-measure, t interval),
+`bertscore_f1` (bert-score; model is the run's `bertscore_model`). `options.extra_metrics`
+adds HF `evaluate` metrics by local script path or hub name (corpus-level, bootstrap CI).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from sfteval.benchmarks import BenchmarkSpec, limited, load_rows
+from sfteval.errors import SftevalError
+from sfteval.formats import to_conversation
+from sfteval.kinds import Aggregate, BuildContext, Built, ScoreRecord
+from sfteval.kinds.common import gen_params_for, output_texts
+from sfteval.stats import bootstrap_estimate, mean_estimate
+from sfteval.types import Estimate, GenRequest, Generation, Loglik, Sample
+
+DEFAULT_METRICS = ("bleu", "rouge1", "rouge2", "rougeL", "bertscore_f1")
+KNOWN = set(DEFAULT_METRICS)
+
+
+def _metrics(spec: BenchmarkSpec) -> list[str]:
+    names = list(spec.options.get("metrics", DEFAULT_METRICS))
+    for n in names:
+        if n not in KNOWN:
+            raise SftevalError(f"unknown metric '{n}'", path=spec.source, field="options.metrics", hint=f"one of {sorted(KNOWN)}")
+    return names
+
+
+class ReferenceKind:
+    name = "reference"
+
+    def build(self, spec: BenchmarkSpec, ctx: BuildContext) -> Built:
+        _metrics(spec)
+        loaded = load_rows(spec, ctx.data_path)
+        params = gen_params_for(spec, ctx, chat=ctx.renderer.chat)
+        samples = []
+        for index, line, row in limited(loaded.rows, ctx.limit):
+            conv = to_conversation(row, spec.data.format, path=loaded.info["source"], line=line, index=index)
+            *context, last = conv.messages
+            prompt = ctx.renderer.conversation(context)
+            samples.append(Sample(conv.id, prompt, last.content, GenRequest(prompt, params.with_seed(ctx.seed, conv.id))))
+        ids = [s.id for s in samples]
+        if len(set(ids)) != len(ids):
+            raise SftevalError("duplicate sample ids", path=loaded.info["source"], field="id")
+        settings = {"chat_template": ctx.renderer.chat, "format": spec.data.format, "gen": params.record(), "metrics": _metrics(spec)}
+        return Built(samples, settings, loaded.info)
+
+    def score(
+        self, spec: BenchmarkSpec, samples: Sequence[Sample], outputs: Sequence[Generation | Loglik]
+    ) -> list[ScoreRecord]:
+        from sfteval.metrics import text
+
+        hyps = [output_texts(o)[0] for o in outputs]
+        refs = [str(s.reference) for s in samples]
+        names = _metrics(spec)
+        per: dict[str, list[float]] = {}
+        if "bleu" in names:
+            per["bleu"] = text.sentence_bleu(hyps, refs)
+        if any(n.startswith("rouge") for n in names):
+            r = text.rouge(hyps, refs)
+            per.update({n: r[n] for n in ("rouge1", "rouge2", "rougeL") if n in names})
+        meta: dict[str, Any] = {}
+        if "bertscore_f1" in names:
+            f1, info = text.bertscore_f1(hyps, refs, model=str(spec.options.get("bertscore_model", "auto")))
+            per["bertscore_f1"] = f1
+            meta = {"bertscore": info}
+        return [
+            ScoreRecord(answer=None, scores={n: float(per[n][i]) for n in names}, meta=meta if i == 0 else {})
+            for i in range(len(samples))
+        ]
+
+    def aggregate(self, spec: BenchmarkSpec, records: Sequence[dict[str, Any]]) -> Aggregate:
+        from sfteval.metrics import text
+
+        names = _metrics(spec)
+        seed = int(spec.options.get("bootstrap_seed", 0))
+        resamples = int(spec.options.get("bootstrap_resamples", 1000))
+        hyps = [r.get("output", (r.get("outputs") or [""])[0]) or "" for r in records]
+        refs = [str(r["reference"]) for r in records]
+        metrics: dict[str, Estimate] = {}
+        for n in names:
+            if n == "bleu":
+                metrics[n] = corpus_bleu_estimate(hyps, refs, seed=seed, resamples=resamples)
+            else:
+                metrics[n] = mean_estimate([r["scores"][n] for r in records], proportion=False)
+        for spec_name in spec.options.get("extra_metrics", []):
+            values = text.evaluate_metric(spec_name, hyps, refs)
+            for key, value in values.items():
+                if isinstance(value, (int, float)):
+                    metrics[f"{_short(spec_name)}/{key}"] = _evaluate_estimate(spec_name, key, hyps, refs, float(value), seed)
+        return Aggregate(metrics, "rougeL" if "rougeL" in names else names[0])
+
+
+def corpus_bleu_estimate(hyps: list[str], refs: list[str], *, seed: int, resamples: int = 1000) -> Estimate:
+    """Corpus BLEU with a bootstrap CI over items, resampling sacrebleu's per-sentence
+    sufficient statistics (fast: no re-tokenising per replicate)."""
+    from sacrebleu.metrics import BLEU
+
+    bleu = BLEU()
+    stats = np.asarray(bleu._extract_corpus_statistics(hyps, [refs]), dtype=float)
+
+    def statistic(idx: np.ndarray) -> float:
+        return float(bleu._compute_score_from_stats(list(stats[idx].sum(axis=0))).score)
+
+    return bootstrap_estimate(statistic, len(hyps), seed=seed, resamples=resamples)
+
+
+def _short(spec_name: str) -> str:
+    from pathlib import Path
+
+    return Path(spec_name).stem if spec_name.endswith(".py") else spec_name
+
+
+def _evaluate_estimate(spec_name: str, key: str, hyps: list[str], refs: list[str], value: float, seed: int) -> Estimate:
+    from sfteval.metrics import text
+
+    def statistic(idx: np.ndarray) -> float:
+        return float(text.evaluate_metric(spec_name, [hyps[i] for i in idx], [refs[i] for i in idx])[key])
+
+    est = bootstrap_estimate(statistic, len(hyps), seed=seed, resamples=200)
+    return Estimate(value, est.stderr, est.ci95, est.n, est.method)

@@ -1,0 +1,111 @@
+"""Prompt rendering: chat template or plain text, and the exact string sent.
+
+Rules that keep prompts honest (PITFALLS: double BOS, auto templates):
+- The rendered string includes the BOS text when the model expects one; backends
+  tokenize with `add_special_tokens=False`, so there is exactly one BOS.
+- Whether a chat template was used, and its hash, is recorded per run; `compare`
+  refuses to compare runs whose template use differs unless told to.
+- Without a chat template, conversations render with DEFAULT_TEMPLATE below, the same
+  one the trainer uses for tokenizers that have none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sfteval.errors import SftevalError
+from sfteval.fileio import sha256_text
+from sfteval.types import Message
+
+# The documented default instruction template (used by train/ and here when a tokenizer
+# has no chat template). Each assistant response is followed by the EOS token text.
+DEFAULT_SYSTEM_PREFIX = "### System:\n"
+DEFAULT_USER_PREFIX = "### Instruction:\n"
+DEFAULT_ASSISTANT_PREFIX = "### Response:\n"
+DEFAULT_TURN_SEP = "\n\n"
+
+
+def render_default(messages: Sequence[Message], *, eos: str, add_generation_prompt: bool) -> str:
+    """Render a conversation with the default template.
+
+    A finished conversation ends with `eos` after each assistant turn; with
+    `add_generation_prompt` the text ends with the response marker, ready to complete.
+    """
+    parts: list[str] = []
+    for m in messages:
+        if m.role == "system":
+            parts.append(DEFAULT_SYSTEM_PREFIX + m.content + DEFAULT_TURN_SEP)
+        elif m.role == "user":
+            parts.append(DEFAULT_USER_PREFIX + m.content + DEFAULT_TURN_SEP)
+        else:
+            parts.append(DEFAULT_ASSISTANT_PREFIX + m.content + eos + DEFAULT_TURN_SEP)
+    if add_generation_prompt:
+        parts.append(DEFAULT_ASSISTANT_PREFIX)
+    return "".join(parts)
+
+
+@dataclass(frozen=True)
+class Renderer:
+    """Turns text or messages into the exact prompt string for one model."""
+
+    tokenizer: Any | None  # a transformers tokenizer, or None (replay without a checkpoint)
+    chat: bool
+    bos_text: str = ""
+    eos_text: str = ""
+
+    def plain(self, text: str) -> str:
+        return self.bos_text + text
+
+    def conversation(self, messages: Sequence[Message]) -> str:
+        """A prompt that asks for the next assistant turn."""
+        if self.chat:
+            assert self.tokenizer is not None
+            rendered = self.tokenizer.apply_chat_template(
+                [{"role": m.role, "content": m.content} for m in messages],
+                tokenize=False,
+                add_generation_prompt=True,
+            )
+            # Templates that omit BOS rely on the tokenizer adding it; we add it as text.
+            if self.bos_text and not rendered.startswith(self.bos_text):
+                rendered = self.bos_text + rendered
+            return rendered
+        return self.bos_text + render_default(messages, eos=self.eos_text, add_generation_prompt=True)
+
+    def info(self) -> dict[str, Any]:
+        template = getattr(self.tokenizer, "chat_template", None) if self.tokenizer is not None else None
+        return {
+            "chat_template_used": self.chat,
+            "chat_template_sha256": sha256_text(template) if (self.chat and isinstance(template, str)) else None,
+            "bos_text": self.bos_text,
+            "default_template": None if self.chat else "sfteval.prompts.render_default",
+        }
+
+
+def _bos_text(tokenizer: Any) -> str:
+    """The BOS text if this tokenizer adds BOS when encoding plain text, else ''."""
+    bos_id = getattr(tokenizer, "bos_token_id", None)
+    if bos_id is None:
+        return ""
+    ids = tokenizer("a", add_special_tokens=True)["input_ids"]
+    return tokenizer.bos_token if ids and ids[0] == bos_id else ""
+
+
+def make_renderer(tokenizer: Any | None, mode: str) -> Renderer:
+    """`mode`: auto (template when the tokenizer has one) | on (require one) | off."""
+    if mode not in {"auto", "on", "off"}:
+        raise SftevalError(f"unknown chat-template mode '{mode}'", field="chat_template", hint="auto | on | off")
+    if tokenizer is None:
+        if mode == "on":
+            raise SftevalError("--chat-template on needs a checkpoint with a tokenizer", field="chat_template")
+        return Renderer(None, chat=False)
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    if mode == "on" and not has_template:
+        raise SftevalError(
+            "--chat-template on, but the tokenizer has no chat template",
+            field="chat_template",
+            hint="use --chat-template off (plain prompts) or add a chat_template to tokenizer_config.json",
+        )
+    chat = has_template and mode != "off"
+    return Renderer(tokenizer, chat=chat, bos_text=_bos_text(tokenizer), eos_text=tokenizer.eos_token or "")

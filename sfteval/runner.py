@@ -1,0 +1,250 @@
+"""The one loop: a checkpoint (or replayed outputs) x benchmarks -> a run folder.
+
+For each benchmark: build samples (prompts exactly as sent), skip those already in
+`samples/<name>.jsonl` (resume), generate or score the rest in fixed chunks, score them,
+append each chunk's lines at once; then aggregate from the samples file alone and
+write results.json last, atomically. Chunks sit at fixed positions in the sample list
+and sampling seeds are per sample, so a run killed midway and resumed produces the
+same samples (and results) as an uninterrupted one.
+
+The model is loaded lazily: a run whose samples are all on disk loads nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sfteval.backends import Backend, backend_class
+from sfteval.benchmarks import BenchmarkSpec, load_spec, resolve_benchmarks
+from sfteval.config import RunConfig
+from sfteval.errors import SftevalError
+from sfteval.fileio import append_jsonl, atomic_write_json, iter_jsonl, sha256_file, sha256_text, truncate_torn_tail
+from sfteval.kinds import BuildContext, Built, get_kind
+from sfteval.prompts import make_renderer
+from sfteval.provenance import environment, fingerprint
+from sfteval.types import RUN_SCHEMA, Generation, GenRequest, Loglik, Sample, to_dict
+
+Reporter = Callable[[str, int, int], None]  # (benchmark, done, total)
+
+
+def choose_backend(name: str) -> tuple[str, str]:
+    """Resolve `auto`: vllm when installed and usable here, else hf. Returns (name, why)."""
+    if name != "auto":
+        return name, "requested"
+    try:
+        from sfteval.backends.vllm import vllm_usable
+
+        ok, why = vllm_usable()
+    except ImportError as e:
+        ok, why = False, f"vllm backend unavailable: {e}"
+    return ("vllm", why) if ok else ("hf", why)
+
+
+def _label(cfg: RunConfig) -> str:
+    raw = cfg.label or (Path(cfg.checkpoint).resolve().name if cfg.checkpoint else "replay")
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in raw).strip("-") or "run"
+
+
+def _specs(cfg: RunConfig) -> tuple[list[BenchmarkSpec], dict[str, str]]:
+    specs = resolve_benchmarks(cfg.benchmarks, cfg.suite)
+    if cfg.train_data:
+        specs.append(load_spec("train"))
+    skipped: dict[str, str] = {}
+    kept = []
+    for s in specs:
+        needs_data = s.kind == "reference" and not (s.data.local or s.data.hub)
+        given = cfg.data.get(s.name) or (cfg.train_data if s.name == "train" else None)
+        if needs_data and not given:
+            if cfg.benchmarks and s.name in cfg.benchmarks:
+                raise SftevalError(f"benchmark '{s.name}' needs data", field="data", hint=f"pass --data {s.name}=PATH")
+            skipped[s.name] = f"no data: pass --data {s.name}=PATH"
+            continue
+        extra = {"bertscore_model": cfg.bertscore_model, "bootstrap_seed": cfg.seed, "bootstrap_resamples": cfg.bootstrap_resamples}
+        kept.append(dataclasses.replace(s, options={**s.options, **extra}) if s.kind == "reference" else s)
+    unknown = set(cfg.data) - {s.name for s in specs}
+    if unknown:
+        raise SftevalError(f"--data names benchmark(s) not selected: {', '.join(sorted(unknown))}", field="data")
+    if not kept:
+        raise SftevalError("every selected benchmark was skipped", hint="; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    return kept, skipped
+
+
+def plan_id(label: str, model_key: str, specs: Sequence[BenchmarkSpec], cfg: RunConfig, backend: str) -> str:
+    key = json.dumps(
+        {
+            "model": model_key,
+            "benchmarks": {s.name: s.settings() for s in specs},
+            "data": cfg.data,
+            "backend": backend,
+            "chat_template": cfg.chat_template,
+            "limit": cfg.limit,
+            "seed": cfg.seed,
+            "engine_dtype": cfg.engine.dtype,
+        },
+        sort_keys=True,
+        default=str,
+    )
+    return f"{label}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+
+
+def execute_run(cfg: RunConfig, backend: Backend | None = None, report: Reporter | None = None) -> Path:
+    """Run (or resume) one evaluation; returns the run folder."""
+    from sfteval.replay import load_replay
+
+    specs, skipped = _specs(cfg)
+    replayed = load_replay(cfg.replay, [s.name for s in specs]) if cfg.replay else None
+    if cfg.replay:
+        model = {"kind": "replay", "path": None, "fingerprint": {"replay": cfg.replay, "sha256": sha256_file(cfg.replay)}}
+        backend_name, why = "replay", "outputs read from file"
+        model_key = model["fingerprint"]["sha256"]
+    else:
+        if not cfg.checkpoint:
+            raise SftevalError("no checkpoint given", hint="sfteval run CKPT ... or sfteval run --replay FILE --name LABEL")
+        fp = fingerprint(cfg.checkpoint)
+        model = {"kind": "checkpoint", "path": fp["path"], "fingerprint": fp, "trainer": fp.get("trainer")}
+        backend_name, why = (backend.name, "given") if backend is not None else choose_backend(cfg.backend)
+        model_key = fp["digest"]
+    tokenizer = None
+    if cfg.checkpoint:
+        from sfteval.backends.hf import load_tokenizer
+
+        tokenizer = load_tokenizer(cfg.checkpoint)
+    renderer = make_renderer(tokenizer, cfg.chat_template)
+    label = _label(cfg)
+    run_id = plan_id(label, model_key, specs, cfg, backend_name)
+    run_dir = Path(cfg.out) / "runs" / run_id
+    (run_dir / "samples").mkdir(parents=True, exist_ok=True)
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    chunk = backend.chunk_size if backend is not None else (64 if cfg.replay else backend_class(backend_name).chunk_size)
+
+    opened: list[Backend] = [backend] if backend is not None else []
+
+    def get_backend() -> Backend:
+        if not opened:
+            opened.append(backend_class(backend_name)(cfg.checkpoint, cfg.engine))
+        return opened[0]
+
+    results: dict[str, Any] = {}
+    try:
+        for spec in specs:
+            kind = get_kind(spec.kind)
+            ctx = BuildContext(renderer, cfg.data.get(spec.name) or (cfg.train_data if spec.name == "train" else None), cfg.limit, cfg.seed)
+            built = kind.build(spec, ctx)
+            t0 = time.perf_counter()
+            source = None
+            if replayed:
+                if cfg.limit is None:
+                    replayed.check_ids(spec.name, {s.id for s in built.samples})
+                source = lambda samples, name=spec.name: replayed.outputs_for(name, [s.id for s in samples])  # noqa: E731
+            path = run_dir / "samples" / f"{spec.name}.jsonl"
+            if source is None:
+                source = lambda samples: _from_backend(get_backend(), samples)  # noqa: E731
+            timing = _fill(spec, kind, built, path, chunk, source, report)
+            records = _read_ordered(path, built.samples)
+            agg = kind.aggregate(spec, records)
+            results[spec.name] = {
+                "kind": spec.kind,
+                "general": spec.general,
+                "description": spec.description,
+                "n": len(records),
+                "metrics": {k: v.to_dict() for k, v in agg.metrics.items()},
+                "primary_metric": agg.primary,
+                "breakdown": to_dict(agg.breakdown),
+                "settings": built.settings,
+                "data": built.data,
+                "prompts_digest": sha256_text("".join(f"{s.id}:{sha256_text(s.prompt)}\n" for s in sorted(built.samples, key=lambda s: s.id))),
+                "samples_file": f"samples/{spec.name}.jsonl",
+                "timing": {**timing, "aggregate_s": round(time.perf_counter() - t0 - sum(timing.values()), 3)},
+                "source": spec.source,
+            }
+        backend_info = opened[0].info() if opened else {"name": backend_name}
+    finally:
+        for b in opened:
+            if b is not backend:
+                b.close()
+    doc = {
+        "schema": RUN_SCHEMA,
+        "run_id": run_id,
+        "label": label,
+        "created": created,
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": model,
+        "config": cfg.to_dict(),
+        "environment": environment(),
+        "backend": {**backend_info, "selected_because": why},
+        "prompting": renderer.info(),
+        "skipped": skipped,
+        "benchmarks": results,
+    }
+    atomic_write_json(run_dir / "results.json", doc)
+    return run_dir
+
+
+def _fill(spec, kind, built: Built, path: Path, chunk: int, source, report: Reporter | None) -> dict[str, float]:
+    """Generate + score every sample not yet on disk, chunk by chunk; returns timings."""
+    truncate_torn_tail(path)
+    hashes = {s.id: sha256_text(s.prompt) for s in built.samples}
+    done: set[str] = set()
+    if path.is_file():
+        for line, rec in iter_jsonl(path):
+            sid = str(rec.get("id"))
+            if sid not in hashes or rec.get("prompt_hash") != hashes[sid]:
+                raise SftevalError(
+                    f"sample '{sid}' on disk was made from a different prompt than this run builds",
+                    path=str(path), line=line, field="prompt_hash",
+                    hint="the data or prompt settings changed: delete this run folder or use another --out",
+                )
+            done.add(sid)
+    total, gen_s, score_s = len(built.samples), 0.0, 0.0
+    if report:
+        report(spec.name, len(done), total)
+    for start in range(0, total, max(1, chunk)):
+        todo = [s for s in built.samples[start : start + chunk] if s.id not in done]
+        if not todo:
+            continue
+        t0 = time.perf_counter()
+        outputs = list(source(todo))
+        t1 = time.perf_counter()
+        scored = kind.score(spec, todo, outputs)
+        t2 = time.perf_counter()
+        append_jsonl(path, [_line(s, o, r, hashes[s.id]) for s, o, r in zip(todo, outputs, scored)])
+        gen_s, score_s = gen_s + t1 - t0, score_s + t2 - t1
+        done.update(s.id for s in todo)
+        if report:
+            report(spec.name, len(done), total)
+    return {"generate_s": round(gen_s, 3), "score_s": round(score_s, 3)}
+
+
+def _from_backend(backend: Backend, todo: list[Sample]) -> list[Generation | Loglik]:
+    reqs = [s.request for s in todo]
+    if all(isinstance(r, GenRequest) for r in reqs):
+        return list(backend.generate(reqs))
+    return list(backend.loglikelihood(reqs))
+
+
+def _line(sample: Sample, out: Generation | Loglik, rec, prompt_hash: str) -> dict[str, Any]:
+    line: dict[str, Any] = {"id": sample.id, "prompt": sample.prompt, "prompt_hash": prompt_hash}
+    if isinstance(out, Generation):
+        if len(out.texts) == 1:
+            line.update(output=out.texts[0], finish_reason=out.finish_reasons[0])
+        else:
+            line.update(outputs=list(out.texts), finish_reasons=list(out.finish_reasons))
+        if out.num_tokens:
+            rec.meta.setdefault("num_tokens", list(out.num_tokens) if len(out.num_tokens) > 1 else out.num_tokens[0])
+    else:
+        line.update(output=rec.answer, finish_reason="loglik")
+    line.update(answer=rec.answer, reference=sample.reference, scores=rec.scores, meta={**sample.meta, **rec.meta})
+    return line
+
+
+def _read_ordered(path: Path, samples: Sequence[Sample]) -> list[dict[str, Any]]:
+    order = {s.id: i for i, s in enumerate(samples)}
+    records = [rec for _, rec in iter_jsonl(path) if str(rec.get("id")) in order]
+    return sorted(records, key=lambda r: order[str(r["id"])])
