@@ -158,6 +158,12 @@ def test_gsm8k_reference_errors_name_the_field(field: str) -> None:
     assert err.value.field == "answer"
 
 
+def test_gsm8k_reference_error_names_file_and_line() -> None:
+    with pytest.raises(SftevalError) as err:
+        gsm8k_reference("2 + 2 = 4", path="data/test.jsonl", line=7)
+    assert str(err.value).startswith("data/test.jsonl:7 (field 'answer')")
+
+
 def test_real_gsm8k_references() -> None:
     """Every real GSM8K reference (train and test) yields a number, the same three ways."""
     files = [GSM8K_DIR / "test.jsonl", GSM8K_DIR / "train.jsonl"]

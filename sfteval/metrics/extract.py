@@ -140,15 +140,18 @@ def extract_gsm8k_strict(text: str) -> str | None:
     return normalize_number(raw)
 
 
-def gsm8k_reference(answer_field: str) -> str:
+def gsm8k_reference(answer_field: str, *, path: str | None = None, line: int | None = None) -> str:
     """The normalised final answer of a GSM8K reference ("...\\n#### 1,000" -> "1000").
 
     Raises SftevalError (field 'answer') when the field has no `####` followed by exactly
     one number: a reference we cannot read must stop the run, not score as wrong.
+    `path`/`line`, when given, go into the error so it names the data file and row.
     """
     if "####" not in answer_field:
         raise SftevalError(
             "GSM8K reference answer has no '#### <number>' line",
+            path=path,
+            line=line,
             field="answer",
             hint="the answer field must end with '#### N' as in openai/gsm8k",
         )
@@ -157,6 +160,8 @@ def gsm8k_reference(answer_field: str) -> str:
     if number is None:
         raise SftevalError(
             f"GSM8K reference answer ends with {tail.strip()!r}, which is not a number",
+            path=path,
+            line=line,
             field="answer",
             hint="the text after '####' must be one number, e.g. '#### 1,250'",
         )
