@@ -1,0 +1,29 @@
+"""`sfteval gate RUN_OR_COMPARISON [--rules FILE]`: a CI verdict as an exit code.
+
+Exit codes: 0 pass, 1 fail, 2 error, 3 inconclusive (or 1 when the rules say
+`inconclusive = "fail"`). Writes junit.xml and summary.md (appended to
+$GITHUB_STEP_SUMMARY when set). The judging lives in `sfteval.gate`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("gate")
+    def gate(
+        target: Path = typer.Argument(..., help="a run folder / results.json, or a comparison folder / comparison.json"),
+        rules: Path = typer.Option(None, "--rules", help="rules TOML (default: [tool.sfteval.gate] in ./pyproject.toml)"),
+        out: Path = typer.Option(Path("reports/gate"), "--out", help="where junit.xml and summary.md go"),
+    ) -> None:
+        """Pass/fail a run or a comparison against minimum scores and maximum drops, judged on the 95% CI."""
+        from sfteval.gate import evaluate, load_rules, load_target, markdown_summary, write_outputs
+
+        result = evaluate(load_rules(rules), load_target(target))
+        junit, summary = write_outputs(result, out)
+        typer.echo(markdown_summary(result))
+        typer.echo(f"junit: {junit}\nsummary: {summary}")
+        raise typer.Exit(result.exit_code)
