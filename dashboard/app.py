@@ -1,0 +1,29 @@
+"""sfteval dashboard: `sfteval dashboard` runs `streamlit run dashboard/app.py`.
+
+One file per page under views/. The app reads run folders only (never a model); the
+Rate page writes votes to the SQLite file named by SFTEVAL_RATINGS_DB.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from data import settings
+
+st.set_page_config(page_title="sfteval", layout="wide")
+
+PAGES = [
+    st.Page("views/runs.py", title="Runs", url_path="runs", default=True),
+    st.Page("views/compare.py", title="Compare", url_path="compare"),
+    st.Page("views/samples.py", title="Samples", url_path="samples"),
+    st.Page("views/checkpoints.py", title="Checkpoints", url_path="checkpoints"),
+    st.Page("views/rate.py", title="Rate", url_path="rate"),
+    st.Page("views/ratings.py", title="Ratings", url_path="ratings"),
+]
+
+page = st.navigation(PAGES)
+cfg = settings()
+# The Rate page stays free of anything that could identify a model, paths included.
+if page.url_path != "rate":
+    st.sidebar.caption(f"Reports: `{cfg.reports}`")
+page.run()

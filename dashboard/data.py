@@ -1,0 +1,191 @@
+"""What the dashboard pages read, and the caches in front of it.
+
+Settings come from the environment (`sfteval dashboard` sets them): SFTEVAL_REPORTS
+(the reports folder, default `reports`) and SFTEVAL_RATINGS_DB (the rating database,
+default `<reports>/ratings.sqlite3`).
+
+Cache keys include each file's (mtime, size), so a run that finishes or a comparison
+that is re-written shows up on the next rerun without restarting the app. The pure
+functions here (`pair_samples`, `filter_pairs`) are what the Samples page spends its
+time in; perf/dashboard_samples.py times them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from sfteval import runs as runs_io
+from sfteval.ratings import VoteStore
+
+STATUS_ORDER = ("regression", "improvement", "same", "unscored", "only base", "only tuned")
+_TEXT_COLUMNS = ("prompt", "reference", "base_output", "tuned_output", "base_answer", "tuned_answer")
+
+
+@dataclass(frozen=True)
+class Settings:
+    reports: Path
+    db: Path
+
+
+def settings() -> Settings:
+    reports = Path(os.environ.get("SFTEVAL_REPORTS") or "reports").expanduser()
+    db = Path(os.environ.get("SFTEVAL_RATINGS_DB") or reports / "ratings.sqlite3").expanduser()
+    return Settings(reports, db)
+
+
+def stamp(path: str | Path) -> tuple[int, int]:
+    """(mtime_ns, size) of a file, (0, 0) when absent: part of every cache key."""
+    try:
+        st_ = Path(path).stat()
+    except OSError:
+        return (0, 0)
+    return (st_.st_mtime_ns, st_.st_size)
+
+
+def _runs_stamp(reports: Path) -> tuple[tuple[str, tuple[int, int]], ...]:
+    root = runs_io.runs_root(reports)
+    if not root.is_dir():
+        return ()
+    return tuple(sorted((d.name, stamp(d / "results.json")) for d in root.iterdir() if d.is_dir()))
+
+
+# `key` is unused in the bodies: it is there so the cache sees the files' stamps.
+@st.cache_data(show_spinner=False, max_entries=8)
+def _list_runs(reports: str, key: Any) -> list[runs_io.RunInfo]:
+    return runs_io.list_runs(reports)
+
+
+def list_runs(reports: Path) -> list[runs_io.RunInfo]:
+    return _list_runs(str(reports), _runs_stamp(reports))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _results(run_dir: str, key: Any) -> dict[str, Any]:
+    return runs_io.load_results(run_dir)
+
+
+def results(run_dir: Path) -> dict[str, Any]:
+    return _results(str(run_dir), stamp(Path(run_dir) / "results.json"))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _json_file(path: str, kind: str, key: Any) -> dict[str, Any]:
+    return runs_io.load_comparison(path) if kind == "comparison" else runs_io.load_sweep(path)
+
+
+def comparison(path: Path) -> dict[str, Any]:
+    return _json_file(str(path), "comparison", stamp(path))
+
+
+def sweep(path: Path) -> dict[str, Any]:
+    return _json_file(str(path), "sweep", stamp(path))
+
+
+@st.cache_resource(show_spinner=False)
+def vote_store(db: str) -> VoteStore:
+    return VoteStore(db)
+
+
+def metric_names(run_dir: Path, benchmark: str) -> list[str]:
+    """The benchmark's metrics, primary first."""
+    info = results(run_dir)["benchmarks"].get(benchmark) or {}
+    names = list(info.get("metrics") or {})
+    primary = info.get("primary_metric")
+    if primary in names:
+        names.remove(primary)
+        names.insert(0, primary)
+    return names
+
+
+def _score(sample: dict[str, Any] | None, metric: str) -> float | None:
+    if sample is None:
+        return None
+    value = (sample.get("scores") or {}).get(metric)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _status(b: float | None, t: float | None, in_base: bool, in_tuned: bool) -> str:
+    if not in_tuned:
+        return "only base"
+    if not in_base:
+        return "only tuned"
+    if b is None or t is None:
+        return "unscored"
+    return "regression" if t < b else "improvement" if t > b else "same"
+
+
+def pair_samples(base_dir: str | Path, tuned_dir: str | Path, benchmark: str, metric: str) -> pd.DataFrame:
+    """One row per item id in either run, regressions first (largest drop first), then
+    improvements (largest gain first), then unchanged, unscored and unpaired items."""
+    base = runs_io.load_samples_by_id(base_dir, benchmark)
+    tuned = runs_io.load_samples_by_id(tuned_dir, benchmark)
+    ids = list(base) + [i for i in tuned if i not in base]
+    cols: dict[str, list[Any]] = {k: [] for k in (
+        "id", "status", "delta", "base_score", "tuned_score", "base_answer", "tuned_answer", "reference",
+        "prompt", "base_output", "tuned_output", "base_finish", "tuned_finish")}
+    for i in ids:
+        b, t = base.get(i), tuned.get(i)
+        bs, ts = _score(b, metric), _score(t, metric)
+        either = b if b is not None else t
+        cols["id"].append(i)
+        cols["status"].append(_status(bs, ts, b is not None, t is not None))
+        cols["delta"].append(None if bs is None or ts is None else ts - bs)
+        cols["base_score"].append(bs)
+        cols["tuned_score"].append(ts)
+        cols["base_answer"].append(_text(b, "answer"))
+        cols["tuned_answer"].append(_text(t, "answer"))
+        cols["reference"].append(_text(either, "reference"))
+        cols["prompt"].append(_text(either, "prompt"))
+        cols["base_output"].append(runs_io.sample_output(b) if b is not None else "")
+        cols["tuned_output"].append(runs_io.sample_output(t) if t is not None else "")
+        cols["base_finish"].append(_text(b, "finish_reason"))
+        cols["tuned_finish"].append(_text(t, "finish_reason"))
+    df = pd.DataFrame(cols)
+    df["status"] = pd.Categorical(df["status"], categories=list(STATUS_ORDER), ordered=True)
+    # Within regressions the most negative delta first; within improvements the largest.
+    order_key = df["delta"].astype(float).where(df["status"] != "improvement", -df["delta"].astype(float))
+    df = df.assign(_k=order_key.fillna(0.0)).sort_values(["status", "_k"], kind="stable").drop(columns="_k")
+    return df.reset_index(drop=True)
+
+
+def _text(sample: dict[str, Any] | None, key: str) -> str:
+    if sample is None:
+        return ""
+    value = sample.get(key)
+    return "" if value is None else str(value)
+
+
+# cache_resource, not cache_data: a 10k-sample frame is tens of MB and cache_data would
+# unpickle a copy on every rerun. Callers never mutate it (filters return new frames).
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _pairs(base_dir: str, tuned_dir: str, benchmark: str, metric: str, key: Any) -> pd.DataFrame:
+    return pair_samples(base_dir, tuned_dir, benchmark, metric)
+
+
+def pairs(base_dir: Path, tuned_dir: Path, benchmark: str, metric: str) -> pd.DataFrame:
+    key = (stamp(runs_io.samples_path(base_dir, benchmark)), stamp(runs_io.samples_path(tuned_dir, benchmark)))
+    return _pairs(str(base_dir), str(tuned_dir), benchmark, metric, key)
+
+
+def filter_pairs(df: pd.DataFrame, *, text: str = "", ids: str = "", statuses: list[str] | None = None) -> pd.DataFrame:
+    """Rows matching every given filter: `text` (case-insensitive, in any text column),
+    `ids` (comma- or space-separated exact ids), `statuses`."""
+    mask = pd.Series(True, index=df.index)
+    if statuses is not None:
+        mask &= df["status"].isin(statuses)
+    wanted = [x for x in ids.replace(",", " ").split() if x]
+    if wanted:
+        mask &= df["id"].isin(wanted)
+    if text.strip():
+        needle = text.strip().lower()
+        hit = pd.Series(False, index=df.index)
+        for col in _TEXT_COLUMNS:
+            hit |= df[col].str.lower().str.contains(needle, regex=False)
+        mask &= hit
+    return df[mask]

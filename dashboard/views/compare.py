@@ -1,0 +1,141 @@
+"""Compare: one comparison.json (docs/compare-format.md) made readable.
+
+Pick base and tuned among the pairs `sfteval compare` has written. Shows the
+comparability warnings, the delta table with CIs, p-values and verdicts, a forest plot
+of the primary metrics, per-subject breakdowns, the flips, and output drift. Nothing is
+recomputed here: the page only draws what compare wrote.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from data import comparison, settings
+from sfteval.errors import SftevalError
+from sfteval.runs import list_comparisons
+
+st.title("Compare")
+cfg = settings()
+found: dict[tuple[str, str], tuple[Any, dict[str, Any]]] = {}
+for path in list_comparisons(cfg.reports):
+    try:
+        comp = comparison(path)
+    except SftevalError as e:
+        st.warning(f"Skipped an unreadable comparison: {e}")
+        continue
+    found.setdefault((comp["base"]["run_id"], comp["tuned"]["run_id"]), (path, comp))
+if not found:
+    st.info(f"No comparison.json under `{cfg.reports}` yet. Write one with `sfteval compare BASE_RUN TUNED_RUN`.")
+    st.stop()
+
+c1, c2 = st.columns(2)
+base_id = c1.selectbox("Base run", sorted({b for b, _ in found}), key="cmp_base")
+tuned_id = c2.selectbox("Tuned run", sorted(t for b, t in found if b == base_id), key="cmp_tuned")
+path, comp = found[(base_id, tuned_id)]
+st.caption(f"`{path}` written {comp.get('created', '?')}; base model `{comp['base'].get('model_path')}`, "
+           f"tuned model `{comp['tuned'].get('model_path')}`")
+
+for m in comp.get("mismatches") or []:
+    where = f"{m.get('benchmark')}: " if m.get("benchmark") else ""
+    text = f"{where}`{m['field']}` differs (base {m.get('base')!r}, tuned {m.get('tuned')!r})"
+    if m.get("count"):
+        text += f" on {m['count']} items"
+    (st.error if m.get("blocking") else st.warning)(("Not comparable: " if m.get("blocking") else "") + text)
+for side in ("only_in_base", "only_in_tuned"):
+    if comp.get(side):
+        st.warning(f"Benchmarks {side.replace('_', ' ')}: {', '.join(comp[side])}")
+
+
+def _verdict(entry: dict[str, Any], is_primary: bool, delta: dict[str, Any]) -> str:
+    forgetting = entry.get("forgetting")
+    if is_primary and forgetting:
+        return f"{forgetting['verdict']} ({forgetting.get('detail', '')})"
+    lo, hi = (delta.get("ci95") or [None, None])
+    if lo is None or hi is None:
+        return "n/a"
+    return "better" if lo > 0 else "worse" if hi < 0 else "no clear change"
+
+
+rows = []
+for bench, entry in (comp.get("benchmarks") or {}).items():
+    primary = entry.get("primary_metric")
+    for metric, m in (entry.get("metrics") or {}).items():
+        d = m.get("delta") or {}
+        lo, hi = d.get("ci95") or [None, None]
+        flips = m.get("flips") or {}
+        rows.append({
+            "benchmark": bench, "metric": metric, "primary": metric == primary,
+            "base": (m.get("base") or {}).get("value"), "tuned": (m.get("tuned") or {}).get("value"),
+            "delta": d.get("value"), "ci_lo": lo, "ci_hi": hi, "p": m.get("p_value"), "p_holm": m.get("p_holm"),
+            "retention": m.get("retention"), "lost": flips.get("lost"), "gained": flips.get("gained"),
+            "n": entry.get("n_aligned"), "verdict": _verdict(entry, metric == primary, d),
+        })
+table = pd.DataFrame(rows)
+st.subheader("Deltas (tuned - base, paired)")
+if table.empty:
+    st.info("The comparison has no benchmark in common.")
+    st.stop()
+table = table.sort_values(["primary", "benchmark"], ascending=[False, True], kind="stable")
+num = {c: st.column_config.NumberColumn(c, format="%.4f") for c in ("base", "tuned", "delta", "ci_lo", "ci_hi")}
+num |= {c: st.column_config.NumberColumn(c, format="%.3g") for c in ("p", "p_holm", "retention")}
+st.dataframe(table, hide_index=True, column_config=num)
+
+st.subheader("Forest plot (primary metrics, 95% CI)")
+forest = table[table["primary"] & table["delta"].notna()].copy()
+forest["label"] = forest["benchmark"] + " / " + forest["metric"]
+if not forest.empty:
+    y = alt.Y("label:N", title=None, sort=None)
+    bars = alt.Chart(forest).mark_rule(strokeWidth=2).encode(y=y, x=alt.X("ci_lo:Q", title="delta"), x2="ci_hi:Q")
+    dots = alt.Chart(forest).mark_point(filled=True, size=80).encode(
+        y=y, x="delta:Q", color=alt.Color("verdict:N", legend=alt.Legend(orient="bottom")),
+        tooltip=["benchmark", "metric", "delta", "ci_lo", "ci_hi", "p", "verdict"])
+    zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(strokeDash=[4, 4]).encode(x="x:Q")
+    st.altair_chart(bars + dots + zero, width="stretch")
+
+with_breakdown = [b for b, e in (comp.get("benchmarks") or {}).items() if e.get("breakdown")]
+if with_breakdown:
+    st.subheader("Per-subject breakdown")
+    bench = st.selectbox("Benchmark", with_breakdown, key="cmp_breakdown")
+    for group, subjects in comp["benchmarks"][bench]["breakdown"].items():
+        sub = pd.DataFrame([{group: name, "base": (s.get("base") or {}).get("value"),
+                             "tuned": (s.get("tuned") or {}).get("value"), "delta": s.get("delta")}
+                            for name, s in subjects.items()]).sort_values("delta", kind="stable")
+        st.dataframe(sub, hide_index=True)
+        st.altair_chart(alt.Chart(sub).mark_bar().encode(
+            x=alt.X("delta:Q"), y=alt.Y(f"{group}:N", sort=None),
+            color=alt.condition("datum.delta < 0", alt.value("#d62728"), alt.value("#2ca02c"))),
+            width="stretch")
+
+st.subheader("Flips")
+for bench, entry in (comp.get("benchmarks") or {}).items():
+    primary = entry.get("primary_metric")
+    flips = ((entry.get("metrics") or {}).get(primary) or {}).get("flips")
+    examples = entry.get("top_flips") or []
+    if not flips and not examples:
+        continue
+    head = f"{bench}: {flips['lost']} lost, {flips['gained']} gained" if flips else bench
+    with st.expander(head, expanded=False):
+        if flips:
+            st.markdown(f"Lost ids: `{', '.join(flips.get('lost_ids', [])[:50]) or '-'}`  \n"
+                        f"Gained ids: `{', '.join(flips.get('gained_ids', [])[:50]) or '-'}`")
+        for ex in examples:
+            st.markdown(f"**{ex['direction']}** item `{ex['id']}`, reference `{ex.get('reference')}`")
+            st.code(ex.get("prompt", ""), language=None, wrap_lines=True)
+            left, right = st.columns(2)
+            left.caption(f"base answer: {ex.get('base_answer')}")
+            left.code(ex.get("base_output", ""), language=None, wrap_lines=True)
+            right.caption(f"tuned answer: {ex.get('tuned_answer')}")
+            right.code(ex.get("tuned_output", ""), language=None, wrap_lines=True)
+
+drift = comp.get("drift") or {}
+if drift:
+    st.subheader("Output drift")
+    drows = [{"benchmark": b, "quantity": q, "base": c.get("base"), "tuned": c.get("tuned"),
+              "delta": c.get("delta"), "p": c.get("p_value"), "flagged": q in (d.get("flags") or [])}
+             for b, d in drift.items() for q, c in d.items() if isinstance(c, dict) and "delta" in c]
+    if drows:
+        st.dataframe(pd.DataFrame(drows), hide_index=True)

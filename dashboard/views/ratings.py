@@ -1,0 +1,95 @@
+"""Ratings: set up a blind study and read its results (the organiser's page).
+
+This page names the runs, so raters should use the Rate page only. Results: win rate of
+tuned over base (ties and "both bad" count half) with a bootstrap CI over items, counts,
+per-rater counts and left-side bias, Krippendorff's alpha on items several raters saw,
+and a CSV export of every vote.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import streamlit as st
+
+from data import list_runs, settings, vote_store
+from sfteval.errors import SftevalError
+from sfteval.ratings import build_study, study_results
+from sfteval.runs import common_benchmarks
+
+st.title("Ratings")
+cfg = settings()
+store = vote_store(str(cfg.db))
+st.caption(f"Votes database: `{cfg.db}`")
+
+with st.expander("New study", expanded=not store.studies()):
+    runs = [r for r in list_runs(cfg.reports) if r.complete]
+    if len(runs) < 2:
+        st.info("A study needs two finished runs under the reports folder.")
+    else:
+        ids = [r.run_id for r in runs]
+        by_id = {r.run_id: r for r in runs}
+        c1, c2 = st.columns(2)
+        base_id = c1.selectbox("Base run", ids, index=min(1, len(ids) - 1), key="new_base")
+        tuned_id = c2.selectbox("Tuned run", ids, index=0, key="new_tuned")
+        benches = common_benchmarks(by_id[base_id].path, by_id[tuned_id].path) if base_id != tuned_id else []
+        c3, c4, c5 = st.columns(3)
+        bench = c3.selectbox("Benchmark", benches, key="new_bench", placeholder="no shared benchmark")
+        limit = c4.number_input("Items (0 = all)", min_value=0, value=0, step=10, key="new_limit")
+        name = c5.text_input("Study name (optional)", key="new_name",
+                             help="Raters see this name: keep model names out of it.")
+        skip = st.checkbox("Skip items where both outputs are identical", key="new_skip")
+        if st.button("Create study", disabled=not bench, key="new_create"):
+            try:
+                study = build_study(by_id[base_id].path, by_id[tuned_id].path, bench,
+                                    study_id=name.strip() or None, limit=int(limit) or None, skip_identical=skip)
+                created = store.create_study(study)
+                st.success(f"Study `{study.study_id}` {'created' if created else 'already exists'}"
+                           f" with {len(study.items)} items. Raters open the Rate page and choose it.")
+            except SftevalError as e:
+                st.error(str(e))
+
+studies = store.studies()
+if not studies:
+    st.stop()
+known = {s.study_id: s for s in studies}
+sid = st.selectbox("Study", list(known), key="ratings_study",
+                   format_func=lambda s: f"{s} ({known[s].benchmark}, {known[s].n_items} items)")
+info = known[sid]
+st.markdown(f"Base: `{info.base_run}`  \nTuned: `{info.tuned_run}`  \nCreated {info.created}")
+
+res = study_results(store, sid)
+if res.n_votes == 0:
+    st.info("No votes yet.")
+    st.stop()
+
+m1, m2, m3, m4 = st.columns(4)
+w = res.win_rate
+m1.metric("Tuned win rate", f"{w.value:.1%}", help="ties and 'both bad' count one half")
+m2.metric("95% CI (bootstrap over items)", "n/a" if math.isnan(w.ci95[0]) else f"{w.ci95[0]:.1%} to {w.ci95[1]:.1%}")
+m3.metric("Items rated", f"{res.n_rated_items} / {res.n_items}")
+m4.metric("Votes", res.n_votes)
+st.bar_chart(pd.DataFrame({"votes": res.counts}), horizontal=True)
+
+st.subheader("Raters")
+st.dataframe(pd.DataFrame([{
+    "rater": r.rater, "votes": r.votes, "tuned": r.tuned, "base": r.base, "tie": r.tie, "both bad": r.both_bad,
+    "share of A among A/B": r.left_share,
+    "left bias": None if r.left_bias is None else r.left_bias.value,
+    "left bias 95% CI": None if r.left_bias is None else f"[{r.left_bias.ci95[0]:+.2f}, {r.left_bias.ci95[1]:+.2f}]",
+} for r in res.raters]), hide_index=True)
+st.caption("Left bias is balanced over the two side assignments: 0 means none, +0.5 means always A.")
+
+st.subheader("Agreement")
+ag = res.agreement
+if ag is None:
+    st.info("No item has votes from two raters yet.")
+else:
+    a1, a2, a3 = st.columns(3)
+    a1.metric("Krippendorff's alpha (nominal)", "undefined" if ag.alpha is None else f"{ag.alpha:.2f}")
+    a2.metric("Raw pairwise agreement", f"{ag.percent:.0%}")
+    a3.metric("Shared items / raters", f"{ag.n_items} / {ag.n_raters}")
+
+st.download_button("Download votes (CSV)", store.export_csv(sid), file_name=f"{sid}-votes.csv",
+                   mime="text/csv", key="ratings_csv")

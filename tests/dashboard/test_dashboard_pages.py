@@ -1,0 +1,133 @@
+"""Every dashboard page renders on fixture runs (Streamlit AppTest), and shows the
+numbers it should."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import APP, run_ids
+from streamlit.testing.v1 import AppTest
+
+
+def _open(page: str) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.run()
+    if page != "runs":
+        at.switch_page(f"views/{page}.py")
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _text(at: AppTest) -> str:
+    """Everything rendered: every element's protobuf, labels, options and values."""
+    out: list[str] = []
+
+    def walk(node) -> None:
+        proto = getattr(node, "proto", None)
+        if proto is not None:
+            out.append(str(proto))
+        for child in getattr(node, "children", {}).values():
+            walk(child)
+
+    walk(at._tree)
+    return "\n".join(out)
+
+
+def test_runs_page_lists_runs_and_filters(app_env) -> None:
+    reports, _ = app_env
+    at = _open("runs")
+    assert at.title[0].value == "Runs"
+    table = at.dataframe[0].value
+    assert len(table) == 2 and set(table["label"]) == {"llama-base", "llama-sft"}
+    assert {"gsm8k/exact_match_strict", "chat/rougeL"} <= set(table.columns)
+    at.text_input(key="runs_filter").input("sft").run()
+    assert list(at.dataframe[0].value["label"]) == ["llama-sft"]
+    base, _ = run_ids(reports)
+    at.text_input(key="runs_filter").input("").run()
+    at.selectbox(key="runs_detail").select(base.name).run()
+    assert not at.exception
+    assert any(str(base) in m.value for m in at.markdown)
+
+
+def test_runs_page_without_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SFTEVAL_REPORTS", str(tmp_path))
+    at = _open("runs")
+    assert "No runs" in at.info[0].value
+
+
+def test_samples_page_regressions_first_and_search(app_env) -> None:
+    reports, _ = app_env
+    base, tuned = run_ids(reports)
+    at = _open("samples")
+    at.selectbox(key="samples_base").select(base.name).run()
+    at.selectbox(key="samples_tuned").select(tuned.name).run()
+    at.selectbox(key="samples_bench").select("gsm8k").run()
+    table = at.dataframe[0].value
+    statuses = list(table["status"])
+    n_reg = statuses.count("regression")
+    assert n_reg > 0 and statuses[:n_reg] == ["regression"] * n_reg
+    assert {m.label: m.value for m in at.metric}["regression"] == str(n_reg)
+    # The first expanded item is a regression with both outputs side by side.
+    first = at.expander[0]
+    assert "regression" in first.label
+    codes = [c.value for c in first.code]
+    assert any(v.startswith("base reasoning") for v in codes) and any(v.startswith("sft reasoning") for v in codes)
+    at.text_input(key="samples_ids").input("7").run()
+    assert list(at.dataframe[0].value["id"]) == ["7"]
+    at.text_input(key="samples_ids").input("").run()
+    at.text_input(key="samples_text").input("ITEM 3.").run()
+    assert list(at.dataframe[0].value["id"]) == ["3"]
+
+
+def test_compare_page_shows_deltas_verdicts_flips(app_env) -> None:
+    at = _open("compare")
+    table = at.dataframe[0].value
+    row = table[table["benchmark"] == "gsm8k"].iloc[0]
+    assert row["delta"] == pytest.approx(-0.17) and row["verdict"].startswith("forgot")
+    assert table[table["benchmark"] == "chat"].iloc[0]["verdict"] == "better"
+    assert any("settings.gen.seed" in w.value for w in at.warning)  # non-blocking mismatch shown
+    text = _text(at)
+    assert len(at.get("vega_lite_chart")) == 2  # the forest plot and the breakdown bars
+    assert "gsm8k: 3 lost, 1 gained" in [e.label for e in at.expander]
+    assert "FLIP-TUNED-OUT" in text
+    breakdown = at.dataframe[1].value
+    assert list(breakdown["subject"]) == ["algebra", "geometry"]  # sorted by delta, worst first
+
+
+def test_checkpoints_page_plots_metric_and_losses(app_env) -> None:
+    at = _open("checkpoints")
+    assert at.selectbox(key="ck_metric").value == "heldout/rougeL"
+    table = at.dataframe[0].value
+    assert list(table["step"]) == [100, 200, 300]
+    assert any("step 200" in c.value for c in at.caption)
+    assert len(at.get("vega_lite_chart")) == 2
+
+
+def test_ratings_page_creates_study_and_reports(app_env) -> None:
+    reports, db = app_env
+    base, tuned = run_ids(reports)
+    at = _open("ratings")
+    at.selectbox(key="new_base").select(base.name).run()
+    at.selectbox(key="new_tuned").select(tuned.name).run()
+    at.selectbox(key="new_bench").select("chat").run()
+    at.button(key="new_create").click().run()
+    assert not at.exception
+    assert "created" in at.success[0].value
+    from sfteval.ratings import VoteStore, tuned_side
+
+    store = VoteStore(db)
+    (study,) = store.studies()
+    for k, item in enumerate(store.order_for(study.study_id, "ann")[:6]):
+        store.record_vote(study.study_id, item, "ann", tuned_side(study.study_id, "ann", item) if k < 4 else "tie")
+        store.record_vote(study.study_id, item, "bob", tuned_side(study.study_id, "bob", item))
+    at.run()
+    metrics = {m.label: m.value for m in at.metric}
+    # ann: 4 tuned + 2 ties; bob: 6 tuned -> item means 1,1,1,1,.75,.75 -> 0.9167
+    assert metrics["Tuned win rate"] == "91.7%"
+    assert metrics["Items rated"] == f"6 / {study.n_items}"
+    raters = at.dataframe[0].value
+    assert list(raters["rater"]) == ["ann", "bob"] and list(raters["votes"]) == [6, 6]
+    assert metrics["Raw pairwise agreement"] == "67%"
+    assert at.get("download_button")
