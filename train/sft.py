@@ -152,6 +152,9 @@ def train(cfg: TrainConfig) -> TrainResult:  # noqa: C901 - the recipe reads top
 
     cfg = cfg.validate()
     out = Path(cfg.output)
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state()  # a second in-process run may use another precision
     accelerator = Accelerator(
         mixed_precision="bf16" if cfg.precision == "bf16" else "no",
         log_with=list(cfg.trackers) or None,
