@@ -268,6 +268,35 @@ def _length(row: Mapping[str, Any]) -> float:
     return float(nt) if isinstance(nt, (int, float)) else float(len(output_text(row).split()))
 
 
+def _failed(row: Mapping[str, Any]) -> float:
+    return 1.0 if row.get("answer") is None else 0.0
+
+
+def _truncated(row: Mapping[str, Any]) -> float:
+    return 1.0 if _finish(row) == "length" else 0.0
+
+
+def _leaks(row: Mapping[str, Any]) -> float:
+    out = output_text(row)
+    return 1.0 if any(tok in out for tok in TEMPLATE_TOKENS) else 0.0
+
+
+# per-item measures shared by `drift` (base vs tuned) and `health` (one run)
+ITEM_MEASURES = {
+    "extraction_failure_rate": _failed,
+    "output_tokens": _length,
+    "truncation_rate": _truncated,
+    "repetition": lambda r: repetition(output_text(r)),
+    "template_leak_rate": _leaks,
+}
+
+
+def health(rows: Mapping[str, Mapping[str, Any]]) -> dict[str, float | None]:
+    """One run's output health: the mean of each per-item measure."""
+    vals = list(rows.values())
+    return {name: (_num(float(np.mean([f(r) for r in vals]))) if vals else None) for name, f in ITEM_MEASURES.items()}
+
+
 def _change(b: Sequence[float], t: Sequence[float]) -> dict[str, Any]:
     bb, tt = np.asarray(b, dtype=float), np.asarray(t, dtype=float)
     if bb.size == 0:
@@ -290,18 +319,8 @@ def drift(brows: Mapping[str, Mapping[str, Any]], trows: Mapping[str, Mapping[st
     def per_item(f: Any) -> dict[str, Any]:
         return _change([f(b) for b, _ in pairs], [f(t) for _, t in pairs])
 
-    def leaks(row: Mapping[str, Any]) -> float:
-        out = output_text(row)
-        return 1.0 if any(tok in out for tok in TEMPLATE_TOKENS) else 0.0
-
-    result: dict[str, Any] = {
-        "extraction_failure_rate": per_item(lambda r: 1.0 if r.get("answer") is None else 0.0),
-        "strict_flexible_gap": None,
-        "output_tokens": per_item(_length),
-        "truncation_rate": per_item(lambda r: 1.0 if _finish(r) == "length" else 0.0),
-        "repetition": per_item(lambda r: repetition(output_text(r))),
-        "template_leak_rate": per_item(leaks),
-    }
+    result: dict[str, Any] = {name: per_item(f) for name, f in ITEM_MEASURES.items()}
+    result["strict_flexible_gap"] = None
     strict, flex = "exact_match_strict", "exact_match_flexible"
     if pairs and all(strict in (r.get("scores") or {}) and flex in (r.get("scores") or {}) for p in pairs for r in p):
         result["strict_flexible_gap"] = per_item(lambda r: float(r["scores"][flex]) - float(r["scores"][strict]))

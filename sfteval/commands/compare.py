@@ -1,0 +1,91 @@
+"""`sfteval compare BASE TUNED`: paired deltas, forgetting, overfitting, drift, contamination.
+
+BASE and TUNED are run folders, or checkpoint folders that are first evaluated through
+the runner with one set of settings (the flags below the line in --help). Writes
+comparison.json (docs/compare-format.md), report.md and report.html. The work lives in
+`sfteval.compare`; this module only turns flags into settings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from sfteval.errors import SftevalError
+
+
+def _as_run(path: Path, run_kwargs: dict) -> Path:
+    """A run folder as is; a checkpoint folder is evaluated first (same settings for both)."""
+    from sfteval.compare import is_run_dir
+
+    if is_run_dir(path):
+        return path
+    if (path / "config.json").is_file():
+        from sfteval.config import RunConfig
+        from sfteval.runner import execute_run
+
+        typer.echo(f"evaluating checkpoint {path} ...", err=True)
+        return Path(execute_run(RunConfig(checkpoint=str(path), **run_kwargs)))
+    raise SftevalError("neither a run folder (results.json) nor a checkpoint (config.json)", path=str(path))
+
+
+def _data_pairs(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise SftevalError(f"expected NAME=PATH, got {item!r}", field="--data")
+        out[name] = path
+    return out
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("compare")
+    def compare(
+        base: Path = typer.Argument(..., help="base run folder (or checkpoint folder)"),
+        tuned: Path = typer.Argument(..., help="tuned run folder (or checkpoint folder)"),
+        out: Path = typer.Option(None, "--out", help="default: REPORTS/compare/<base>__<tuned>"),
+        reports: Path = typer.Option(Path("reports"), "--reports", help="output root (runs of checkpoints go here too)"),
+        allow_mismatch: bool = typer.Option(False, "--allow-mismatch", help="compare even if prompts/settings/data differ"),
+        margin: float = typer.Option(0.01, "--margin", help="forgetting margin, absolute in metric units"),
+        general: list[str] = typer.Option([], "--general", help="also judge this benchmark for forgetting (repeat)"),
+        train_data: list[str] = typer.Option([], "--train-data", help="SFT data for memorisation/contamination (repeat)"),
+        sweep: Path = typer.Option(None, "--sweep", help="a sweep.json to analyse for overfitting over checkpoints"),
+        seed: int = typer.Option(0, "--seed", help="bootstrap seed (recorded)"),
+        resamples: int = typer.Option(2000, "--resamples", help="bootstrap resamples"),
+        suite: str = typer.Option(None, "--suite", help="[checkpoints] benchmark suite to run"),
+        bench: list[str] = typer.Option([], "--bench", help="[checkpoints] benchmark to run (repeat)"),
+        data: list[str] = typer.Option([], "--data", help="[checkpoints] NAME=PATH local data for a benchmark"),
+        limit: int = typer.Option(None, "--limit", help="[checkpoints] items per benchmark"),
+        backend: str = typer.Option("auto", "--backend", help="[checkpoints] hf | vllm | ..."),
+    ) -> None:
+        """Compare a tuned model with its base, item by item."""
+        from sfteval.compare import CompareSettings, compare_runs, default_out, load_run, write_comparison
+        from sfteval.report import build_report, write_report
+
+        if margin < 0:
+            raise SftevalError("must be >= 0", field="--margin")
+        run_kwargs = {"benchmarks": tuple(bench), "suite": suite, "data": _data_pairs(data), "limit": limit,
+                      "backend": backend, "out": str(reports), "train_data": train_data[0] if train_data else None}
+        base_dir, tuned_dir = _as_run(base, run_kwargs), _as_run(tuned, run_kwargs)
+        settings = CompareSettings(seed=seed, resamples=resamples, margin=margin, general=tuple(general),
+                                   allow_mismatch=allow_mismatch, train_data=tuple(train_data),
+                                   sweep=str(sweep) if sweep else None)
+        comparison = compare_runs(load_run(base_dir), load_run(tuned_dir), settings)
+        out_dir = out or default_out(reports, comparison)
+        path = write_comparison(comparison, out_dir)
+        title, sections = build_report(comparison)
+        md, page = write_report(title, sections, out_dir)
+        for b, e in comparison["benchmarks"].items():
+            p = e["metrics"].get(e["primary_metric"])
+            if p:
+                verdict = f"  [{e['forgetting']['verdict']}]" if e.get("forgetting") else ""
+                d = p["delta"]
+                typer.echo(f"{b}/{e['primary_metric']}: {p['base']['value']:.3f} -> {p['tuned']['value']:.3f}  "
+                           f"delta {d['value']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]{verdict}")
+        for m in comparison["mismatches"]:
+            if m["blocking"]:
+                typer.secho(f"accepted mismatch: {m['benchmark']}: {m['field']}", fg=typer.colors.YELLOW, err=True)
+        typer.echo(f"wrote {path}\nwrote {md}\nwrote {page}")
+        raise typer.Exit(0)

@@ -1,0 +1,26 @@
+"""`sfteval report RUN_OR_COMPARISON [--out DIR]`: report.md + a self-contained report.html."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("report")
+    def report(
+        target: Path = typer.Argument(..., help="a run folder / results.json, or a comparison folder / comparison.json"),
+        out: Path = typer.Option(None, "--out", help="default: the comparison's folder, or <run folder>/report"),
+    ) -> None:
+        """Write a Markdown and an HTML report (plots inlined) for a run or a comparison."""
+        from sfteval.gate import load_target
+        from sfteval.report import build_report, write_report
+
+        data = load_target(target)
+        folder = target if target.is_dir() else target.parent
+        is_comparison = str(data.get("schema", "")).startswith("sfteval.compare/")
+        title, sections = build_report(data, None if is_comparison else folder)
+        md, page = write_report(title, sections, out or (folder if is_comparison else folder / "report"))
+        typer.echo(f"wrote {md}\nwrote {page}")
+        raise typer.Exit(0)

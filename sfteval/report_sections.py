@@ -1,0 +1,268 @@
+"""What a report says: the sections of a comparison report and of a run report.
+
+Split from `sfteval.report` (rendering, plots) to keep each module readable. Every
+number comes from comparison.json or the run folder; nothing is recomputed here except
+run-level output health (means of per-sample measures, `sfteval.diagnose.health`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sfteval.report import (
+    FLIP_TEXT_CHARS,
+    MAX_GROUPS,
+    Block,
+    Pre,
+    Section,
+    Table,
+    figure,
+    fmt,
+    fmt_ci,
+    fmt_p,
+    forest_plot,
+    group_bars,
+    plots_note,
+    sweep_plot,
+)
+
+
+def _clip(text: Any, n: int = FLIP_TEXT_CHARS) -> str:
+    s = "" if text is None else str(text)
+    return s if len(s) <= n else "..." + s[-n:]
+
+
+def _group_rows(groups: dict[str, Any]) -> list[tuple[str, float, float, float | None, float | None]]:
+    rows = [(g, float(v["base"]["value"]), float(v["tuned"]["value"]), v["base"].get("stderr"),
+             v["tuned"].get("stderr")) for g, v in groups.items()]
+    rows.sort(key=lambda r: abs(r[2] - r[1]), reverse=True)
+    return sorted(rows[:MAX_GROUPS], key=lambda r: r[0])
+
+
+# ----------------------------------------------------------------------------- comparison
+
+
+def _scores(c: dict[str, Any], missing: list[str]) -> Section:
+    rows, forest = [], []
+    for b, e in c["benchmarks"].items():
+        for m, x in e["metrics"].items():
+            d = x["delta"]
+            flips = x.get("flips")
+            rows.append((b, m + (" *" if m == e["primary_metric"] else ""), fmt(x["base"]["value"]),
+                         fmt(x["tuned"]["value"]), f"{fmt(d['value'])} {fmt_ci(d['ci95'], True)}",
+                         f"{fmt_p(x['p_value'])} ({x['test']})", fmt_p(x.get("p_holm")), fmt(x.get("retention")),
+                         f"-{flips['lost']} / +{flips['gained']}" if flips else "-"))
+            if m == e["primary_metric"] and None not in (d["value"], d["ci95"][0], d["ci95"][1]):
+                forest.append((f"{b}/{m}", d["value"], d["ci95"][0], d["ci95"][1]))
+    blocks: list[Block] = [
+        Table(("benchmark", "metric", "base", "tuned", "delta [95% CI]", "p", "p (Holm)", "retention",
+               "flips lost / gained"), tuple(rows)),
+        "* primary metric (the Holm family). CIs: paired bootstrap over aligned items "
+        f"(B={c['settings']['resamples']}, seed={c['settings']['seed']}).",
+    ]
+    blocks += figure("forest", forest_plot(forest, c["settings"]["margin"]), "Deltas of the primary metrics", missing)
+    return Section("Scores: tuned vs base", tuple(blocks))
+
+
+def _forgetting(c: dict[str, Any]) -> Section | None:
+    rows = [(b, e["forgetting"]["metric"], e["forgetting"]["verdict"], e["forgetting"]["detail"],
+             fmt(e["forgetting"]["delta"]), fmt_ci(e["forgetting"]["ci95"], True))
+            for b, e in c["benchmarks"].items() if e.get("forgetting")]
+    if not rows:
+        return None
+    m = c["settings"]["margin"]
+    return Section("Catastrophic forgetting (general benchmarks)", (
+        f"Margin {m:g}: forgot when the whole CI is below -{m:g}; improved when it is above +{m:g}.",
+        Table(("benchmark", "metric", "verdict", "detail", "delta", "95% CI"), tuple(rows)),
+    ))
+
+
+def _breakdowns(c: dict[str, Any], missing: list[str]) -> Section | None:
+    blocks: list[Block] = []
+    for b, e in c["benchmarks"].items():
+        for key, groups in (e.get("breakdown") or {}).items():
+            rows = _group_rows(groups)
+            blocks += figure(f"groups_{b}_{key}", group_bars(f"{b} by {key} ({e['primary_metric']})", rows),
+                             f"{b}: {e['primary_metric']} by {key}", missing)
+            worst = sorted(groups.items(), key=lambda kv: kv[1]["delta"] if kv[1]["delta"] is not None else 0)[:10]
+            blocks.append(Table((key, "base", "tuned", "delta"), tuple(
+                (g, fmt(v["base"]["value"]), fmt(v["tuned"]["value"]), fmt(v["delta"])) for g, v in worst)))
+    return Section("Per-group scores (largest drops first)", tuple(blocks)) if blocks else None
+
+
+def _rate(r: dict[str, Any] | None) -> str:
+    if not r or not r.get("share"):
+        return "-"
+    return f"{r['count']}/{r['n']} ({fmt(r['share']['value'])})"
+
+
+def _overfitting(c: dict[str, Any], missing: list[str]) -> Section:
+    o = c["overfitting"]
+    blocks: list[Block] = []
+    th = o["train_heldout"]
+    if th.get("available"):
+        rows = []
+        for who in ("tuned", "base"):
+            g = th.get(who)
+            if g:
+                rows.append((who, fmt(g["train"]["value"]), fmt(g["heldout"]["value"]),
+                             f"{fmt(g['gap']['value'])} {fmt_ci(g['gap']['ci95'], True)}"))
+        blocks += [f"Train vs held-out ({th['metric']}): {'GAP FLAGGED' if th['flag'] else 'no significant gap'}.",
+                   Table(("model", "train", "heldout", "gap [95% CI]"), tuple(rows))]
+    else:
+        blocks.append(f"Train vs held-out: not available ({th['reason']}).")
+    mem = o["memorisation"]
+    if mem.get("available"):
+        rows = []
+        if mem.get("heldout"):
+            rows.append(("heldout (reproduces a training response)", _rate(mem["heldout"]["tuned"]),
+                         _rate(mem["heldout"]["base"])))
+        rows += [(f"{b} (regurgitates training text)", _rate(v["tuned"]), _rate(v["base"]))
+                 for b, v in mem["regurgitation"].items()]
+        blocks += [f"Memorisation against {mem['n_training']} training examples "
+                   f"({', '.join(mem['training_sources'])}):", Table(("generations", "tuned", "base"), tuple(rows))]
+    else:
+        blocks.append(f"Memorisation: not available ({mem['reason']}).")
+    sw = o["sweep"]
+    if sw.get("available"):
+        blocks += figure("sweep", sweep_plot(sw), f"Checkpoint sweep: {sw['metric']} and losses", missing)
+        pk, loss = sw["peak"], sw["loss"]
+        blocks.append(f"Peak {sw['metric']} = {fmt(pk['value'])} at step {pk['step']}; last step {pk['last_step']}: "
+                      f"{fmt(pk['last_value'])}" + (" (peaked before the end, last CI below the peak)"
+                                                    if pk["significant"] else ""))
+        if loss.get("available"):
+            blocks.append(f"Eval loss minimum {fmt(loss['min_eval_loss'])} at step {loss['min_eval_step']}, last "
+                          f"{fmt(loss['last_eval_loss'])}; " + ("EVAL LOSS RISING WHILE TRAIN LOSS FALLS."
+                                                               if loss["diverging"] else "no divergence."))
+        eq = sw.get("earliest_equivalent")
+        blocks.append(f"Keep step {sw['keep']['step']} ({sw['keep']['reason']})"
+                      + (f"; earliest statistically equivalent: step {eq['step']}." if eq else "."))
+    else:
+        blocks.append(f"Checkpoint sweep: not available ({sw['reason']}).")
+    return Section("Overfitting and memorisation", tuple(blocks))
+
+
+_DRIFT = ("extraction_failure_rate", "strict_flexible_gap", "output_tokens", "truncation_rate", "repetition",
+          "template_leak_rate")
+
+
+def _drift(c: dict[str, Any]) -> Section:
+    rows = []
+    for b, d in c["drift"].items():
+        for q in _DRIFT:
+            x = d.get(q)
+            if x:
+                rows.append((b, q, fmt(x["base"]), fmt(x["tuned"]), fmt(x["delta"]), fmt_p(x["p_value"]),
+                             "FLAG" if q in d["flags"] else ""))
+        if d.get("template_tokens"):
+            toks = ", ".join(f"{k} x{v}" for k, v in d["template_tokens"].items())
+            rows.append((b, "template tokens in tuned outputs", "", toks, "", "", ""))
+        if d.get("length_ratio") is not None:
+            rows.append((b, "length ratio (tuned/base)", "", fmt(d["length_ratio"]), "", "", ""))
+    return Section("Behaviour drift", (Table(("benchmark", "measure", "base", "tuned", "change", "p", ""),
+                                             tuple(rows)),))
+
+
+def _contamination(c: dict[str, Any]) -> Section:
+    ct = c["contamination"]
+    if not ct.get("available"):
+        return Section("Contamination", (f"Not available ({ct['reason']}).",))
+    rows, blocks = [], []
+    for b, v in ct["benchmarks"].items():
+        cl = v.get("clean") or {}
+        delta = cl.get("delta") or {}
+        rows.append((b, f"{v['flagged']}/{v['n']}", fmt((cl.get("base") or {}).get("value")),
+                     fmt((cl.get("tuned") or {}).get("value")),
+                     f"{fmt(delta.get('value'))} {fmt_ci(delta.get('ci95'), True)}" if delta else "-"))
+        if v["items"]:
+            ids = ", ".join(f"{i['id']} (train {i['train_id']})" for i in v["items"][:20])
+            blocks.append(f"{b}: flagged items {ids}" + (" ..." if len(v["items"]) > 20 else ""))
+    return Section("Contamination", (
+        f"Benchmark items whose own text overlaps the SFT data ({ct['n_training']} examples); "
+        "scores recomputed without them.",
+        Table(("benchmark", "flagged", "clean base", "clean tuned", "clean delta [95% CI]"), tuple(rows)), *blocks))
+
+
+def _flips(c: dict[str, Any]) -> Section | None:
+    blocks: list[Block] = []
+    for b, e in c["benchmarks"].items():
+        for f in e.get("top_flips") or []:
+            head = f"{b} #{f['id']}: {f['direction']} (base answer {f['base_answer']!r}, tuned {f['tuned_answer']!r}, " \
+                   f"reference {_clip(f['reference'], 80)!r})"
+            blocks += [head, Pre("prompt (end)", _clip(f["prompt"])), Pre("base output", _clip(f["base_output"])),
+                       Pre("tuned output", _clip(f["tuned_output"]))]
+    return Section("Top flips", tuple(blocks)) if blocks else None
+
+
+def comparison_sections(c: dict[str, Any]) -> tuple[str, list[Section]]:
+    base, tuned = c["base"], c["tuned"]
+    title = f"sfteval comparison: {base['label'] or base['run_id']} -> {tuned['label'] or tuned['run_id']}"
+    missing: list[str] = []
+    fg = c["forgetting"]
+    intro = [f"Base run `{base['run_id']}` ({base['model_path']}), tuned run `{tuned['run_id']}` "
+             f"({tuned['model_path']}).",
+             f"Forgetting (margin {fg['margin']:g}): forgot {fg['forgot'] or 'none'}; improved "
+             f"{fg['improved'] or 'none'}; no evidence {fg['no evidence'] or 'none'}."]
+    sections = [Section("Summary", tuple(intro))]
+    if c["mismatches"]:
+        from sfteval.compare import describe_mismatch
+
+        rows = tuple((describe_mismatch(m), "yes" if m["blocking"] else "no") for m in c["mismatches"])
+        sections.append(Section("Differences between the runs", (
+            "ACCEPTED WITH --allow-mismatch: read the deltas with these in mind."
+            if any(m["blocking"] for m in c["mismatches"]) else "Informational only.",
+            Table(("difference", "blocking"), rows))))
+    sections.append(_scores(c, missing))
+    for extra in (_forgetting(c), _breakdowns(c, missing)):
+        if extra:
+            sections.append(extra)
+    sections += [_overfitting(c, missing), _drift(c), _contamination(c)]
+    flips = _flips(c)
+    if flips:
+        sections.append(flips)
+    return title, sections + plots_note(missing)
+
+
+# ----------------------------------------------------------------------------- single run
+
+
+def run_sections(results: dict[str, Any], run_dir: str | Path | None) -> tuple[str, list[Section]]:
+    from sfteval import diagnose
+    from sfteval.compare import load_run
+
+    model = results.get("model") or {}
+    title = f"sfteval run: {results.get('label') or results.get('run_id')}"
+    missing: list[str] = []
+    rows, bars = [], []
+    for b, e in results["benchmarks"].items():
+        for m, est in (e.get("metrics") or {}).items():
+            primary = m == e.get("primary_metric")
+            rows.append((b, m + (" *" if primary else ""), fmt(est.get("value")), fmt_ci(est.get("ci95")),
+                         str(est.get("n")), str(est.get("method"))))
+            if primary and est.get("value") is not None:
+                bars.append((f"{b}/{m}", float(est["value"]), None, est.get("stderr"), None))
+    sections = [Section("Run", (f"Run `{results.get('run_id')}`, model {model.get('path')}, backend "
+                                f"{(results.get('backend') or {}).get('name')}, finished {results.get('finished')}.",)),
+                Section("Scores", (Table(("benchmark", "metric", "value", "95% CI", "n", "method"), tuple(rows)),
+                                   "* primary metric",
+                                   *figure("scores", group_bars("primary metrics (95% CI)", bars),
+                                           "Primary metrics", missing)))]
+    blocks: list[Block] = []
+    for b, e in results["benchmarks"].items():
+        for key, groups in (e.get("breakdown") or {}).items():
+            metric = e.get("primary_metric")
+            g = {k: {"base": v[metric], "tuned": v[metric]} for k, v in groups.items() if metric in v}
+            rows_g = [(k, float(v["base"]["value"]), None, v["base"].get("stderr"), None)
+                      for k, v in sorted(g.items())][:MAX_GROUPS]
+            blocks += figure(f"groups_{b}_{key}", group_bars(f"{b} by {key}", rows_g), f"{b} by {key}", missing)
+    if blocks:
+        sections.append(Section("Per-group scores", tuple(blocks)))
+    if run_dir is not None:
+        run = load_run(run_dir)
+        hrows = []
+        for b, samples in run.samples.items():
+            h = diagnose.health(samples)
+            hrows.append((b, *(fmt(h[k]) for k in diagnose.ITEM_MEASURES)))
+        sections.append(Section("Output health", (Table(("benchmark", *diagnose.ITEM_MEASURES), tuple(hrows)),)))
+    return title, sections + plots_note(missing)
