@@ -116,6 +116,14 @@ def _mismatch(bench: str | None, fld: str, base: Any, tuned: Any, blocking: bool
             "count": count, "ids": ids or []}
 
 
+def _first_difference(sid: str, a: Any, b: Any, context: int = 40) -> dict[str, Any]:
+    """Where two prompts first diverge, with some context, so the user sees what differs."""
+    a, b = str(a or ""), str(b or "")
+    k = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    lo = max(0, k - context)
+    return {"id": sid, "offset": k, "base": a[lo : k + context], "tuned": b[lo : k + context]}
+
+
 def find_mismatches(base: Run, tuned: Run, benches: list[str]) -> list[dict[str, Any]]:
     """Everything that differs between the runs in what shapes prompts and scoring."""
     out: list[dict[str, Any]] = []
@@ -136,8 +144,10 @@ def find_mismatches(base: Run, tuned: Run, benches: list[str]) -> list[dict[str,
         aligned = [i for i in brows if i in trows]
         differ = [i for i in aligned if brows[i].get("prompt_hash") != trows[i].get("prompt_hash")]
         if differ:
+            first = differ[0]
             out.append(_mismatch(name, "samples.prompt_hash", None, None, True, len(differ),
-                                 differ[:MAX_IDS_IN_MISMATCH]))
+                                 differ[:MAX_IDS_IN_MISMATCH])
+                       | {"example": _first_difference(first, brows[first].get("prompt"), trows[first].get("prompt"))})
         only = [i for i in brows if i not in trows] + [i for i in trows if i not in brows]
         if only:
             out.append(_mismatch(name, "samples.ids", len(brows), len(trows), False, len(only),
@@ -151,9 +161,15 @@ def find_mismatches(base: Run, tuned: Run, benches: list[str]) -> list[dict[str,
 def describe_mismatch(m: dict[str, Any]) -> str:
     where = f"{m['benchmark']}: " if m["benchmark"] else ""
     if m["field"] == "samples.prompt_hash":
-        return f"{where}{m['count']} aligned items have different prompts (e.g. ids {', '.join(m['ids'][:5])})"
+        ex = m.get("example") or {}
+        text = (f"{where}samples.prompt_hash: {m['count']} aligned items have different prompts "
+                f"(e.g. ids {', '.join(m['ids'][:5])})")
+        if ex:
+            text += f"; item {ex['id']} first differs at character {ex['offset']}: " \
+                    f"base ...{ex['base']!r}... vs tuned ...{ex['tuned']!r}..."
+        return text
     if m["field"] == "samples.ids":
-        return f"{where}{m['count']} items are in only one run (base {m['base']} items, tuned {m['tuned']})"
+        return f"{where}samples.ids: {m['count']} items are in only one run (base {m['base']} items, tuned {m['tuned']})"
     return f"{where}{m['field']} differs: base {m['base']!r}, tuned {m['tuned']!r}"
 
 

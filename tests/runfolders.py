@@ -72,7 +72,7 @@ def samples_of(bench: FakeBench) -> list[dict[str, Any]]:
     rows = []
     for i in range(bench.n):
         sid = str(_item(bench.ids, i, str(i)))
-        prompt = _item(bench.prompts, i, f"Question {sid}: what is {i} + {i}?\nAnswer:")
+        prompt = _item(bench.prompts, i, f"Question {sid}: what is {sid} plus {sid}?\nAnswer:")
         answer = _item(bench.answers, i, str(2 * i))
         rows.append(
             {

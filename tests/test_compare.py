@@ -1,0 +1,202 @@
+"""compare: alignment by id, mismatch refusal, verdicts, Holm, and the CLI (incl. checkpoints)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runfolders import FakeBench, write_run
+from sfteval.compare import (
+    COMPARE_SCHEMA,
+    CompareSettings,
+    compare_runs,
+    forgetting_verdict,
+    load_comparison,
+    load_run,
+)
+from sfteval.errors import SftevalError
+
+
+def run_cli(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
+    from sfteval.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["sfteval", *argv])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    return int(exc.value.code or 0)
+
+
+def _scores(seed: int, n: int = 300, drop: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    q = rng.beta(0.6, 0.4, n)
+    return (rng.random(n) < q).astype(float), (rng.random(n) < np.clip(q - drop, 0, 1)).astype(float)
+
+
+@pytest.mark.parametrize(
+    ("ci", "margin", "verdict", "detail"),
+    [
+        ((-0.08, -0.02), 0.01, "forgot", "drop beyond margin"),
+        ((-0.08, -0.005), 0.01, "no evidence", "drop, but not shown beyond margin"),
+        ((-0.005, 0.008), 0.01, "no evidence", "within margin"),
+        ((-0.05, 0.05), 0.01, "no evidence", "inconclusive: CI wider than margin"),
+        ((0.002, 0.05), 0.01, "no evidence", "gain, but not shown beyond margin"),
+        ((0.02, 0.05), 0.01, "improved", "gain beyond margin"),
+        ((-0.03, -0.001), 0.0, "forgot", "drop beyond margin"),
+    ],
+)
+def test_forgetting_verdict_table(ci: tuple[float, float], margin: float, verdict: str, detail: str) -> None:
+    v = forgetting_verdict(sum(ci) / 2, ci, margin)
+    assert (v["verdict"], v["detail"]) == (verdict, detail)
+
+
+def test_alignment_by_id_ignores_order_and_missing_items(tmp_path: Path) -> None:
+    b, t = _scores(0, n=50)
+    ids = [f"q{i}" for i in range(50)]
+    base = write_run(tmp_path, "base", [FakeBench("mmlu", {"accuracy": b}, ids=ids)])
+    # the tuned run lists items in reverse and lacks the first five
+    rev = list(range(49, 4, -1))
+    tuned = write_run(tmp_path, "tuned", [FakeBench("mmlu", {"accuracy": [t[i] for i in rev]}, ids=[ids[i] for i in rev])])
+    c = compare_runs(load_run(base), load_run(tuned), CompareSettings(resamples=300))
+    e = c["benchmarks"]["mmlu"]
+    assert e["n_aligned"] == 45
+    m = e["metrics"]["accuracy"]
+    assert m["delta"]["value"] == pytest.approx(float(np.mean(t[5:] - b[5:])))
+    lost = {ids[i] for i in range(5, 50) if b[i] == 1 and t[i] == 0}
+    assert set(m["flips"]["lost_ids"]) == lost and m["flips"]["lost"] == len(lost)
+    # missing items are listed, but they do not block the comparison
+    (mm,) = [x for x in c["mismatches"] if x["field"] == "samples.ids"]
+    assert mm["count"] == 5 and not mm["blocking"]
+
+
+def _settings_variant(**gen: object) -> dict:
+    s = FakeBench("x", {"a": [1]}).settings
+    s = copy.deepcopy(s)
+    s["gen"].update(gen)
+    return s
+
+
+@pytest.mark.parametrize(
+    ("tuned_kwargs", "field"),
+    [
+        ({"settings": _settings_variant(max_new_tokens=32)}, "settings.gen.max_new_tokens"),
+        ({"data_sha": "e" * 64}, "data.sha256"),
+        ({"prompts": [f"<|im_start|>user\nQ{i}<|im_end|>" for i in range(40)]}, "samples.prompt_hash"),
+    ],
+)
+def test_blocking_mismatch_refused_and_named(tmp_path: Path, tuned_kwargs: dict, field: str) -> None:
+    b, t = _scores(1, n=40)
+    base = write_run(tmp_path, "base", [FakeBench("gsm8k", {"em": b}, general=True)])
+    tuned = write_run(tmp_path, "tuned", [FakeBench("gsm8k", {"em": t}, general=True, **tuned_kwargs)])
+    with pytest.raises(SftevalError) as err:
+        compare_runs(load_run(base), load_run(tuned), CompareSettings(resamples=200))
+    assert field.split(".")[-1] in str(err.value) and "--allow-mismatch" in str(err.value)
+    c = compare_runs(load_run(base), load_run(tuned), CompareSettings(resamples=200, allow_mismatch=True))
+    assert any(m["field"] == field and m["blocking"] for m in c["mismatches"])
+
+
+def test_chat_template_use_difference_is_blocking(tmp_path: Path) -> None:
+    s = copy.deepcopy(FakeBench("x", {"a": [1]}).settings)
+    s["chat_template"] = True
+    base = write_run(tmp_path, "base", [FakeBench("mmlu", {"accuracy": [1, 0, 1]})])
+    tuned = write_run(tmp_path, "tuned", [FakeBench("mmlu", {"accuracy": [1, 0, 1]}, settings=s)])
+    with pytest.raises(SftevalError, match="settings.chat_template"):
+        compare_runs(load_run(base), load_run(tuned))
+
+
+def test_sampling_seed_difference_is_not_blocking(tmp_path: Path) -> None:
+    base = write_run(tmp_path, "base", [FakeBench("mmlu", {"accuracy": [1, 0, 1]})])
+    tuned = write_run(tmp_path, "tuned", [FakeBench("mmlu", {"accuracy": [1, 0, 1]}, settings=_settings_variant(seed=7))])
+    c = compare_runs(load_run(base), load_run(tuned), CompareSettings(resamples=100))
+    assert [m["field"] for m in c["mismatches"]] == ["settings.gen.seed"] and not c["mismatches"][0]["blocking"]
+
+
+def test_holm_family_general_flags_and_json_safety(tmp_path: Path) -> None:
+    b1, t1 = _scores(2, drop=0.2)
+    b2, t2 = _scores(3)
+    base = write_run(tmp_path, "base", [
+        FakeBench("gsm8k", {"em": b1, "em_flex": b1}, kind="math", general=True),
+        FakeBench("custom", {"score": b2}),
+        FakeBench("only_base", {"score": b2}),
+    ])
+    tuned = write_run(tmp_path, "tuned", [
+        FakeBench("gsm8k", {"em": t1, "em_flex": t1}, kind="math", general=True),
+        FakeBench("custom", {"score": t2}),
+    ])
+    c = compare_runs(load_run(base), load_run(tuned), CompareSettings(resamples=500, general=("custom",)))
+    assert c["schema"] == COMPARE_SCHEMA
+    assert c["holm"]["family"] == ["gsm8k/em", "custom/score"]
+    g = c["benchmarks"]["gsm8k"]["metrics"]
+    assert g["em"]["p_holm"] >= g["em"]["p_value"] and g["em_flex"]["p_holm"] is None
+    assert c["benchmarks"]["gsm8k"]["forgetting"]["verdict"] == "forgot"
+    assert c["benchmarks"]["custom"]["general"] and c["benchmarks"]["custom"]["forgetting"] is not None
+    assert c["forgetting"]["forgot"] == ["gsm8k"]
+    assert c["only_in_base"] == ["only_base"]
+    assert len(c["benchmarks"]["gsm8k"]["top_flips"]) <= 10
+    json.dumps(c, allow_nan=False)  # no NaN leaks into the file
+
+
+def test_non_binary_metric_uses_paired_t_and_no_flips(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    b = rng.uniform(0, 1, 60)
+    t = np.clip(b + rng.normal(0.05, 0.05, 60), 0, 1)
+    base = write_run(tmp_path, "base", [FakeBench("heldout", {"rougeL": b}, kind="reference")])
+    tuned = write_run(tmp_path, "tuned", [FakeBench("heldout", {"rougeL": t}, kind="reference")])
+    m = compare_runs(load_run(base), load_run(tuned), CompareSettings(resamples=300))["benchmarks"]["heldout"]["metrics"]["rougeL"]
+    assert m["test"] == "paired-t" and m["flips"] is None and m["delta"]["ci95"][0] > 0
+
+
+def test_load_run_errors_name_file_line_field(tmp_path: Path) -> None:
+    run = write_run(tmp_path, "base", [FakeBench("mmlu", {"accuracy": [1, 0]})])
+    with (run / "samples" / "mmlu.jsonl").open("a") as f:
+        f.write('{"prompt": "no id"}\n{"id": "x"}\n')
+    with pytest.raises(SftevalError) as err:
+        load_run(run)
+    assert err.value.line == 3 and err.value.field == "id"
+    with pytest.raises(SftevalError, match="not a run folder"):
+        load_run(tmp_path)
+    (tmp_path / "c.json").write_text('{"schema": "other/1"}')
+    with pytest.raises(SftevalError, match="sfteval.compare/1"):
+        load_comparison(tmp_path / "c.json")
+
+
+def test_cli_compare_writes_comparison_and_reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    b, t = _scores(5)
+    base = write_run(tmp_path, "base", [FakeBench("mmlu", {"accuracy": b}, general=True)])
+    tuned = write_run(tmp_path, "tuned", [FakeBench("mmlu", {"accuracy": t}, general=True)])
+    out = tmp_path / "cmp"
+    assert run_cli(["compare", str(base), str(tuned), "--out", str(out), "--resamples", "300"], monkeypatch) == 0
+    assert load_comparison(out)["settings"]["resamples"] == 300
+    assert (out / "report.md").is_file() and (out / "report.html").is_file()
+    # a blocking mismatch: exit 2, nothing written
+    other = write_run(tmp_path / "o", "tuned", [FakeBench("mmlu", {"accuracy": t}, data_sha="f" * 64)])
+    assert run_cli(["compare", str(base), str(other), "--out", str(tmp_path / "no")], monkeypatch) == 2
+    assert not (tmp_path / "no").exists()
+
+
+def test_cli_compare_runs_checkpoints_through_the_runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checkpoint folders go through sfteval.runner.execute_run with one set of settings."""
+    b, t = _scores(6, n=80)
+    runs = {"base": b, "tuned": t}
+    configs = []
+
+    def execute_run(cfg: object) -> Path:
+        configs.append(cfg)
+        label = Path(cfg.checkpoint).name  # type: ignore[attr-defined]
+        return write_run(cfg.out, label, [FakeBench("mmlu", {"accuracy": runs[label]}, general=True)])  # type: ignore[attr-defined]
+
+    monkeypatch.setitem(sys.modules, "sfteval.runner", types.SimpleNamespace(execute_run=execute_run))
+    for name in runs:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text("{}")
+    code = run_cli(["compare", str(tmp_path / "base"), str(tmp_path / "tuned"), "--reports", str(tmp_path / "rep"),
+                    "--bench", "mmlu", "--limit", "80", "--resamples", "200"], monkeypatch)
+    assert code == 0 and len(configs) == 2
+    strip = [{k: v for k, v in vars(c).items() if k != "checkpoint"} for c in configs]
+    assert strip[0] == strip[1] and configs[0].benchmarks == ("mmlu",) and configs[0].limit == 80
+    assert len(list((tmp_path / "rep" / "compare").glob("*/comparison.json"))) == 1
