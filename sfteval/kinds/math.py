@@ -65,7 +65,7 @@ class MathKind:
         for index, line, row in limited(loaded.rows, ctx.limit):
             src = loaded.info["source"]
             question = str(require(row, "question", src, line)).strip()
-            reference = gsm8k_reference(str(require(row, "answer", src, line)))
+            reference = gsm8k_reference(str(require(row, "answer", src, line)), path=src, line=line)
             sid = row_id(row, index)
             if chat:
                 msgs: list[Message] = []
