@@ -125,3 +125,10 @@ def build_tiny_model(out_dir: str | Path, spec: TinySpec = TinySpec(), corpus: I
     model.save_pretrained(out, safe_serialization=True)
     (out / "sfteval_tiny.json").write_text(json.dumps({"spec": spec.__dict__}, indent=2))
     return out
+
+
+if __name__ == "__main__":
+    import sys
+
+    target = sys.argv[1] if len(sys.argv) > 1 else "tiny-model"
+    print(build_tiny_model(target))
