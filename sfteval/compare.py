@@ -131,6 +131,12 @@ def find_mismatches(base: Run, tuned: Run, benches: list[str]) -> list[dict[str,
         b, t = (base.results.get("backend") or {}).get(key), (tuned.results.get("backend") or {}).get(key)
         if b != t:
             out.append(_mismatch(None, f"backend.{key}", b, t, False))
+    # how prompts were rendered (chat template used or not, its hash, BOS text): all blocking
+    bp = _flatten(base.results.get("prompting") or {}, "prompting")
+    tp = _flatten(tuned.results.get("prompting") or {}, "prompting")
+    for key in sorted(set(bp) | set(tp)):
+        if bp.get(key) != tp.get(key):
+            out.append(_mismatch(None, key, bp.get(key), tp.get(key), True))
     for name in benches:
         bi, ti = base.benchmarks[name], tuned.benchmarks[name]
         bs, ts = _flatten(bi.get("settings") or {}, "settings"), _flatten(ti.get("settings") or {}, "settings")

@@ -38,6 +38,15 @@ if TYPE_CHECKING:
 __all__ = ["NGRAM", "RUN", "SHARE"]
 
 TRAIN_BENCH, HELDOUT_BENCH = "train", "heldout"
+
+
+def find_bench(names: Any, role: str) -> str | None:
+    """The benchmark playing `role` ("train" | "heldout"): that exact name, else one
+    ending in `_<role>` (the offline suite's `offline_heldout`)."""
+    names = list(names)
+    if role in names:
+        return role
+    return next((n for n in names if n.endswith(f"_{role}")), None)
 SWEEP_SCHEMA = "sfteval.sweep/1"
 TEMPLATE_TOKENS = (
     "<|im_start|>", "<|im_end|>", "<|endoftext|>", "<s>", "</s>", "[INST]", "[/INST]", "<<SYS>>",
@@ -139,18 +148,20 @@ def memorisation(base: Run, tuned: Run, training: Training | None) -> dict[str, 
         return _unavailable("no training data (pass --train-data, or record it in the checkpoint's sfteval.json)")
     out: dict[str, Any] = {"available": True, "training_sources": list(training.sources),
                            "n_training": len(training.ids)}
-    if HELDOUT_BENCH in tuned.samples:
+    held = find_bench(tuned.samples, HELDOUT_BENCH)
+    train = find_bench(tuned.samples, TRAIN_BENCH)
+    if held is not None:
         out["heldout"] = {
-            "tuned": _rate(tuned.samples[HELDOUT_BENCH], training.responses, training),
-            "base": _rate(base.samples[HELDOUT_BENCH], training.responses, training)
-            if HELDOUT_BENCH in base.samples else None,
+            "benchmark": held,
+            "tuned": _rate(tuned.samples[held], training.responses, training),
+            "base": _rate(base.samples[held], training.responses, training) if held in base.samples else None,
         }
     else:
         out["heldout"] = None
     out["regurgitation"] = {
         b: {"tuned": _rate(rows, training.texts, training),
             "base": _rate(base.samples[b], training.texts, training) if b in base.samples else None}
-        for b, rows in tuned.samples.items() if b not in (TRAIN_BENCH, HELDOUT_BENCH)
+        for b, rows in tuned.samples.items() if b not in (train, held)
     }
     return out
 
@@ -160,8 +171,9 @@ def memorisation(base: Run, tuned: Run, training: Training | None) -> dict[str, 
 
 def _gap(results: Mapping[str, Any], metric: str) -> dict[str, Any] | None:
     benches = results.get("benchmarks") or {}
-    tr = ((benches.get(TRAIN_BENCH) or {}).get("metrics") or {}).get(metric)
-    ho = ((benches.get(HELDOUT_BENCH) or {}).get("metrics") or {}).get(metric)
+    train, held = find_bench(benches, TRAIN_BENCH), find_bench(benches, HELDOUT_BENCH)
+    tr = ((benches.get(train) or {}).get("metrics") or {}).get(metric) if train else None
+    ho = ((benches.get(held) or {}).get("metrics") or {}).get(metric) if held else None
     if not tr or not ho:
         return None
     value = float(tr["value"]) - float(ho["value"])
@@ -173,11 +185,11 @@ def _gap(results: Mapping[str, Any], metric: str) -> dict[str, Any] | None:
 
 def train_heldout(base_results: Mapping[str, Any], tuned_results: Mapping[str, Any]) -> dict[str, Any]:
     benches = tuned_results.get("benchmarks") or {}
-    if TRAIN_BENCH not in benches or HELDOUT_BENCH not in benches:
+    train, held = find_bench(benches, TRAIN_BENCH), find_bench(benches, HELDOUT_BENCH)
+    if train is None or held is None:
         return _unavailable("the tuned run has no `train` and `heldout` benchmarks (sfteval run --train-data)")
-    heldout = benches[HELDOUT_BENCH]
-    metric = heldout.get("primary_metric")
-    if metric not in ((benches[TRAIN_BENCH].get("metrics")) or {}):
+    metric = benches[held].get("primary_metric")
+    if metric not in ((benches[train].get("metrics")) or {}):
         return _unavailable(f"`train` does not report the heldout metric {metric!r}")
     tuned = _gap(tuned_results, metric)
     base = _gap(base_results, metric)
@@ -189,7 +201,8 @@ def train_heldout(base_results: Mapping[str, Any], tuned_results: Mapping[str, A
         se = math.hypot(tuned["gap"]["stderr"] or 0.0, base["gap"]["stderr"] or 0.0)
         change = {"value": _num(v), "ci95": [_num(v - Z95 * se), _num(v + Z95 * se)], "method": "normal(unpaired)"}
     lo = (change or tuned["gap"])["ci95"][0]
-    return {"available": True, "metric": metric, "tuned": tuned, "base": base, "gap_change": change,
+    return {"available": True, "metric": metric, "benchmarks": [train, held], "tuned": tuned, "base": base,
+            "gap_change": change,
             "flag": bool(lo is not None and lo > 0)}
 
 
@@ -354,7 +367,7 @@ def contamination(base: Run, tuned: Run, training: Training | None, per_bench: M
     out: dict[str, Any] = {"available": True, "training_sources": list(training.sources),
                            "n_training": len(training.ids), "benchmarks": {}}
     for name, rows in tuned.samples.items():
-        if name == TRAIN_BENCH or name not in per_bench:
+        if name == find_bench(tuned.samples, TRAIN_BENCH) or name not in per_bench:
             continue
         prompts = [str(r.get("prompt") or "") for r in rows.values()]
         ignore = (common_hashes(prompts, NGRAM), common_hashes(prompts, RUN))

@@ -200,3 +200,37 @@ def test_cli_compare_runs_checkpoints_through_the_runner(tmp_path: Path, monkeyp
     strip = [{k: v for k, v in vars(c).items() if k != "checkpoint"} for c in configs]
     assert strip[0] == strip[1] and configs[0].benchmarks == ("mmlu",) and configs[0].limit == 80
     assert len(list((tmp_path / "rep" / "compare").glob("*/comparison.json"))) == 1
+
+
+def test_prompting_difference_is_blocking(tmp_path: Path) -> None:
+    import json as _json
+
+    base = write_run(tmp_path, "base", [FakeBench("mmlu", {"accuracy": [1, 0, 1]})])
+    tuned = write_run(tmp_path, "tuned", [FakeBench("mmlu", {"accuracy": [1, 0, 1]})])
+    for run, used in ((base, False), (tuned, True)):
+        doc = _json.loads((run / "results.json").read_text())
+        doc["prompting"] = {"chat_template_used": used, "chat_template_sha256": None, "bos_text": "<s>"}
+        (run / "results.json").write_text(_json.dumps(doc))
+    with pytest.raises(SftevalError, match="prompting.chat_template_used"):
+        compare_runs(load_run(base), load_run(tuned))
+
+
+@pytest.mark.slow
+def test_compare_real_runs_of_the_tiny_model(tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checkpoints through the real runner: a model against itself under greedy decoding."""
+    out = tmp_path / "cmp"
+    code = run_cli(["compare", str(tiny_model), str(tiny_model), "--bench", "offline_mmlu", "--bench", "offline_gsm8k",
+                    "--limit", "4", "--backend", "hf", "--reports", str(tmp_path / "rep"), "--out", str(out),
+                    "--resamples", "200"], monkeypatch)
+    assert code == 0
+    c = load_comparison(out)
+    assert c["mismatches"] == [] and set(c["benchmarks"]) == {"offline_mmlu", "offline_gsm8k"}
+    for e in c["benchmarks"].values():
+        assert e["n_aligned"] == 4 and e["metrics"][e["primary_metric"]]["delta"]["ci95"] == [0.0, 0.0]
+    assert run_cli(["gate", str(out), "--rules", str(_rules(tmp_path)), "--out", str(tmp_path / "g")], monkeypatch) == 0
+
+
+def _rules(tmp: Path) -> Path:
+    p = tmp / "gate.toml"
+    p.write_text('[max_drop]\n"*" = 0.05\n')
+    return p

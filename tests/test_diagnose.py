@@ -142,10 +142,12 @@ def _est(v: float, se: float) -> dict:
 def test_train_heldout_gap_flags_only_a_gap_that_grew() -> None:
     def results(train: float, held: float) -> dict:
         return {"benchmarks": {"train": {"primary_metric": "rougeL", "metrics": {"rougeL": _est(train, 0.02)}},
-                               "heldout": {"primary_metric": "rougeL", "metrics": {"rougeL": _est(held, 0.02)}}}}
+                               "offline_heldout": {"primary_metric": "rougeL",
+                                                   "metrics": {"rougeL": _est(held, 0.02)}}}}
 
     grew = train_heldout(results(0.30, 0.28), results(0.80, 0.40))
     assert grew["flag"] and grew["tuned"]["gap"]["value"] == pytest.approx(0.40)
+    assert grew["benchmarks"] == ["train", "offline_heldout"]
     assert grew["gap_change"]["value"] == pytest.approx(0.38)
     same = train_heldout(results(0.30, 0.28), results(0.45, 0.43))
     assert not same["flag"]
