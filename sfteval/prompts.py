@@ -6,7 +6,7 @@ Rules that keep prompts honest (PITFALLS: double BOS, auto templates):
 - Whether a chat template was used, and its hash, is recorded per run; `compare`
   refuses to compare runs whose template use differs unless told to.
 - Without a chat template, conversations render with DEFAULT_TEMPLATE below, the same
-  one the trainer uses for tokenizers that have none.
+  one the trainer uses (and saves) for tokenizers that have none.
 """
 
 from __future__ import annotations
@@ -19,31 +19,30 @@ from sfteval.errors import SftevalError
 from sfteval.fileio import sha256_text
 from sfteval.types import Message
 
-# The documented default instruction template (used by train/ and here when a tokenizer
-# has no chat template). Each assistant response is followed by the EOS token text.
-DEFAULT_SYSTEM_PREFIX = "### System:\n"
-DEFAULT_USER_PREFIX = "### Instruction:\n"
-DEFAULT_ASSISTANT_PREFIX = "### Response:\n"
-DEFAULT_TURN_SEP = "\n\n"
+# The documented default instruction template, for tokenizers without a chat template.
+# The trainer renders training data with it and saves it into the checkpoint's
+# tokenizer, so an un-templated base and its tuned child see the same conversation text.
+# Alpaca-style; the response and its EOS sit inside generation markers (assistant mask).
+DEFAULT_TEMPLATE = (
+    "{% if bos_token %}{{ bos_token }}{% endif %}"
+    "{% for message in messages %}"
+    "{% if message['role'] == 'system' %}{{ message['content'] + '\n\n' }}"
+    "{% elif message['role'] == 'user' %}{{ '### Instruction:\n' + message['content'] + '\n\n' }}"
+    "{% else %}{{ '### Response:\n' }}{% generation %}{{ message['content'] + eos_token }}{% endgeneration %}"
+    "{{ '\n\n' }}{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '### Response:\n' }}{% endif %}"
+)
 
 
-def render_default(messages: Sequence[Message], *, eos: str, add_generation_prompt: bool) -> str:
-    """Render a conversation with the default template.
-
-    A finished conversation ends with `eos` after each assistant turn; with
-    `add_generation_prompt` the text ends with the response marker, ready to complete.
-    """
-    parts: list[str] = []
-    for m in messages:
-        if m.role == "system":
-            parts.append(DEFAULT_SYSTEM_PREFIX + m.content + DEFAULT_TURN_SEP)
-        elif m.role == "user":
-            parts.append(DEFAULT_USER_PREFIX + m.content + DEFAULT_TURN_SEP)
-        else:
-            parts.append(DEFAULT_ASSISTANT_PREFIX + m.content + eos + DEFAULT_TURN_SEP)
-    if add_generation_prompt:
-        parts.append(DEFAULT_ASSISTANT_PREFIX)
-    return "".join(parts)
+def render_messages(tokenizer: Any, messages: Sequence[Message], *, template: str | None = None, add_generation_prompt: bool = True) -> str:
+    """Render through a Jinja chat template (the tokenizer's, or `template`)."""
+    return tokenizer.apply_chat_template(
+        [{"role": m.role, "content": m.content} for m in messages],
+        chat_template=template,
+        tokenize=False,
+        add_generation_prompt=add_generation_prompt,
+    )
 
 
 @dataclass(frozen=True)
@@ -53,25 +52,19 @@ class Renderer:
     tokenizer: Any | None  # a transformers tokenizer, or None (replay without a checkpoint)
     chat: bool
     bos_text: str = ""
-    eos_text: str = ""
 
     def plain(self, text: str) -> str:
         return self.bos_text + text
 
     def conversation(self, messages: Sequence[Message]) -> str:
         """A prompt that asks for the next assistant turn."""
-        if self.chat:
-            assert self.tokenizer is not None
-            rendered = self.tokenizer.apply_chat_template(
-                [{"role": m.role, "content": m.content} for m in messages],
-                tokenize=False,
-                add_generation_prompt=True,
-            )
-            # Templates that omit BOS rely on the tokenizer adding it; we add it as text.
-            if self.bos_text and not rendered.startswith(self.bos_text):
-                rendered = self.bos_text + rendered
-            return rendered
-        return self.bos_text + render_default(messages, eos=self.eos_text, add_generation_prompt=True)
+        if self.tokenizer is None:  # replay without a checkpoint: nothing to template with
+            return "".join(f"{m.role}: {m.content}\n\n" for m in messages) + "assistant:"
+        rendered = render_messages(self.tokenizer, messages, template=None if self.chat else DEFAULT_TEMPLATE)
+        # Templates that omit BOS rely on the tokenizer adding it; we add it as text.
+        if self.bos_text and not rendered.startswith(self.bos_text):
+            rendered = self.bos_text + rendered
+        return rendered
 
     def info(self) -> dict[str, Any]:
         template = getattr(self.tokenizer, "chat_template", None) if self.tokenizer is not None else None
@@ -79,7 +72,7 @@ class Renderer:
             "chat_template_used": self.chat,
             "chat_template_sha256": sha256_text(template) if (self.chat and isinstance(template, str)) else None,
             "bos_text": self.bos_text,
-            "default_template": None if self.chat else "sfteval.prompts.render_default",
+            "default_template_sha256": None if self.chat else sha256_text(DEFAULT_TEMPLATE),
         }
 
 
@@ -108,4 +101,4 @@ def make_renderer(tokenizer: Any | None, mode: str) -> Renderer:
             hint="use --chat-template off (plain prompts) or add a chat_template to tokenizer_config.json",
         )
     chat = has_template and mode != "off"
-    return Renderer(tokenizer, chat=chat, bos_text=_bos_text(tokenizer), eos_text=tokenizer.eos_token or "")
+    return Renderer(tokenizer, chat=chat, bos_text=_bos_text(tokenizer))

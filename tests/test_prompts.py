@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sfteval.errors import SftevalError
-from sfteval.prompts import make_renderer, render_default
+from sfteval.prompts import make_renderer
 from sfteval.types import Message
 
 
@@ -47,9 +47,16 @@ def test_modes(tiny_model_no_template) -> None:
     with pytest.raises(SftevalError, match="unknown chat-template mode"):
         make_renderer(tok, "sometimes")
     prompt = make_renderer(tok, "auto").conversation([Message("system", "S"), Message("user", "Q")])
-    assert prompt == "### System:\nS\n\n### Instruction:\nQ\n\n### Response:\n"
+    assert prompt == "<s>S\n\n### Instruction:\nQ\n\n### Response:\n"
 
 
-def test_default_template_ends_each_response_with_eos() -> None:
-    text = render_default([Message("user", "Q"), Message("assistant", "A")], eos="</s>", add_generation_prompt=False)
-    assert text == "### Instruction:\nQ\n\n### Response:\nA</s>\n\n"
+def test_eval_renders_conversations_exactly_as_the_trainer_trained_them(tiny_model_no_template) -> None:
+    from transformers import AutoTokenizer
+
+    from train.data import prepare_tokenizer
+
+    base = AutoTokenizer.from_pretrained(tiny_model_no_template)
+    tuned = AutoTokenizer.from_pretrained(tiny_model_no_template)
+    assert prepare_tokenizer(tuned) == "default"  # what the trainer saves into the checkpoint
+    msgs = [Message("user", "Q")]
+    assert make_renderer(base, "auto").conversation(msgs) == make_renderer(tuned, "auto").conversation(msgs)

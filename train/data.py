@@ -34,18 +34,10 @@ from typing import Any
 from sfteval.errors import SftevalError
 from sfteval.types import Conversation
 
-# Alpaca-style, with the response and its EOS inside generation markers. Documented in
-# train/README.md; saved into the checkpoint's tokenizer when it is used.
-DEFAULT_TEMPLATE = (
-    "{% if bos_token %}{{ bos_token }}{% endif %}"
-    "{% for message in messages %}"
-    "{% if message['role'] == 'system' %}{{ message['content'] + '\n\n' }}"
-    "{% elif message['role'] == 'user' %}{{ '### Instruction:\n' + message['content'] + '\n\n' }}"
-    "{% else %}{{ '### Response:\n' }}{% generation %}{{ message['content'] + eos_token }}{% endgeneration %}"
-    "{{ '\n\n' }}{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '### Response:\n' }}{% endif %}"
-)
+# Alpaca-style default template, shared with sfteval's prompts so evaluation renders
+# conversations exactly as training did (documented in sfteval/prompts.py).
+from sfteval.prompts import DEFAULT_TEMPLATE  # noqa: E402
+
 # Chat end-of-turn tokens that stop generation in common templates (besides EOS).
 END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|end_of_turn|>")
 _GENERATION_RE = re.compile(r"\{%-?\s*generation\s*-?%\}")
