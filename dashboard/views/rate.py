@@ -5,7 +5,7 @@ preselected. What a rater never sees before voting: model names, run ids, paths,
 lengths or anything else that tells the sides apart. Sides come from
 sfteval.ratings.tuned_side (a hash), so reruns, refreshes and second tabs agree.
 Each vote is written to SQLite at once; the database refuses a second vote on an item.
-Study and rater are bound to the URL (?study=...&rater=...), so a refresh resumes.
+Study and rater are kept in the URL (?study=...&rater=...), so a refresh resumes.
 """
 
 from __future__ import annotations
@@ -25,13 +25,19 @@ if not studies:
     st.stop()
 
 known = {s.study_id: s for s in studies}
+# Study and rater live in the URL too, so a refresh or a shared link resumes the session.
+url = st.query_params
 c1, c2 = st.columns(2)
 study_id = c1.selectbox(
-    "Study", list(known), index=None, placeholder="choose a study", key="study", bind="query-params",
+    "Study", list(known), index=list(known).index(url["study"]) if url.get("study") in known else None,
+    placeholder="choose a study", key="study",
     format_func=lambda s: f"{s} ({known[s].benchmark}, {known[s].n_items} items)",
 )
-rater = c2.text_input("Your name", key="rater", bind="query-params", placeholder="the same name every time")
-rater = rater.strip()
+rater = c2.text_input("Your name", value=url.get("rater", ""), key="rater",
+                      placeholder="the same name every time").strip()
+for name, value in (("study", study_id), ("rater", rater)):
+    if value and url.get(name) != value:
+        url[name] = value
 if not study_id or not rater:
     st.info("Choose a study and enter your name to start. Your progress is saved with every vote.")
     st.stop()

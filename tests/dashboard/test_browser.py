@@ -1,0 +1,155 @@
+"""End to end in a real browser: `sfteval dashboard` serves the app, headless Debian
+Chromium loads it, we look at what it shows, vote once, and keep screenshots.
+
+Needs `chromium` and `chromedriver` (.ci/install-browser.sh); skipped when absent.
+Screenshots land in the test's tmp folder, or in $SFTEVAL_SCREENSHOTS when set.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import IDENTITY, run_ids
+
+from sfteval.ratings import VoteStore, build_study
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def server(reports: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    db = tmp_path / "ratings.sqlite3"
+    port = _free_port()
+    log = (tmp_path / "server.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sfteval.cli", "dashboard", "--reports", str(reports), "--port", str(port),
+         "--db", str(db)],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,  # its own group: we stop exactly it
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("dashboard did not start:\n" + (tmp_path / "server.log").read_text())
+            time.sleep(0.5)
+        yield url, db
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+@pytest.fixture()
+def browser(tmp_path: Path):
+    if not (CHROMIUM and DRIVER):
+        pytest.skip("chromium/chromedriver not installed (.ci/install-browser.sh)")
+    os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must never download a browser
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+                 f"--user-data-dir={tmp_path / 'chrome-profile'}", "--window-size=1400,1000"):
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=DRIVER), options=opts)
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _wait_text(driver, needle: str, timeout: float = 60) -> str:
+    from selenium.webdriver.common.by import By
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = driver.find_element(By.TAG_NAME, "body").text
+        if needle in body:
+            return body
+        time.sleep(0.5)
+    raise AssertionError(f"{needle!r} never appeared; page shows:\n{body[:2000]}")
+
+
+def _shot(driver, tmp_path: Path, name: str) -> Path:
+    folder = Path(os.environ.get("SFTEVAL_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    assert driver.save_screenshot(str(path))
+    from PIL import Image
+
+    with Image.open(path) as img:
+        assert img.size[0] >= 1000
+        colours = img.convert("RGB").getcolors(maxcolors=1 << 20)
+        assert colours is None or len(colours) > 50, "screenshot is nearly blank"
+    return path
+
+
+def test_dashboard_in_chromium(server, browser, reports: Path, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    url, db = server
+    base, tuned = run_ids(reports)
+
+    browser.get(url)
+    body = _wait_text(browser, "2 of 2 runs")
+    assert "Runs" in body and "Deploy" not in body  # viewer toolbar: no developer menu
+    # The table draws on a canvas (no DOM text): check it is there, then look at the screenshot.
+    time.sleep(2.0)
+    _shot(browser, tmp_path, "runs.png")
+    ids = sorted({e.get_attribute("data-testid") for e in browser.find_elements(By.CSS_SELECTOR, "[data-testid]")})
+    assert "stDataFrame" in ids, ids
+    for page in ("Compare", "Samples", "Checkpoints", "Rate", "Ratings"):
+        assert page in body  # the navigation lists every page
+    _shot(browser, tmp_path, "runs.png")
+
+    study = build_study(base, tuned, "chat")
+    VoteStore(db).create_study(study)
+    browser.get(f"{url}/rate?study={study.study_id}&rater=ann")
+    _wait_text(browser, "Which answer is better?")
+    _wait_text(browser, "careful answer")  # code blocks render a moment after the rest
+    body = _wait_text(browser, "short reply")
+    assert "0 of 12 rated" in body
+    for secret in (*IDENTITY, base.name, tuned.name):
+        assert secret not in body
+        assert secret not in browser.page_source
+    _shot(browser, tmp_path, "rate.png")
+
+    browser.find_element(By.XPATH, "//*[normalize-space(text())='A is better']").click()
+    time.sleep(1.0)  # let the widget change reach the server before the click below
+    browser.find_element(By.XPATH, "//button[.//*[normalize-space(text())='Submit vote']]").click()
+    _wait_text(browser, "1 of 12 rated")
+    votes = VoteStore(db).votes(study.study_id)
+    assert [(v["rater"], v["choice"]) for v in votes] == [("ann", "A")]
+    _shot(browser, tmp_path, "rate-after-vote.png")
