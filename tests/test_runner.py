@@ -182,3 +182,14 @@ def test_chat_template_off_uses_plain_fewshot_prompts(tiny_model: Path, tmp_path
     prompt = read_jsonl(run / "samples" / "offline_gsm8k.jsonl")[0]["prompt"]
     assert prompt.count("Question:") == 5 and prompt.endswith("Answer:") and "<<" not in prompt
     assert doc["prompting"]["chat_template_used"] is False
+
+
+def test_rescoring_a_runs_own_samples_reproduces_its_metrics(tiny_model: Path, offline_run: Path, tmp_path: Path) -> None:
+    """Generate once, score many: a samples file is itself a valid replay file."""
+    samples = offline_run / "samples" / "offline_gsm8k.jsonl"
+    rescored = execute_run(
+        RunConfig(checkpoint=str(tiny_model), replay=str(samples), label="again", benchmarks=("offline_gsm8k",), limit=8, out=str(tmp_path))
+    )
+    a = read_json(offline_run / "results.json")["benchmarks"]["offline_gsm8k"]
+    b = read_json(rescored / "results.json")["benchmarks"]["offline_gsm8k"]
+    assert a["metrics"] == b["metrics"] and a["prompts_digest"] == b["prompts_digest"]
