@@ -262,6 +262,7 @@ class OpenAIBackend:
     """
 
     name = "openai"
+    chunk_size = 512  # requests per runner chunk; the server batches what arrives together
 
     def __init__(self, model_path: str, engine: EngineSettings, *, api: str | None = None) -> None:
         if not engine.base_url:

