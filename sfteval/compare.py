@@ -299,12 +299,10 @@ def compare_benchmark(name: str, base: Run, tuned: Run, settings: CompareSetting
     if prim is not None:
         if general:
             d = prim["delta"]
-            ci = (d["ci95"][0], d["ci95"][1])
-            entry["forgetting"] = forgetting_verdict(
-                d["value"] if d["value"] is not None else float("nan"),
-                (float("nan") if ci[0] is None else ci[0], float("nan") if ci[1] is None else ci[1]),
-                settings.margin,
-            ) | {"metric": primary}
+            nan = float("nan")  # JSON null back to NaN: no CI means "no evidence"
+            lo, hi = (nan if x is None else x for x in d["ci95"])
+            value = nan if d["value"] is None else d["value"]
+            entry["forgetting"] = forgetting_verdict(value, (lo, hi), settings.margin) | {"metric": primary}
         if prim["flips"]:
             for direction in ("lost", "gained"):
                 for i in prim["flips"][f"{direction}_ids"][:TOP_FLIPS]:

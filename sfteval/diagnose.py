@@ -132,8 +132,8 @@ def load_training(paths: Sequence[Path]) -> Training | None:
 
 def _rate(rows: Mapping[str, Mapping[str, Any]], index: OverlapIndex, training: Training) -> dict[str, Any]:
     flags, items = [], []
-    for sid, row in rows.items():
-        ov = index.check(output_text(row))
+    overlaps = index.check_many([output_text(r) for r in rows.values()])
+    for sid, ov in zip(rows, overlaps):
         flagged = ov.flagged()
         flags.append(1.0 if flagged else 0.0)
         if flagged and len(items) < MAX_ITEMS:
@@ -372,10 +372,11 @@ def contamination(base: Run, tuned: Run, training: Training | None, per_bench: M
         prompts = [str(r.get("prompt") or "") for r in rows.values()]
         ignore = (common_hashes(prompts, NGRAM), common_hashes(prompts, RUN))
         items, flagged_ids = [], set()
-        for sid, row in rows.items():
-            po = training.texts.check(str(row.get("prompt") or ""), ignore=ignore)
-            ref = row.get("reference")
-            ro = training.texts.check(ref) if isinstance(ref, str) else None
+        prompt_ov = training.texts.check_many(prompts, ignore=ignore)
+        refs = {sid: r["reference"] for sid, r in rows.items() if isinstance(r.get("reference"), str)}
+        ref_ov = dict(zip(refs, training.texts.check_many(list(refs.values()))))
+        for sid, po in zip(rows, prompt_ov):
+            ro = ref_ov.get(sid)
             if po.flagged() or (ro is not None and ro.flagged()):
                 flagged_ids.add(sid)
                 doc = po.doc if po.flagged() else (ro.doc if ro else None)

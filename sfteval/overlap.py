@@ -6,8 +6,8 @@ distinct 8-grams occur in the corpus, or it shares a run of RUN consecutive toke
 (equivalently, one RUN-gram) with it. Texts with fewer than 8 tokens never overlap.
 
 How: every n-gram becomes a 64-bit hash (Python's string hash per token, combined
-FNV-style in numpy), the corpus hashes are sorted once, and a query is a vectorised
-`searchsorted`. Hash collisions are possible in principle (about 1 in 2**64 per pair)
+FNV-style in numpy over all texts at once), the corpus hashes are sorted once, and a
+batch of queries is one vectorised `searchsorted`. Hash collisions are possible in principle (about 1 in 2**64 per pair)
 and ignored. Hashes use Python's per-process string hash, so an index is only valid
 inside the process that built it (it is never written to disk).
 
@@ -54,11 +54,8 @@ def common_hashes(texts: Sequence[str], n: int) -> np.ndarray:
     Used to ignore what every prompt of a benchmark shares (few-shot exemplars,
     instructions, template text) so that only an item's own text is matched.
     """
-    per_text = [np.unique(ngram_hashes(tokens(t), n)) for t in texts]
-    if not per_text:
-        return _EMPTY
-    allh = np.concatenate(per_text)
-    values, counts = np.unique(allh, return_counts=True)
+    h, _ = _distinct(*batch_hashes([tokens(t) for t in texts], n))
+    values, counts = np.unique(h, return_counts=True)
     return values[counts >= 2]
 
 
@@ -73,14 +70,53 @@ class Overlap:
         return self.ngrams > 0 and (self.share >= share or self.run)
 
 
+Stream = tuple[np.ndarray, np.ndarray]  # (token hash, text index) for all texts, concatenated
+
+
+def token_stream(token_lists: Sequence[Sequence[str]]) -> Stream:
+    lengths = np.fromiter((len(t) for t in token_lists), dtype=np.int64, count=len(token_lists))
+    total = int(lengths.sum())
+    flat = np.fromiter((hash(t) for toks in token_lists for t in toks), dtype=np.int64, count=total).view(np.uint64)
+    return flat, np.repeat(np.arange(lengths.size), lengths)
+
+
+def stream_ngrams(stream: Stream, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(hash, text index) for every n-gram of every text of the stream, in one vectorised pass.
+
+    The n-grams that straddle two texts are dropped, so the hashes equal `ngram_hashes`
+    of each text on its own.
+    """
+    flat, owner = stream
+    m = flat.size - n + 1
+    if m <= 0:
+        return _EMPTY, np.empty(0, dtype=np.int64)
+    h = np.full(m, np.uint64(14695981039346656037))
+    with np.errstate(over="ignore"):
+        for j in range(n):
+            h = (h ^ flat[j : j + m]) * _PRIME
+    inside = owner[:m] == owner[n - 1 :]
+    return h[inside], owner[:m][inside]
+
+
+def batch_hashes(token_lists: Sequence[Sequence[str]], n: int) -> tuple[np.ndarray, np.ndarray]:
+    return stream_ngrams(token_stream(token_lists), n)
+
+
+def _distinct(h: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Drop repeated (text, hash) pairs: shares are over a text's distinct n-grams."""
+    if h.size == 0:
+        return h, q
+    order = np.lexsort((h, q))
+    h, q = h[order], q[order]
+    keep = np.concatenate(([True], (h[1:] != h[:-1]) | (q[1:] != q[:-1])))
+    return h[keep], q[keep]
+
+
 class _Index:
     """Sorted n-gram hashes of a corpus, with the first document each came from."""
 
-    def __init__(self, docs: Sequence[Sequence[str]], n: int) -> None:
-        parts = [ngram_hashes(toks, n) for toks in docs]
-        owner = [np.full(p.size, k, dtype=np.int64) for k, p in enumerate(parts)]
-        h = np.concatenate(parts) if parts else _EMPTY
-        d = np.concatenate(owner) if owner else np.empty(0, dtype=np.int64)
+    def __init__(self, stream: Stream, n: int) -> None:
+        h, d = stream_ngrams(stream, n)
         order = np.argsort(h, kind="stable")
         self.hashes, self.docs = h[order], d[order]
 
@@ -88,33 +124,54 @@ class _Index:
         """Document index per query hash, -1 when the corpus lacks it."""
         if self.hashes.size == 0 or q.size == 0:
             return np.full(q.size, -1, dtype=np.int64)
-        pos = np.searchsorted(self.hashes, q)
-        pos_c = np.minimum(pos, self.hashes.size - 1)
-        found = self.hashes[pos_c] == q
-        return np.where(found, self.docs[pos_c], -1)
+        pos = np.minimum(np.searchsorted(self.hashes, q), self.hashes.size - 1)
+        return np.where(self.hashes[pos] == q, self.docs[pos], -1)
+
+
+def _best_doc(q: np.ndarray, owners: np.ndarray, ndocs: int, nq: int) -> np.ndarray:
+    """Per query, the document matching the most n-grams (lowest index on ties), -1 if none."""
+    out = np.full(nq, -1, dtype=np.int64)
+    if q.size == 0:
+        return out
+    keys, counts = np.unique(q * max(ndocs, 1) + owners, return_counts=True)
+    qs, ds = keys // max(ndocs, 1), keys % max(ndocs, 1)
+    order = np.lexsort((ds, -counts, qs))
+    qs, ds = qs[order], ds[order]
+    first = np.concatenate(([True], qs[1:] != qs[:-1]))
+    out[qs[first]] = ds[first]
+    return out
 
 
 class OverlapIndex:
     """A corpus indexed for the long n-gram overlap rule."""
 
     def __init__(self, docs: Sequence[str], *, n: int = NGRAM, run: int = RUN) -> None:
-        toks = [tokens(d) for d in docs]
+        stream = token_stream([tokens(d) for d in docs])
         self.n, self.run_len, self.size = n, run, len(docs)
-        self._short = _Index(toks, n)
-        self._long = _Index(toks, run)
+        self._short = _Index(stream, n)
+        self._long = _Index(stream, run)
+
+    def check_many(self, texts: Sequence[str], *, ignore: tuple[np.ndarray, np.ndarray] | None = None
+                   ) -> list[Overlap]:
+        """Overlap of each text with the corpus; `ignore` = (n-gram, run-gram) hashes to skip."""
+        nq = len(texts)
+        stream = token_stream([tokens(t) for t in texts])
+        sh, sq = _distinct(*stream_ngrams(stream, self.n))
+        lh, lq = _distinct(*stream_ngrams(stream, self.run_len))
+        if ignore is not None:
+            keep_s, keep_l = ~np.isin(sh, ignore[0]), ~np.isin(lh, ignore[1])
+            sh, sq, lh, lq = sh[keep_s], sq[keep_s], lh[keep_l], lq[keep_l]
+        owners = self._short.lookup(sh)
+        hit = owners >= 0
+        total = np.bincount(sq, minlength=nq)
+        hits = np.bincount(sq[hit], minlength=nq)
+        runs = np.bincount(lq[self._long.lookup(lh) >= 0], minlength=nq) > 0
+        docs = _best_doc(sq[hit], owners[hit], self.size, nq)
+        return [
+            Overlap(float(hits[i] / total[i]) if total[i] else 0.0, bool(runs[i]) and bool(total[i]),
+                    int(docs[i]) if docs[i] >= 0 else None, int(total[i]))
+            for i in range(nq)
+        ]
 
     def check(self, text: str, *, ignore: tuple[np.ndarray, np.ndarray] | None = None) -> Overlap:
-        """Overlap of `text` with the corpus; `ignore` = (n-gram, run-gram) hashes to skip."""
-        toks = tokens(text)
-        short = np.unique(ngram_hashes(toks, self.n))
-        long = np.unique(ngram_hashes(toks, self.run_len))
-        if ignore is not None:
-            short = short[~np.isin(short, ignore[0])]
-            long = long[~np.isin(long, ignore[1])]
-        if short.size == 0:
-            return Overlap(0.0, False, None, 0)
-        owners = self._short.lookup(short)
-        hit = owners >= 0
-        run = bool(np.any(self._long.lookup(long) >= 0))
-        doc = int(np.bincount(owners[hit]).argmax()) if hit.any() else None
-        return Overlap(float(hit.mean()), run, doc, int(short.size))
+        return self.check_many([text], ignore=ignore)[0]

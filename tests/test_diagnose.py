@@ -172,3 +172,36 @@ def test_sweep_peak_divergence_and_keep(tmp_path: Path) -> None:
     flat_log = [{"step": s, "train_loss": 2 - s / 300, "eval_loss": 2 - s / 400} for s in (100, 200, 300)]
     sw2 = sweep_analysis(write_sweep(tmp_path, "m", mono, flat_log, select="heldout/rougeL"))
     assert not sw2["peak"]["before_end"] and not sw2["loss"]["diverging"] and sw2["keep"]["step"] == 300
+
+
+def _reference_overlap(corpus: list[str], text: str) -> tuple[float, bool]:
+    """The rule written the obvious way (sets of token tuples), to check the hashed index."""
+    from sfteval.overlap import tokens
+
+    def grams(t: list[str], n: int) -> set[tuple[str, ...]]:
+        return {tuple(t[i : i + n]) for i in range(len(t) - n + 1)}
+
+    short = set().union(*(grams(tokens(d), 8) for d in corpus))
+    long = set().union(*(grams(tokens(d), 20) for d in corpus))
+    g = grams(tokens(text), 8)
+    return (len(g & short) / len(g) if g else 0.0), bool(grams(tokens(text), 20) & long)
+
+
+def test_hashed_index_matches_the_plain_set_rule_on_random_texts() -> None:
+    from sfteval.overlap import batch_hashes, ngram_hashes, tokens
+
+    rng = np.random.default_rng(5)
+    small = WORDS[:6]  # a tiny vocabulary makes partial overlaps common
+    corpus = [" ".join(rng.choice(small, size=int(rng.integers(0, 60)))) for _ in range(40)]
+    texts = [" ".join(rng.choice(small, size=int(rng.integers(0, 40)))) for _ in range(60)]
+    texts += [corpus[3][: 80], corpus[7] + " " + texts[0], ""]
+    idx = OverlapIndex(corpus)
+    batch = idx.check_many(texts)
+    for text, ov in zip(texts, batch):
+        share, run = _reference_overlap(corpus, text)
+        assert ov.share == pytest.approx(share) and ov.run == run, text
+        assert idx.check(text) == ov
+    toks = [tokens(t) for t in texts]
+    h, owner = batch_hashes(toks, 8)
+    for i, t in enumerate(toks):
+        assert np.array_equal(h[owner == i], ngram_hashes(t, 8))
