@@ -277,15 +277,25 @@ def _zygote_main(isolation: str) -> None:
     # Pre-import what test programs commonly use, so each fork starts warm.
     import bisect, collections, copy, decimal, fractions, functools, hashlib, heapq  # noqa: F401,E401
     import itertools, math, random, re, statistics, string, typing  # noqa: F401,E401
+    import ctypes, fcntl, resource, shutil, tempfile  # noqa: F401,E401  (used after fork)
 
     libc = _libc()
+    setup_error = ""
+    if isolation == "namespaces":
+        try:
+            _prepare_zygote_namespaces(libc)
+        except OSError as e:
+            setup_error = str(e)
     proto_in, proto_out = os.dup(0), os.dup(1)
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
+    exiting: list[int] = []  # supervisors that answered and are still exiting
     while True:
         head = _read_exact(proto_in, 4)
         if not head:
+            for p in exiting:
+                os.waitpid(p, 0)
             return
         req = json.loads(_read_exact(proto_in, struct.unpack("<I", head)[0]))
         limits = Limits(**req["limits"])
@@ -296,10 +306,14 @@ def _zygote_main(isolation: str) -> None:
                 os.close(proto_in)
                 os.close(proto_out)
                 os.close(res_r)
+                if setup_error:
+                    raise RuntimeError(f"namespace setup failed: {setup_error}")
                 body = _supervise(Job(**req["job"]), limits, isolation, libc)
             except BaseException as e:  # a supervisor bug must still produce an answer
                 body = asdict(ExecResult("error", "SandboxError", f"supervisor: {e!r}"))
             _write_all(res_w, json.dumps(body).encode())
+            # Answer first: tearing down the namespaces at exit can take tens of ms.
+            os.close(res_w)
             os._exit(0)
         os.close(res_w)
         out = bytearray()
@@ -315,7 +329,8 @@ def _zygote_main(isolation: str) -> None:
                 break
             out += chunk
         os.close(res_r)
-        os.waitpid(pid, 0)
+        exiting.append(pid)
+        exiting = [p for p in exiting if os.waitpid(p, os.WNOHANG)[0] == 0]
         if not out:
             out = bytearray(json.dumps(asdict(ExecResult("error", "SandboxError", "no answer"))).encode())
         _write_all(proto_out, struct.pack("<I", len(out)) + bytes(out))
@@ -329,7 +344,7 @@ def _supervise(job: Job, limits: Limits, isolation: str, libc: Any) -> dict[str,
 
     ns = isolation == "namespaces"
     if ns:
-        flags = _CLONE_NEWPID | _CLONE_NEWNS | _CLONE_NEWNET | _CLONE_NEWIPC | _CLONE_NEWUTS
+        flags = _CLONE_NEWPID | _CLONE_NEWNS | _CLONE_NEWIPC | _CLONE_NEWUTS
         _check(libc.unshare(flags), "unshare")
         host_cwd = None
     else:
@@ -450,21 +465,11 @@ def _child(
     out_w: int, err_w: int, nonce_r: int, proof_w: int,
 ) -> None:  # fmt: skip
     """The program's process (PID 1 of its namespace): lock down, then run the harness."""
-    import ctypes
     import random
     import resource
 
     os.setsid()
     if ns:
-        _check(libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None), "mount --make-rprivate /")
-        _expose_interpreter(libc)
-        # Read-only + nosuid for the whole tree, in one call (Linux >= 5.12).
-        attr = (ctypes.c_uint64 * 4)(_MOUNT_ATTR_RDONLY | _MOUNT_ATTR_NOSUID, 0, _MS_PRIVATE, 0)
-        rc = libc.syscall(
-            ctypes.c_long(_SYS_MOUNT_SETATTR), ctypes.c_int(_AT_FDCWD), ctypes.c_char_p(b"/"),
-            ctypes.c_uint(_AT_RECURSIVE), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)),
-        )  # fmt: skip
-        _check(rc, "mount_setattr(/, read-only)")
         opts = f"size={limits.tmpfs_bytes},mode=1777".encode()
         for target in (b"/tmp", b"/dev/shm"):
             if os.path.isdir(target):
@@ -504,6 +509,24 @@ def _child(
     sys.argv = ["<program>"]
     random.seed()  # forks of one zygote would otherwise share a random state
     _harness(job)
+
+
+def _prepare_zygote_namespaces(libc: Any) -> None:
+    """Once per fork server: its own network namespace (no interface up) and a mount
+    namespace in which the whole tree is read-only. Each program's mount namespace is
+    copied from this one, so per program only /tmp, /dev/shm and /proc are mounted."""
+    import ctypes
+
+    _check(libc.unshare(_CLONE_NEWNS | _CLONE_NEWNET), "unshare(mount, net)")
+    _check(libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None), "mount --make-rprivate /")
+    _expose_interpreter(libc)
+    # Read-only + nosuid for the whole tree, in one call (Linux >= 5.12).
+    attr = (ctypes.c_uint64 * 4)(_MOUNT_ATTR_RDONLY | _MOUNT_ATTR_NOSUID, 0, 0, 0)
+    rc = libc.syscall(
+        ctypes.c_long(_SYS_MOUNT_SETATTR), ctypes.c_int(_AT_FDCWD), ctypes.c_char_p(b"/"),
+        ctypes.c_uint(_AT_RECURSIVE), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)),
+    )  # fmt: skip
+    _check(rc, "mount_setattr(/, read-only)")
 
 
 def _interpreter_roots() -> list[tuple[str, str]]:
