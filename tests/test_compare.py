@@ -195,7 +195,7 @@ def test_cli_compare_runs_checkpoints_through_the_runner(tmp_path: Path, monkeyp
         (tmp_path / name).mkdir()
         (tmp_path / name / "config.json").write_text("{}")
     code = run_cli(["compare", str(tmp_path / "base"), str(tmp_path / "tuned"), "--reports", str(tmp_path / "rep"),
-                    "--bench", "mmlu", "--limit", "80", "--resamples", "200"], monkeypatch)
+                    "--benchmark", "mmlu", "--limit", "80", "--resamples", "200"], monkeypatch)
     assert code == 0 and len(configs) == 2
     strip = [{k: v for k, v in vars(c).items() if k != "checkpoint"} for c in configs]
     assert strip[0] == strip[1] and configs[0].benchmarks == ("mmlu",) and configs[0].limit == 80
@@ -219,7 +219,7 @@ def test_prompting_difference_is_blocking(tmp_path: Path) -> None:
 def test_compare_real_runs_of_the_tiny_model(tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Checkpoints through the real runner: a model against itself under greedy decoding."""
     out = tmp_path / "cmp"
-    code = run_cli(["compare", str(tiny_model), str(tiny_model), "--bench", "offline_mmlu", "--bench", "offline_gsm8k",
+    code = run_cli(["compare", str(tiny_model), str(tiny_model), "-b", "offline_mmlu", "-b", "offline_gsm8k",
                     "--limit", "4", "--backend", "hf", "--reports", str(tmp_path / "rep"), "--out", str(out),
                     "--resamples", "200"], monkeypatch)
     assert code == 0

@@ -21,13 +21,13 @@ def _as_run(path: Path, run_kwargs: dict) -> Path:
 
     if is_run_dir(path):
         return path
-    if (path / "config.json").is_file():
+    if path.is_dir():  # a checkpoint, or a trainer output holding checkpoint-* (the runner resolves it)
         from sfteval.config import RunConfig
         from sfteval.runner import execute_run
 
         typer.echo(f"evaluating checkpoint {path} ...", err=True)
         return Path(execute_run(RunConfig(checkpoint=str(path), **run_kwargs)))
-    raise SftevalError("neither a run folder (results.json) nor a checkpoint (config.json)", path=str(path))
+    raise SftevalError("neither a run folder (results.json) nor a checkpoint folder", path=str(path))
 
 
 def _data_pairs(items: list[str]) -> dict[str, str]:
@@ -55,10 +55,11 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="bootstrap seed (recorded)"),
         resamples: int = typer.Option(2000, "--resamples", help="bootstrap resamples"),
         suite: str = typer.Option(None, "--suite", help="[checkpoints] benchmark suite to run"),
-        bench: list[str] = typer.Option([], "--bench", help="[checkpoints] benchmark to run (repeat)"),
+        benchmark: list[str] = typer.Option([], "--benchmark", "-b", help="[checkpoints] benchmark to run (repeat)"),
         data: list[str] = typer.Option([], "--data", help="[checkpoints] NAME=PATH local data for a benchmark"),
         limit: int = typer.Option(None, "--limit", help="[checkpoints] items per benchmark"),
         backend: str = typer.Option("auto", "--backend", help="[checkpoints] hf | vllm | ..."),
+        chat_template: str = typer.Option("auto", "--chat-template", help="[checkpoints] auto | on | off"),
     ) -> None:
         """Compare a tuned model with its base, item by item."""
         from sfteval.compare import CompareSettings, compare_runs, default_out, load_run, write_comparison
@@ -66,8 +67,12 @@ def register(app: typer.Typer) -> None:
 
         if margin < 0:
             raise SftevalError("must be >= 0", field="--margin")
-        run_kwargs = {"benchmarks": tuple(bench), "suite": suite, "data": _data_pairs(data), "limit": limit,
-                      "backend": backend, "out": str(reports), "train_data": train_data[0] if train_data else None}
+        if chat_template not in ("auto", "on", "off"):
+            raise SftevalError("must be auto, on or off", field="--chat-template")
+        # one set of settings for both checkpoints, so their runs are comparable by construction
+        run_kwargs = {"benchmarks": tuple(benchmark), "suite": suite, "data": _data_pairs(data), "limit": limit,
+                      "backend": backend, "chat_template": chat_template, "out": str(reports),
+                      "train_data": train_data[0] if train_data else None}
         base_dir, tuned_dir = _as_run(base, run_kwargs), _as_run(tuned, run_kwargs)
         settings = CompareSettings(seed=seed, resamples=resamples, margin=margin, general=tuple(general),
                                    allow_mismatch=allow_mismatch, train_data=tuple(train_data),
