@@ -97,6 +97,33 @@ def _rate(r: dict[str, Any] | None) -> str:
     return f"{r['count']}/{r['n']} ({fmt(r['share']['value'])})"
 
 
+def _sweep_blocks(sw: dict[str, Any], missing: list[str]) -> list[Block]:
+    blocks: list[Block] = figure("sweep", sweep_plot(sw), f"Checkpoint sweep: {sw['metric']} and losses", missing)
+    pk, loss = sw["peak"], sw["loss"]
+    blocks.append(f"Peak {sw['metric']} = {fmt(pk['value'])} at step {pk['step']}; last step {pk['last_step']}: "
+                  f"{fmt(pk['last_value'])}" + (" (peaked before the end, last CI below the peak)"
+                                                if pk["significant"] else ""))
+    if loss.get("available"):
+        blocks.append(f"Eval loss minimum {fmt(loss['min_eval_loss'])} at step {loss['min_eval_step']}, last "
+                      f"{fmt(loss['last_eval_loss'])}; " + ("EVAL LOSS RISING WHILE TRAIN LOSS FALLS."
+                                                           if loss["diverging"] else "no divergence."))
+    eq = sw.get("earliest_equivalent")
+    blocks.append(f"Keep step {sw['keep']['step']} ({sw['keep']['reason']})"
+                  + (f"; earliest statistically equivalent: step {eq['step']}." if eq else "."))
+    blocks.append(Table(("step", "run", sw["metric"], "95% CI"), tuple(
+        (str(p["step"]), str(p["run_id"]), fmt(p["value"]), fmt_ci(p["ci95"])) for p in sw["points"])))
+    return blocks
+
+
+def sweep_sections(sw: dict[str, Any]) -> tuple[str, list[Section]]:
+    """A report for one sweep.json (the analysis of `sfteval.diagnose.sweep_analysis`)."""
+    missing: list[str] = []
+    title = f"sfteval sweep: {sw['path']}"
+    if not sw.get("available"):
+        return title, [Section("Sweep", (f"Not available ({sw['reason']}).",))]
+    return title, [Section("Checkpoints", tuple(_sweep_blocks(sw, missing)))] + plots_note(missing)
+
+
 def _overfitting(c: dict[str, Any], missing: list[str]) -> Section:
     o = c["overfitting"]
     blocks: list[Block] = []
@@ -126,18 +153,7 @@ def _overfitting(c: dict[str, Any], missing: list[str]) -> Section:
         blocks.append(f"Memorisation: not available ({mem['reason']}).")
     sw = o["sweep"]
     if sw.get("available"):
-        blocks += figure("sweep", sweep_plot(sw), f"Checkpoint sweep: {sw['metric']} and losses", missing)
-        pk, loss = sw["peak"], sw["loss"]
-        blocks.append(f"Peak {sw['metric']} = {fmt(pk['value'])} at step {pk['step']}; last step {pk['last_step']}: "
-                      f"{fmt(pk['last_value'])}" + (" (peaked before the end, last CI below the peak)"
-                                                    if pk["significant"] else ""))
-        if loss.get("available"):
-            blocks.append(f"Eval loss minimum {fmt(loss['min_eval_loss'])} at step {loss['min_eval_step']}, last "
-                          f"{fmt(loss['last_eval_loss'])}; " + ("EVAL LOSS RISING WHILE TRAIN LOSS FALLS."
-                                                               if loss["diverging"] else "no divergence."))
-        eq = sw.get("earliest_equivalent")
-        blocks.append(f"Keep step {sw['keep']['step']} ({sw['keep']['reason']})"
-                      + (f"; earliest statistically equivalent: step {eq['step']}." if eq else "."))
+        blocks += _sweep_blocks(sw, missing)
     else:
         blocks.append(f"Checkpoint sweep: not available ({sw['reason']}).")
     return Section("Overfitting and memorisation", tuple(blocks))

@@ -97,3 +97,15 @@ def test_report_without_matplotlib_says_what_it_left_out(comparison_dir: Path, m
     md = md_path.read_text()
     assert "## Plots left out" in md and "Deltas of the primary metrics" in md
     assert not (tmp_path / "noplots" / "report_files").exists()
+
+
+def test_sweep_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    est = {"value": 0.4, "stderr": 0.01, "ci95": [0.38, 0.42], "n": 100, "method": "t"}
+    cks = [{"step": s, "metrics": {"heldout": {"rougeL": est | {"value": v, "ci95": [v - 0.02, v + 0.02]}}}}
+           for s, v in ((10, 0.3), (20, 0.45), (30, 0.38))]
+    log = [{"step": s, "train_loss": 2 - s / 20, "eval_loss": 1 + abs(s - 20) / 10} for s in (10, 20, 30)]
+    path = write_sweep(tmp_path, "run1", cks, log, select="heldout/rougeL")
+    assert run_cli(["report", str(path.parent)], monkeypatch) == 0
+    md = (path.parent / "report.md").read_text()
+    assert "Keep step 20" in md and "EVAL LOSS RISING WHILE TRAIN LOSS FALLS" in md
+    assert "peaked before the end" in md
