@@ -1,0 +1,190 @@
+"""Checkpoint sweeps: evaluate every `checkpoint-<step>/` of a trainer's output folder.
+
+`run_sweep(root, cfg, select)` runs `sfteval.runner.execute_run` once per complete
+checkpoint in step order (one engine per checkpoint, closed by the runner before the
+next one starts), then writes `OUT/sweeps/<name>/sweep.json`:
+
+    {"schema": "sfteval.sweep/1", "source": "<root>",
+     "checkpoints": [{"step", "path", "run_id", "run_dir", "metrics": {bench: {metric: Estimate}}}],
+     "train_log": [{"step", "epoch", "train_loss", "eval_loss"?, "lr", "grad_norm", "tokens_per_s"}],
+     "select": {"metric": "bench/metric", "mode": "max" | "min"},
+     "best": {"step", "run_id", "value"}}
+
+sweep.json is rewritten (atomically) after each checkpoint, so a sweep cut short keeps
+what it finished and a re-run resumes (each run folder resumes on its own).
+
+Covered: folders named exactly `checkpoint-<digits>` that hold a model (config.json
+plus weights) or a peft adapter (adapter_config.json plus adapter weights); temp
+folders (`.tmp-checkpoint-*`, as train/ writes) and half-written ones are skipped.
+Not covered: choosing the best checkpoint by a training-log column (read train_log).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import re
+from pathlib import Path
+from typing import Any
+
+from sfteval.config import RunConfig
+from sfteval.errors import SftevalError
+from sfteval.fileio import atomic_write_json, iter_jsonl, read_json
+
+SWEEP_SCHEMA = "sfteval.sweep/1"
+_CKPT = re.compile(r"^checkpoint-(\d+)$")
+TRAIN_LOG = "train_log.jsonl"
+TRAIN_LOG_FIELDS = ("step", "epoch", "train_loss", "eval_loss", "lr", "grad_norm", "tokens_per_s")
+WEIGHTS = ("*.safetensors", "*.bin", "*.pt", "*.gguf")
+
+
+def _complete(path: Path) -> bool:
+    if (path / "adapter_config.json").is_file():
+        return any(path.glob("adapter_model.*"))
+    return (path / "config.json").is_file() and any(any(path.glob(p)) for p in WEIGHTS)
+
+
+def find_checkpoints(root: str | Path) -> list[tuple[int, Path]]:
+    """Complete `checkpoint-<step>/` folders under `root`, in step order."""
+    root = Path(root)
+    found = []
+    for p in root.iterdir() if root.is_dir() else ():
+        m = _CKPT.match(p.name)
+        if m and p.is_dir() and _complete(p):
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def read_train_log(root: Path) -> list[dict[str, Any]]:
+    """The trainer's log rows (the columns the sweep shows); [] when there is none.
+
+    The trainer may still be writing: a torn last line is ignored.
+    """
+    path = root / TRAIN_LOG
+    if not path.is_file():
+        return []
+    return [{k: row[k] for k in TRAIN_LOG_FIELDS if k in row} for _, row in iter_jsonl(path, tolerate_torn_tail=True)]
+
+
+def parse_select(select: str | None, first_metrics: dict[str, dict[str, Any]], primary: dict[str, str]) -> tuple[str, str, str]:
+    """(bench, metric, mode) from "bench/metric[:max|min]", "bench", or None (first
+    benchmark's primary metric, maximised)."""
+    mode = "max"
+    if select and ":" in select:
+        select, mode = select.rsplit(":", 1)
+        if mode not in ("max", "min"):
+            raise SftevalError(f"unknown selection mode '{mode}'", field="select", hint="bench/metric:max or bench/metric:min")
+    if not select:
+        bench = next(iter(first_metrics))
+        return bench, primary.get(bench) or next(iter(first_metrics[bench])), mode
+    bench, _, metric = select.partition("/")
+    if bench not in first_metrics:
+        raise SftevalError(f"no benchmark '{bench}' in this run", field="select", hint=f"choose from: {', '.join(first_metrics)}")
+    metric = metric or primary.get(bench, "")
+    if metric not in first_metrics[bench]:
+        raise SftevalError(
+            f"benchmark '{bench}' has no metric '{metric}'", field="select", hint=f"choose from: {', '.join(first_metrics[bench])}"
+        )
+    return bench, metric, mode
+
+
+def best_of(entries: list[dict[str, Any]], bench: str, metric: str, mode: str) -> dict[str, Any] | None:
+    """The checkpoint with the best value; ties go to the earliest step."""
+    scored = [(e["metrics"][bench][metric]["value"], e) for e in entries if metric in e["metrics"].get(bench, {})]
+    if not scored:
+        return None
+    sign = 1 if mode == "max" else -1
+    value, e = max(scored, key=lambda ve: (sign * ve[0], -ve[1]["step"]))
+    return {"step": e["step"], "run_id": e["run_id"], "value": float(value)}
+
+
+def run_sweep(root: str | Path, cfg: RunConfig, select: str | None = None) -> Path:
+    """Evaluate every checkpoint under `root` in step order; returns the sweep folder."""
+    from sfteval import runner
+
+    root = Path(root)
+    ckpts = find_checkpoints(root)
+    if not ckpts:
+        raise SftevalError("no complete checkpoint-<step>/ folders here", path=str(root), hint="point at the trainer's output folder")
+    name = _safe(cfg.label or root.resolve().name)
+    out_dir = Path(cfg.out) / "sweeps" / name
+    entries: list[dict[str, Any]] = []
+    chosen: tuple[str, str, str] | None = None
+    doc: dict[str, Any] = {}
+    for step, path in ckpts:
+        run_cfg = dataclasses.replace(cfg, checkpoint=str(path), label=f"{name}-step{step}")
+        run_dir = runner.execute_run(run_cfg)
+        gc.collect()  # the runner closed the engine; let its memory go before the next one
+        results = read_json(run_dir / "results.json")
+        metrics = {b: r["metrics"] for b, r in results["benchmarks"].items()}
+        if chosen is None:  # check the selection on the first run, not after the last
+            chosen = parse_select(select, metrics, {b: r.get("primary_metric", "") for b, r in results["benchmarks"].items()})
+        entries.append({"step": step, "path": str(path), "run_id": results["run_id"], "run_dir": str(run_dir), "metrics": metrics})
+        bench, metric, mode = chosen
+        doc = {
+            "schema": SWEEP_SCHEMA,
+            "source": str(root.resolve()),
+            "checkpoints": entries,
+            "train_log": read_train_log(root),
+            "select": {"metric": f"{bench}/{metric}", "mode": mode},
+            "best": best_of(entries, bench, metric, mode),
+        }
+        atomic_write_json(out_dir / "sweep.json", doc)
+    print_table(doc)
+    return out_dir
+
+
+def _safe(raw: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in raw).strip("-") or "sweep"
+
+
+def table_rows(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the summary: one row per checkpoint, primary metrics and losses."""
+    cols: list[tuple[str, str]] = []
+    for e in doc["checkpoints"]:
+        for b, ms in e["metrics"].items():
+            for m in ms:
+                if (b, m) not in cols:
+                    cols.append((b, m))
+    log_rows = sorted((r for r in doc["train_log"] if "step" in r), key=lambda r: r["step"])
+    best = (doc.get("best") or {}).get("step")
+    header = ["step", *(f"{b}/{m}" for b, m in cols), "train_loss", "eval_loss", "best"]
+    rows = []
+    for e in doc["checkpoints"]:
+        cells = [str(e["step"])]
+        for b, m in cols:
+            est = e["metrics"].get(b, {}).get(m)
+            cells.append("" if est is None else f"{est['value']:.3f} [{est['ci95'][0]:.3f}, {est['ci95'][1]:.3f}]")
+        cells += [_num(_logged(log_rows, e["step"], "train_loss")), _num(_logged(log_rows, e["step"], "eval_loss"))]
+        cells.append("*" if e["step"] == best else "")
+        rows.append(cells)
+    return header, rows
+
+
+def _logged(rows: list[dict[str, Any]], step: int, key: str) -> Any:
+    """The last logged value of `key` at or before `step` (logging and saving intervals differ)."""
+    value = None
+    for r in rows:
+        if r["step"] > step:
+            break
+        if r.get(key) is not None:
+            value = r[key]
+    return value
+
+
+def _num(v: Any) -> str:
+    return "" if v is None else f"{float(v):.4f}"
+
+
+def print_table(doc: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    header, rows = table_rows(doc)
+    sel = doc["select"]
+    table = Table(title=f"sweep {doc['source']} (best by {sel['metric']}, {sel['mode']})")
+    for h in header:
+        table.add_column(h)
+    for r in rows:
+        table.add_row(*r)
+    Console().print(table)
