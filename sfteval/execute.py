@@ -51,6 +51,7 @@ that calls `setsid` can outlive it; the temporary folder is removed afterwards.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import queue
@@ -131,8 +132,27 @@ class _Zygote:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+_PROBE = """
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.unshare(0x20000000 | 0x00020000 | 0x40000000 | 0x08000000 | 0x04000000) != 0:
+    raise SystemExit(1)
+if libc.mount(None, b"/", None, 0x4000 | (1 << 18), None) != 0:
+    raise SystemExit(2)
+attr = (ctypes.c_uint64 * 4)(1, 0, 0, 0)
+raise SystemExit(0 if libc.syscall(ctypes.c_long(442), ctypes.c_int(-100), ctypes.c_char_p(b"/"),
+                 ctypes.c_uint(0x8000), ctypes.byref(attr), ctypes.c_size_t(32)) == 0 else 3)
+"""
+
+
+@functools.lru_cache(maxsize=1)
 def default_isolation() -> str:
-    return "namespaces" if sys.platform == "linux" and os.geteuid() == 0 else "basic"
+    """"namespaces" when this process may create them (root on Linux >= 5.12, not in
+    an unprivileged container), else "basic". Probed once, in a throw-away process."""
+    if sys.platform != "linux" or os.geteuid() != 0:
+        return "basic"
+    probe = subprocess.run([sys.executable, "-I", "-S", "-c", _PROBE], env=dict(_CLEAN_ENV), capture_output=True)
+    return "namespaces" if probe.returncode == 0 else "basic"
 
 
 class Sandbox:
@@ -520,6 +540,10 @@ def _prepare_zygote_namespaces(libc: Any) -> None:
     _check(libc.unshare(_CLONE_NEWNS | _CLONE_NEWNET), "unshare(mount, net)")
     _check(libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None), "mount --make-rprivate /")
     _expose_interpreter(libc)
+    # /run holds the host's service sockets (dbus, databases): connecting to a Unix
+    # socket needs no write access to its file system, so hide them.
+    if os.path.isdir("/run") and not os.path.islink("/run"):
+        _check(libc.mount(b"tmpfs", b"/run", b"tmpfs", _MS_NOSUID | _MS_NODEV, b"mode=0755,size=1m"), "hide /run")
     # Read-only + nosuid for the whole tree, in one call (Linux >= 5.12).
     attr = (ctypes.c_uint64 * 4)(_MOUNT_ATTR_RDONLY | _MOUNT_ATTR_NOSUID, 0, 0, 0)
     rc = libc.syscall(
@@ -599,6 +623,8 @@ def _harness(job: Job) -> None:
         ns: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
         _exec(_compile(job.program, "<program>", "exec"), ns)
         if job.entry_point is not None:
+            if job.entry_point not in ns:
+                raise NameError(f"name {job.entry_point!r} is not defined")
             candidate = ns[job.entry_point]
             _settrace(None)
             _setprofile(None)

