@@ -2,6 +2,8 @@
 
     python train/sft.py --model BASE --data TRAIN [--eval-data VAL] --output OUT [--config FILE.toml]
     accelerate launch train/sft.py ...   (same flags; DDP / FSDP / DeepSpeed are Accelerate's job)
+    ACCELERATE_USE_CPU=1 torchrun --nproc_per_node 2 train/sft.py ...   (several CPU processes, gloo;
+        `accelerate launch --cpu --num_processes N` starts only one process where MPI is absent)
 
 A short loop, no HF Trainer: load and mask the data (train.data), plan batches
 deterministically (train.batching), run optimizer steps whose loss is normalised over

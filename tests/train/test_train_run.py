@@ -165,16 +165,26 @@ def test_command_line_run(tiny_model, sft_data, tmp_path):
 
 @pytest.mark.slow
 def test_two_cpu_processes_match_one_with_the_same_global_batch(tiny_model, sft_data, tmp_path):
-    """accelerate launch --num_processes 2 --cpu (gloo) vs one process, global batch 4."""
+    """Two gloo processes (torchrun, which `accelerate launch` wraps on GPUs) vs one process.
+
+    `accelerate launch --cpu --num_processes 2` starts ONE process on a machine without
+    MPI (its simple launcher), so the processes come from torchrun with ACCELERATE_USE_CPU.
+    """
+    import os
+    import socket
+
     common = ["--model", str(tiny_model), "--data", str(sft_data["train"]), "--max-steps", "3", "--lr", "3e-3",
               "--no-group-by-length", "--no-progress", "--grad-accum", "1"]
     one = subprocess.run([sys.executable, str(REPO / "train" / "sft.py"), *common, "--micro-batch-size", "4",
                           "--output", str(tmp_path / "one")], capture_output=True, text=True, timeout=600)
     assert one.returncode == 0, one.stderr
-    two = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
-                          "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
                           str(REPO / "train" / "sft.py"), *common, "--micro-batch-size", "2",
-                          "--output", str(tmp_path / "two")], capture_output=True, text=True, timeout=600)
+                          "--output", str(tmp_path / "two")], capture_output=True, text=True, timeout=600, env=env)
     assert two.returncode == 0, two.stderr
     logs = [[json.loads(x) for x in (tmp_path / d / "train_log.jsonl").read_text().splitlines()] for d in ("one", "two")]
     assert [r["supervised_tokens"] for r in logs[0]] == [r["supervised_tokens"] for r in logs[1]]
