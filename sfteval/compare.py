@@ -321,7 +321,9 @@ def run_summary(run: Run) -> dict[str, Any]:
 
 
 def _is_general(name: str, info: dict[str, Any], settings: CompareSettings) -> bool:
-    return bool(info.get("general")) or name in settings.general
+    """results.json's flag; runs that predate the flag fall back to the default list."""
+    flagged = bool(info["general"]) if "general" in info else name in DEFAULT_GENERAL
+    return flagged or name in settings.general
 
 
 def compare_runs(base: Run, tuned: Run, settings: CompareSettings = CompareSettings()) -> dict[str, Any]:
