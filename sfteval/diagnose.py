@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sfteval.errors import SftevalError
-from sfteval.fileio import read_json
+from sfteval.fileio import read_json, sha256_file
 from sfteval.overlap import NGRAM, RUN, SHARE, OverlapIndex, common_hashes, ngram_hashes, tokens
 from sfteval.paired import compare_paired, is_binary, mcnemar_exact, paired_t
 from sfteval.stats import Z95, mean_estimate
@@ -93,24 +93,24 @@ class Training:
 
 
 def training_sources(explicit: Sequence[str], tuned_results: Mapping[str, Any]) -> list[Path]:
-    """--train-data paths, else the data files named in the tuned run's trainer metadata."""
+    """--train-data paths, else the training files the tuned checkpoint's sfteval.json names.
+
+    The trainer records `data_files: [{"path", "sha256"}]` (eval files are kept apart and
+    not used); a file whose content no longer matches its recorded sha256 is not the data
+    the model saw, so it is left out. A plain `data` path or list is accepted too.
+    """
     if explicit:
         return [Path(p) for p in explicit]
-    data = ((tuned_results.get("model") or {}).get("trainer") or {}).get("data")
-    found: list[str] = []
-
-    def walk(x: Any) -> None:
-        if isinstance(x, str):
-            found.append(x)
-        elif isinstance(x, Mapping):
-            for v in x.values():
-                walk(v)
-        elif isinstance(x, list):
-            for v in x:
-                walk(v)
-
-    walk(data)
-    return [Path(p) for p in found if Path(p).is_file()]
+    trainer = (tuned_results.get("model") or {}).get("trainer") or {}
+    entries = trainer.get("data_files") or trainer.get("data") or []
+    if isinstance(entries, (str, Mapping)):
+        entries = [entries]
+    out: list[Path] = []
+    for e in entries:
+        path, sha = (e, None) if isinstance(e, str) else (e.get("path"), e.get("sha256"))
+        if isinstance(path, str) and Path(path).is_file() and (sha is None or sha256_file(path) == sha):
+            out.append(Path(path))
+    return out
 
 
 def load_training(paths: Sequence[Path]) -> Training | None:

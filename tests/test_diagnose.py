@@ -111,10 +111,15 @@ def test_memorisation_and_contamination_end_to_end(tmp_path: Path) -> None:
         return [FakeBench("heldout", {"rougeL": np.linspace(0, 1, n)}, kind="reference", outputs=held),
                 FakeBench("bench", {"acc": scores}, prompts=prompts)]
 
-    trainer = {"step": 100, "data": {"train": str(sft)}}
+    from sfteval.fileio import sha256_file
+
+    trainer = {"step": 100, "data_files": [{"path": str(sft), "sha256": sha256_file(sft)}],
+               "eval_files": [{"path": str(tmp_path / "eval.jsonl"), "sha256": None}]}
     base = write_run(tmp_path, "base", benches(held_b, scores_b))
     tuned = write_run(tmp_path, "tuned", benches(held_t, scores_t), trainer=trainer)
     assert training_sources((), load_run(tuned).results) == [sft]  # found via trainer metadata
+    stale = {"model": {"trainer": {"data_files": [{"path": str(sft), "sha256": "0" * 64}]}}}
+    assert training_sources((), stale) == []  # the file changed since training: not what it saw
     c = compare_runs(load_run(base), load_run(tuned), CompareSettings(resamples=300))
     mem = c["overfitting"]["memorisation"]
     assert mem["available"] and mem["n_training"] == 20
