@@ -181,7 +181,7 @@ def add(a, b):
 
 @hostile
 def test_host_homes_and_service_sockets_are_hidden(sandbox: Sandbox, host_guard: None) -> None:
-    from sfteval.execute import _interpreter_roots
+    from sfteval.sandbox_child import _interpreter_roots
 
     prog = "import json, os\nprint(json.dumps({d: sorted(os.listdir(d)) for d in ('/run', '/root', '/tmp') if os.path.isdir(d)}))\n"
     res = _run(sandbox, prog, entry=None)
