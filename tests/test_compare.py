@@ -234,3 +234,32 @@ def _rules(tmp: Path) -> Path:
     p = tmp / "gate.toml"
     p.write_text('[max_drop]\n"*" = 0.05\n')
     return p
+
+
+def test_comparison_has_every_key_the_format_doc_promises(tmp_path: Path) -> None:
+    """docs/compare-format.md is the dashboard's contract: the file must carry its keys."""
+    b, t = _scores(7, n=40)
+    base = write_run(tmp_path, "base", [FakeBench("gsm8k", {"exact_match_strict": b, "exact_match_flexible": b},
+                                                  kind="math", general=True)])
+    tuned = write_run(tmp_path, "tuned", [FakeBench("gsm8k", {"exact_match_strict": t, "exact_match_flexible": t},
+                                                    kind="math", general=True)])
+    c = compare_runs(load_run(base), load_run(tuned), CompareSettings(resamples=100))
+    assert set(c) == {"schema", "created", "base", "tuned", "settings", "mismatches", "only_in_base", "only_in_tuned",
+                      "benchmarks", "holm", "forgetting", "overfitting", "drift", "contamination"}
+    assert set(c["base"]) == {"run_id", "label", "path", "model_path", "fingerprint"}
+    assert set(c["settings"]) == {"seed", "resamples", "alpha", "margin", "general", "allow_mismatch", "train_data",
+                                  "sweep", "ngram"}
+    e = c["benchmarks"]["gsm8k"]
+    assert set(e) == {"kind", "general", "primary_metric", "n_base", "n_tuned", "n_aligned", "metrics", "forgetting",
+                      "top_flips", "breakdown"}
+    assert set(e["metrics"]["exact_match_strict"]) == {"binary", "base", "tuned", "base_reported", "tuned_reported",
+                                                       "delta", "p_value", "test", "p_holm", "retention", "flips"}
+    assert set(e["forgetting"]) == {"verdict", "detail", "metric", "margin", "delta", "ci95"}
+    assert set(c["overfitting"]) == {"train_heldout", "memorisation", "sweep"}
+    assert set(c["drift"]["gsm8k"]) == {"extraction_failure_rate", "strict_flexible_gap", "output_tokens",
+                                        "length_ratio", "truncation_rate", "repetition", "template_leak_rate",
+                                        "template_tokens", "flags"}
+    assert set(c["drift"]["gsm8k"]["truncation_rate"]) == {"base", "tuned", "delta", "p_value", "test"}
+    if e["top_flips"]:
+        assert set(e["top_flips"][0]) == {"direction", "id", "prompt", "reference", "base_output", "tuned_output",
+                                          "base_answer", "tuned_answer"}
