@@ -151,10 +151,13 @@ def build_study(
     `limit` keeps a hash-chosen subset (the same every time). The prompt shown is the
     base run's; both runs' prompts may differ by chat template, which reveals no side.
     """
-    base_id = str(load_results(base_run).get("run_id") or Path(base_run).name)
-    tuned_id = str(load_results(tuned_run).get("run_id") or Path(tuned_run).name)
+    base_res, tuned_res = load_results(base_run), load_results(tuned_run)
+    base_id = str(base_res.get("run_id") or Path(base_run).name)
+    tuned_id = str(tuned_res.get("run_id") or Path(tuned_run).name)
     if Path(base_run).resolve() == Path(tuned_run).resolve():
         raise SftevalError("base and tuned are the same run", path=str(base_run), hint="pick two different runs")
+    if study_id is not None:
+        _check_study_name(study_id, base_res, tuned_res)
     base = load_samples_by_id(base_run, benchmark)
     tuned = load_samples_by_id(tuned_run, benchmark)
     sid = study_id or f"{benchmark}-{_digest(base_id, tuned_id, benchmark, str(limit)).hex()[:8]}"
@@ -175,6 +178,18 @@ def build_study(
     if limit is not None and limit < len(items):
         items = sorted(items, key=lambda it: _digest("pick", sid, it.item_id))[:limit]
     return Study(sid, benchmark, str(base_run), str(tuned_run), tuple(items))
+
+
+def _check_study_name(study_id: str, *results: dict) -> None:
+    """Raters see the study name: refuse one that names either model or run."""
+    if not study_id.strip():
+        raise SftevalError("the study name is empty", field="study")
+    for res in results:
+        model_path = str((res.get("model") or {}).get("path") or "")
+        for name in (res.get("run_id"), res.get("label"), Path(model_path).name if model_path else None):
+            if name and len(str(name)) >= 3 and str(name).lower() in study_id.lower():
+                raise SftevalError(f"the study name '{study_id}' contains '{name}', which tells raters which "
+                                   "model is which", field="study", hint="use a neutral name, e.g. 'chat-round1'")
 
 
 _SCHEMA = """

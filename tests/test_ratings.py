@@ -223,3 +223,12 @@ def test_build_study_errors(tmp_path: Path) -> None:
         build_study(a, a, "chat")
     with pytest.raises(SftevalError, match="not found"):
         build_study(a, b, "missing")
+
+
+def test_study_name_must_not_name_a_model(tmp_path: Path) -> None:
+    a = _write_run(tmp_path, "llama-base-1", {"1": "x"})
+    b = _write_run(tmp_path, "llama-sft-2", {"1": "y"})
+    for bad in ("LLAMA-SFT-2 vs base", "round-llama-base-1", "  "):
+        with pytest.raises(SftevalError, match="study name"):
+            build_study(a, b, "chat", study_id=bad)
+    assert build_study(a, b, "chat", study_id="chat-round1").study_id == "chat-round1"

@@ -131,3 +131,48 @@ def test_ratings_page_creates_study_and_reports(app_env) -> None:
     assert list(raters["rater"]) == ["ann", "bob"] and list(raters["votes"]) == [6, 6]
     assert metrics["Raw pairwise agreement"] == "67%"
     assert at.get("download_button")
+
+
+def test_compare_page_reads_what_compare_writes(reports: Path, tmp_path: Path, monkeypatch) -> None:
+    """The page against the real `sfteval.compare` output, not only the hand-written file."""
+    import shutil
+
+    from sfteval.compare import compare_runs, default_out, load_run, write_comparison
+
+    out = tmp_path / "reports"
+    shutil.copytree(reports / "runs", out / "runs")
+    base, tuned = run_ids(out)
+    comp = compare_runs(load_run(base), load_run(tuned))
+    write_comparison(comp, default_out(out, comp))
+    monkeypatch.setenv("SFTEVAL_REPORTS", str(out))
+    at = _open("compare")
+    table = at.dataframe[0].value
+    assert set(table["benchmark"]) == {"gsm8k", "chat"}
+    gsm = table[(table["benchmark"] == "gsm8k") & table["primary"]].iloc[0]
+    assert gsm["delta"] == pytest.approx(comp["benchmarks"]["gsm8k"]["metrics"]["exact_match_strict"]["delta"]["value"])
+    assert len(at.get("vega_lite_chart")) >= 1
+
+
+@pytest.mark.parametrize("page", ["runs", "compare", "samples", "checkpoints", "rate", "ratings"])
+def test_every_page_handles_an_empty_reports_folder(page: str, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("SFTEVAL_REPORTS", str(tmp_path))
+    monkeypatch.setenv("SFTEVAL_RATINGS_DB", str(tmp_path / "r.sqlite3"))
+    at = _open(page)
+    assert at.info, "an empty folder should explain what to do"
+
+
+def test_checkpoints_page_falls_back_to_train_log_jsonl(tmp_path: Path, monkeypatch) -> None:
+    import json
+
+    src = tmp_path / "trainer-out"
+    src.mkdir()
+    (src / "train_log.jsonl").write_text("".join(
+        json.dumps({"step": s, "train_loss": 3.0 - s / 100, "eval_loss": 2.5}) + "\n" for s in (10, 20, 30)))
+    sweep = {"schema": "sfteval.sweep/1", "source": str(src), "train_log": [], "select": {}, "best": {},
+             "checkpoints": [{"step": 10, "metrics": {"b": {"m": {"value": 0.1, "stderr": 0.01,
+                                                                  "ci95": [0.08, 0.12], "n": 9}}}}]}
+    (tmp_path / "sweeps" / "s").mkdir(parents=True)
+    (tmp_path / "sweeps" / "s" / "sweep.json").write_text(json.dumps(sweep))
+    monkeypatch.setenv("SFTEVAL_REPORTS", str(tmp_path))
+    at = _open("checkpoints")
+    assert not at.info and len(at.get("vega_lite_chart")) == 2
