@@ -40,7 +40,7 @@ import numpy as np
 
 from sfteval.errors import SftevalError
 from sfteval.runs import load_results, load_samples_by_id, sample_output
-from sfteval.stats import Z95, bootstrap_estimate
+from sfteval.stats import bootstrap_estimate, wilson_interval
 from sfteval.types import Estimate
 
 Choice = Literal["A", "B", "tie", "both_bad"]
@@ -399,19 +399,26 @@ def _rater_stats(rater: str, votes: list[dict[str, str | int]]) -> RaterStats:
 
 
 def left_bias(decisive: list[dict[str, str | int]]) -> Estimate | None:
-    """Balanced left-side bias from decisive votes, with a normal-approximation CI.
+    """Balanced left-side bias from decisive votes, with a MOVER-Wilson 95% CI.
 
     P(pick A | tuned on A) = q + b and P(pick A | tuned on B) = (1 - q) + b when the rater
     prefers tuned with probability q; the mean of the two minus 1/2 is b whatever q is.
+    The CI combines the two Wilson intervals (Zou & Donner's MOVER), which stays honest
+    at 0% and 100%, where a normal approximation collapses to a zero-width interval.
     """
     groups = [[v["choice"] == "A" for v in decisive if v["tuned_side"] == s] for s in ("A", "B")]
     if not all(groups):
         return None
-    p = [float(np.mean(g)) for g in groups]
     n = [len(g) for g in groups]
-    b = (p[0] + p[1]) / 2 - 0.5
+    k = [sum(g) for g in groups]
+    p = [k[0] / n[0], k[1] / n[1]]
+    (l1, u1), (l2, u2) = wilson_interval(k[0], n[0]), wilson_interval(k[1], n[1])
+    total = p[0] + p[1]
+    lo = total - math.sqrt((p[0] - l1) ** 2 + (p[1] - l2) ** 2)
+    hi = total + math.sqrt((u1 - p[0]) ** 2 + (u2 - p[1]) ** 2)
+    b = total / 2 - 0.5
     se = math.sqrt(p[0] * (1 - p[0]) / n[0] + p[1] * (1 - p[1]) / n[1]) / 2
-    return Estimate(b, se, (b - Z95 * se, b + Z95 * se), n[0] + n[1], "normal(balanced over sides)")
+    return Estimate(b, se, (lo / 2 - 0.5, hi / 2 - 0.5), n[0] + n[1], "mover-wilson(balanced over sides)")
 
 
 def agreement(votes: list[dict[str, str | int]]) -> Agreement | None:

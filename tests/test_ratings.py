@@ -232,3 +232,25 @@ def test_study_name_must_not_name_a_model(tmp_path: Path) -> None:
         with pytest.raises(SftevalError, match="study name"):
             build_study(a, b, "chat", study_id=bad)
     assert build_study(a, b, "chat", study_id="chat-round1").study_id == "chat-round1"
+
+
+def test_left_bias_ci_stays_wide_at_the_extremes() -> None:
+    # Three decisive votes per side, always for tuned: the point estimate is 0, but so few
+    # votes cannot pin the bias to exactly zero (a normal approximation would say [0, 0]).
+    votes = [{"choice": s, "tuned_side": s} for s in ("A", "B") * 3]
+    est = left_bias(votes)
+    assert est.value == 0.0 and est.ci95[0] < -0.15 and est.ci95[1] > 0.15
+    assert -0.5 <= est.ci95[0] and est.ci95[1] <= 0.5
+
+
+def test_left_bias_ci_covers_by_simulation() -> None:
+    rng = np.random.default_rng(1)
+    true_b, q, hits = 0.1, 0.7, 0
+    for _ in range(400):
+        votes = []
+        for side in rng.choice(["A", "B"], 60):
+            p_a = (q if side == "A" else 1 - q) + true_b
+            votes.append({"choice": "A" if rng.random() < p_a else "B", "tuned_side": side})
+        est = left_bias(votes)
+        hits += est.ci95[0] <= true_b <= est.ci95[1]
+    assert 0.92 <= hits / 400 <= 0.99

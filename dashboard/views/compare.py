@@ -80,6 +80,8 @@ if table.empty:
     st.info("The comparison has no benchmark in common.")
     st.stop()
 table = table.sort_values(["primary", "benchmark"], ascending=[False, True], kind="stable")
+first = ["benchmark", "metric", "verdict", "delta", "ci_lo", "ci_hi", "base", "tuned"]
+table = table[first + [c for c in table.columns if c not in first]]
 num = {c: st.column_config.NumberColumn(c, format="%.4f") for c in ("base", "tuned", "delta", "ci_lo", "ci_hi")}
 num |= {c: st.column_config.NumberColumn(c, format="%.3g") for c in ("p", "p_holm", "retention")}
 st.dataframe(table, hide_index=True, column_config=num)
@@ -88,13 +90,20 @@ st.subheader("Forest plot (primary metrics, 95% CI)")
 forest = table[table["primary"] & table["delta"].notna()].copy()
 forest["label"] = forest["benchmark"] + " / " + forest["metric"]
 if not forest.empty:
-    y = alt.Y("label:N", title=None, sort=None)
-    bars = alt.Chart(forest).mark_rule(strokeWidth=2).encode(y=y, x=alt.X("ci_lo:Q", title="delta"), x2="ci_hi:Q")
-    dots = alt.Chart(forest).mark_point(filled=True, size=80).encode(
-        y=y, x="delta:Q", color=alt.Color("verdict:N", legend=alt.Legend(orient="bottom")),
-        tooltip=["benchmark", "metric", "delta", "ci_lo", "ci_hi", "p", "verdict"])
+    y = alt.Y("label:N", title=None, sort=None, axis=alt.Axis(labelLimit=320))
+    # Colour by direction, whatever the wording: red for a drop that counts, green for a gain.
+    forest["direction"] = forest["verdict"].map(
+        lambda v: "worse" if v.startswith(("forgot", "worse")) else
+        "better" if v.startswith(("improved", "better")) else "no clear change")
+    colour = alt.Color("direction:N", title=None, legend=alt.Legend(orient="bottom"),
+                       scale=alt.Scale(domain=["worse", "no clear change", "better"],
+                                       range=["#d62728", "#7f7f7f", "#2ca02c"]))
+    bars = alt.Chart(forest).mark_rule(strokeWidth=3).encode(
+        y=y, x=alt.X("ci_lo:Q", title="delta (tuned - base)"), x2="ci_hi:Q", color=colour)
+    dots = alt.Chart(forest).mark_point(filled=True, size=120).encode(
+        y=y, x="delta:Q", color=colour, tooltip=["benchmark", "metric", "delta", "ci_lo", "ci_hi", "p", "verdict"])
     zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(strokeDash=[4, 4]).encode(x="x:Q")
-    st.altair_chart(bars + dots + zero, width="stretch")
+    st.altair_chart((bars + dots + zero).properties(height=alt.Step(40)), width="stretch")
 
 with_breakdown = [b for b, e in (comp.get("benchmarks") or {}).items() if e.get("breakdown")]
 if with_breakdown:
@@ -106,9 +115,9 @@ if with_breakdown:
                             for name, s in subjects.items()]).sort_values("delta", kind="stable")
         st.dataframe(sub, hide_index=True)
         st.altair_chart(alt.Chart(sub).mark_bar().encode(
-            x=alt.X("delta:Q"), y=alt.Y(f"{group}:N", sort=None),
-            color=alt.condition("datum.delta < 0", alt.value("#d62728"), alt.value("#2ca02c"))),
-            width="stretch")
+            x=alt.X("delta:Q"), y=alt.Y(f"{group}:N", sort=None, axis=alt.Axis(labelLimit=320)),
+            color=alt.condition("datum.delta < 0", alt.value("#d62728"), alt.value("#2ca02c")))
+            .properties(height=alt.Step(28)), width="stretch")
 
 st.subheader("Flips")
 for bench, entry in (comp.get("benchmarks") or {}).items():

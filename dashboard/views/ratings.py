@@ -67,7 +67,8 @@ if res.n_votes == 0:
 m1, m2, m3, m4 = st.columns(4)
 w = res.win_rate
 m1.metric("Tuned win rate", f"{w.value:.1%}", help="ties and 'both bad' count one half")
-m2.metric("95% CI (bootstrap over items)", "n/a" if math.isnan(w.ci95[0]) else f"{w.ci95[0]:.1%} to {w.ci95[1]:.1%}")
+m2.metric("95% CI", "n/a" if math.isnan(w.ci95[0]) else f"{w.ci95[0]:.0%} to {w.ci95[1]:.0%}",
+          help="percentile bootstrap over items")
 m3.metric("Items rated", f"{res.n_rated_items} / {res.n_items}")
 m4.metric("Votes", res.n_votes)
 st.bar_chart(pd.DataFrame({"votes": res.counts}), horizontal=True)
