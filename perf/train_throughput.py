@@ -1,0 +1,247 @@
+"""Trainer throughput: supervised tokens/s of train.sft against named peers, same run.
+
+    python perf/train_throughput.py [--tiny-steps 20] [--mid-steps 6] [--samples 400] [--skip-trl]
+
+Peers, each in its own cold subprocess (so peak RSS is its own), same model, data,
+global batch (micro 4 x accum 2), steps, lr schedule, fp32 on the CPU:
+- `bare`: a plain PyTorch loop doing the same math (sum of supervised token losses /
+  supervised tokens per optimizer step, AdamW, clipping, cosine) on the SAME batches
+  (train.batching's length-grouped plan): the practical ceiling. Goal: ours >= 0.9x.
+- `trl`: TRL 1.16 `SFTTrainer`, prompt-completion data with completion-only loss. Its
+  supervised token count is estimated as steps x global batch x the mean number of
+  trained labels per sample in its own tokenized dataset. Goal: ours >= 1.2x.
+- `ours`, `ours-nogroup` (padding in random order), `ours-packed` (packing to
+  cutoff_len): packing vs padding on variable-length data. Goal: 1.5x.
+
+Models: the tiny test model (0.4M parameters, per-step overhead dominates) and a
+~29M-parameter Llama (hidden 512, 8 layers) where matrix work dominates. Data: the real
+GSM8K train split from ../shared/data when present (never committed), else synthetic
+variable-length sums. Times are the optimizer-step loop only (no load, tokenization or
+saving); `wall` is the whole subprocess. Two shared CPU cores make a few steps the most
+we can afford: treat the figures as ratios from one run, not as absolute speeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+GSM8K = REPO.parent / "shared" / "data" / "gsm8k" / "train.jsonl"
+MICRO, ACCUM, LR, CUTOFF = 4, 2, 1e-4, 512
+
+
+def write_data(path: Path, n: int) -> str:
+    rows = []
+    if GSM8K.is_file():
+        with GSM8K.open() as f:
+            for line, _ in zip(f, range(n)):
+                r = json.loads(line)
+                rows.append({"instruction": r["question"], "output": r["answer"]})
+        source = f"GSM8K train (first {len(rows)})"
+    else:
+        rng = random.Random(0)
+        for i in range(n):
+            a, b = rng.randint(1, 999), rng.randint(1, 999)
+            rows.append({"instruction": f"Add {a} and {b}. " * rng.randint(1, 6), "output": f"{a} + {b} = {a + b}. " * rng.randint(1, 12)})
+        source = f"synthetic ({n})"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return source
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# --- children -------------------------------------------------------------------------
+
+
+def child_ours(model: str, data: str, steps: int, variant: str) -> dict:
+    from train.config import TrainConfig
+    from train.sft import train
+
+    with tempfile.TemporaryDirectory() as out:
+        res = train(
+            TrainConfig(
+                model=model, data=(data,), output=out, max_steps=steps, micro_batch_size=MICRO, grad_accum=ACCUM,
+                lr=LR, cutoff_len=CUTOFF, packing=variant == "ours-packed", group_by_length=variant == "ours",
+                progress=False, keep_last=1,
+            )
+        )
+    return {"tokens": res.supervised_tokens, "seconds": res.loop_seconds}
+
+
+def child_bare(model: str, data: str, steps: int) -> dict:
+    import math
+
+    import torch
+    import torch.nn.functional as F
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from train.batching import micro_batch_tensors, plan_epoch, step_batches
+    from train.data import end_token_ids, load_encoded, prepare_tokenizer
+
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(model)
+    prepare_tokenizer(tok)
+    net = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)
+    enc = load_encoded([data], tok, cutoff_len=CUTOFF, end_ids=end_token_ids(tok))
+    plan = plan_epoch([len(s) for s in enc.samples], micro_batch_size=MICRO, seed=0, epoch=0, group_by_length=True)
+    assert len(plan) >= steps * ACCUM, "not enough data for one epoch of these steps"
+    opt = torch.optim.AdamW(net.parameters(), lr=LR)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
+    net.train()
+    tokens = 0
+    t0 = time.perf_counter()
+    for step in range(steps):
+        batches = [micro_batch_tensors(enc.samples, mb, tok.pad_token_id, packed=False) for mb in step_batches(plan, step, rank=0, world=1, accum=ACCUM)]
+        n = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches)
+        for b in batches:
+            logits = net(input_ids=b["input_ids"], attention_mask=b["attention_mask"], use_cache=False).logits
+            labels = b["labels"][:, 1:]
+            keep = labels != -100
+            loss = F.cross_entropy(logits[:, :-1][keep].float(), labels[keep], reduction="sum") / n
+            loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        tokens += n
+    return {"tokens": tokens, "seconds": time.perf_counter() - t0}
+
+
+def child_trl(model: str, data: str, steps: int) -> dict:
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    from sfteval.formats import load_conversations
+
+    torch.manual_seed(0)
+    convs, _ = load_conversations(data)
+    rows = [
+        {"prompt": [{"role": m.role, "content": m.content} for m in c.messages[:-1]],
+         "completion": [{"role": "assistant", "content": c.messages[-1].content}]}
+        for c in convs
+    ]
+    tok = AutoTokenizer.from_pretrained(model)
+    net = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)
+    with tempfile.TemporaryDirectory() as out:
+        args = SFTConfig(
+            output_dir=out, per_device_train_batch_size=MICRO, gradient_accumulation_steps=ACCUM, max_steps=steps,
+            learning_rate=LR, lr_scheduler_type="cosine", max_grad_norm=1.0, logging_steps=1, save_strategy="no",
+            report_to="none", max_length=CUTOFF, packing=False, completion_only_loss=True, use_cpu=True, seed=0,
+            disable_tqdm=True, dataloader_num_workers=0, bf16=False, fp16=False,
+        )
+        trainer = SFTTrainer(model=net, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok)
+        ds = trainer.train_dataset
+        per_sample = sum(sum(1 for x in lab[1:] if x != -100) for lab in ds["labels"]) / len(ds)
+        t0 = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - t0
+    return {"tokens": int(per_sample * steps * MICRO * ACCUM), "seconds": seconds, "tokens_estimated": True}
+
+
+def run_child(args: argparse.Namespace) -> None:
+    if args.child == "bare":
+        out = child_bare(args.model, args.data, args.steps)
+    elif args.child == "trl":
+        out = child_trl(args.model, args.data, args.steps)
+    else:
+        out = child_ours(args.model, args.data, args.steps, args.child)
+    out["peak_rss_mb"] = peak_rss_mb()
+    print("RESULT " + json.dumps(out), flush=True)
+
+
+# --- parent ---------------------------------------------------------------------------
+
+
+def measure(variant: str, model: Path, data: Path, steps: int) -> dict:
+    cmd = [sys.executable, __file__, "--child", variant, "--model", str(model), "--data", str(data), "--steps", str(steps)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
+    wall = time.perf_counter() - t0
+    line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if done.returncode != 0 or line is None:
+        raise SystemExit(f"{variant} failed:\n{done.stderr[-3000:]}")
+    out = json.loads(line[len("RESULT "):])
+    out["wall"] = wall
+    out["tok_s"] = out["tokens"] / out["seconds"]
+    return out
+
+
+def table(name: str, params: int, steps: int, res: dict[str, dict]) -> str:
+    lines = [f"\n## {name} ({params / 1e6:.1f}M parameters), {steps} steps, global batch {MICRO * ACCUM}", "",
+             "| variant | sup. tokens/s | loop s | wall s | peak RSS MB |", "|---|---:|---:|---:|---:|"]
+    for v, r in res.items():
+        est = " (est.)" if r.get("tokens_estimated") else ""
+        lines.append(f"| {v} | {r['tok_s']:.0f}{est} | {r['seconds']:.1f} | {r['wall']:.1f} | {r['peak_rss_mb']:.0f} |")
+    ratios = [("ours / bare loop (goal >= 0.9)", "ours", "bare"), ("ours / TRL SFTTrainer (goal >= 1.2)", "ours", "trl"),
+              ("ours without length grouping / TRL", "ours-nogroup", "trl"),
+              ("packing / padding in random order (goal >= 1.5)", "ours-packed", "ours-nogroup"),
+              ("packing / padding length-grouped", "ours-packed", "ours")]
+    lines += ["", "| ratio (supervised tokens/s) | value |", "|---|---:|"]
+    for label, a, b in ratios:
+        if a in res and b in res:
+            lines.append(f"| {label} | {res[a]['tok_s'] / res[b]['tok_s']:.2f}x |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--child")
+    p.add_argument("--model")
+    p.add_argument("--data")
+    p.add_argument("--steps", type=int, default=0)
+    p.add_argument("--tiny-steps", type=int, default=20)
+    p.add_argument("--mid-steps", type=int, default=6)
+    p.add_argument("--samples", type=int, default=400)
+    p.add_argument("--skip-trl", action="store_true")
+    p.add_argument("--only", choices=["tiny", "mid"])
+    args = p.parse_args()
+    if args.child:
+        return run_child(args)
+
+    from sfteval.tinymodel import TinySpec, build_tiny_model
+
+    work = Path(tempfile.mkdtemp(prefix="sfteval-perf-train-"))
+    source = write_data(work / "train.jsonl", args.samples)
+    print(f"data: {source}; fp32 CPU, torch threads {os.cpu_count()} cores; work dir {work}")
+    specs = {"tiny": (TinySpec(), args.tiny_steps),
+             "mid": (TinySpec(vocab_size=8192, hidden_size=512, num_layers=8, num_heads=8, intermediate_size=1376), args.mid_steps)}
+    variants = ["bare", "ours", "ours-nogroup", "ours-packed"] + ([] if args.skip_trl else ["trl"])
+    for name, (spec, steps) in specs.items():
+        if args.only and name != args.only:
+            continue
+        model = build_tiny_model(work / name, spec)
+        from safetensors import safe_open
+
+        with safe_open(str(model / "model.safetensors"), "pt") as f:
+            params = sum(_prod(f.get_slice(k).get_shape()) for k in f.keys())
+        res = {}
+        for v in variants:
+            res[v] = measure(v, model, work / "train.jsonl", steps)
+            print(f"  {name} {v}: {res[v]['tok_s']:.0f} supervised tokens/s", flush=True)
+        print(table(name, params, steps, res), flush=True)
+
+
+def _prod(shape: list[int]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+if __name__ == "__main__":
+    main()
