@@ -28,7 +28,7 @@ import numpy as np
 
 from sfteval.errors import SftevalError
 from sfteval.fileio import read_json, sha256_file
-from sfteval.overlap import NGRAM, RUN, SHARE, OverlapIndex, common_hashes, ngram_hashes, tokens
+from sfteval.overlap import NGRAM, RUN, SHARE, OverlapIndex, ngram_hashes, tokens
 from sfteval.paired import compare_paired, is_binary, mcnemar_exact, paired_t
 from sfteval.stats import Z95, mean_estimate
 
@@ -370,9 +370,8 @@ def contamination(base: Run, tuned: Run, training: Training | None, per_bench: M
         if name == find_bench(tuned.samples, TRAIN_BENCH) or name not in per_bench:
             continue
         prompts = [str(r.get("prompt") or "") for r in rows.values()]
-        ignore = (common_hashes(prompts, NGRAM), common_hashes(prompts, RUN))
         items, flagged_ids = [], set()
-        prompt_ov = training.texts.check_many(prompts, ignore=ignore)
+        prompt_ov = training.texts.check_many(prompts, ignore_shared=True)
         refs = {sid: r["reference"] for sid, r in rows.items() if isinstance(r.get("reference"), str)}
         ref_ov = dict(zip(refs, training.texts.check_many(list(refs.values()))))
         for sid, po in zip(rows, prompt_ov):

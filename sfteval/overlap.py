@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from itertools import chain
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,14 +50,8 @@ def ngram_hashes(toks: Sequence[str], n: int) -> np.ndarray:
 
 
 def common_hashes(texts: Sequence[str], n: int) -> np.ndarray:
-    """Sorted hashes of the n-grams that occur in two or more of `texts`.
-
-    Used to ignore what every prompt of a benchmark shares (few-shot exemplars,
-    instructions, template text) so that only an item's own text is matched.
-    """
-    h, _ = _distinct(*batch_hashes([tokens(t) for t in texts], n))
-    values, counts = np.unique(h, return_counts=True)
-    return values[counts >= 2]
+    """Sorted hashes of the n-grams that occur in two or more of `texts`."""
+    return _shared(_distinct(*batch_hashes([tokens(t) for t in texts], n))[0])
 
 
 @dataclass(frozen=True)
@@ -76,7 +71,8 @@ Stream = tuple[np.ndarray, np.ndarray]  # (token hash, text index) for all texts
 def token_stream(token_lists: Sequence[Sequence[str]]) -> Stream:
     lengths = np.fromiter((len(t) for t in token_lists), dtype=np.int64, count=len(token_lists))
     total = int(lengths.sum())
-    flat = np.fromiter((hash(t) for toks in token_lists for t in toks), dtype=np.int64, count=total).view(np.uint64)
+    # map/chain iterate in C: several times faster than a generator expression here
+    flat = np.fromiter(map(hash, chain.from_iterable(token_lists)), dtype=np.int64, count=total).view(np.uint64)
     return flat, np.repeat(np.arange(lengths.size), lengths)
 
 
@@ -102,14 +98,28 @@ def batch_hashes(token_lists: Sequence[Sequence[str]], n: int) -> tuple[np.ndarr
     return stream_ngrams(token_stream(token_lists), n)
 
 
+_MIX = np.uint64(0x9E3779B97F4A7C15)  # odd constant: folds the text index into a hash
+
+
 def _distinct(h: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Drop repeated (text, hash) pairs: shares are over a text's distinct n-grams."""
+    """Drop repeated (text, hash) pairs: shares are over a text's distinct n-grams.
+
+    One 64-bit key per pair (the hash with the text index folded in) and one `unique`
+    instead of a two-key lexsort; two different pairs share a key with hash-collision odds.
+    """
     if h.size == 0:
         return h, q
-    order = np.lexsort((h, q))
-    h, q = h[order], q[order]
-    keep = np.concatenate(([True], (h[1:] != h[:-1]) | (q[1:] != q[:-1])))
-    return h[keep], q[keep]
+    with np.errstate(over="ignore"):
+        key = h ^ ((q.astype(np.uint64) + np.uint64(1)) * _MIX)
+    _, first = np.unique(key, return_index=True)
+    first.sort()
+    return h[first], q[first]
+
+
+def _shared(h: np.ndarray) -> np.ndarray:
+    """Sorted hashes present in two or more texts (`h` already distinct per text)."""
+    values, counts = np.unique(h, return_counts=True)
+    return values[counts >= 2]
 
 
 class _Index:
@@ -124,7 +134,11 @@ class _Index:
         """Document index per query hash, -1 when the corpus lacks it."""
         if self.hashes.size == 0 or q.size == 0:
             return np.full(q.size, -1, dtype=np.int64)
-        pos = np.minimum(np.searchsorted(self.hashes, q), self.hashes.size - 1)
+        # sorted queries walk the corpus array in order: far fewer cache misses than random ones
+        order = np.argsort(q)
+        pos = np.empty(q.size, dtype=np.int64)
+        pos[order] = np.searchsorted(self.hashes, q[order])
+        pos = np.minimum(pos, self.hashes.size - 1)
         return np.where(self.hashes[pos] == q, self.docs[pos], -1)
 
 
@@ -151,15 +165,20 @@ class OverlapIndex:
         self._short = _Index(stream, n)
         self._long = _Index(stream, run)
 
-    def check_many(self, texts: Sequence[str], *, ignore: tuple[np.ndarray, np.ndarray] | None = None
-                   ) -> list[Overlap]:
-        """Overlap of each text with the corpus; `ignore` = (n-gram, run-gram) hashes to skip."""
+    def check_many(self, texts: Sequence[str], *, ignore_shared: bool = False) -> list[Overlap]:
+        """Overlap of each text with the corpus.
+
+        `ignore_shared`: skip the n-grams that two or more of `texts` share, so that only
+        each text's own words count (what every prompt of a benchmark repeats: few-shot
+        exemplars, instructions, template).
+        """
         nq = len(texts)
         stream = token_stream([tokens(t) for t in texts])
         sh, sq = _distinct(*stream_ngrams(stream, self.n))
         lh, lq = _distinct(*stream_ngrams(stream, self.run_len))
-        if ignore is not None:
-            keep_s, keep_l = ~np.isin(sh, ignore[0]), ~np.isin(lh, ignore[1])
+        if ignore_shared:
+            keep_s = ~np.isin(sh, _shared(sh), assume_unique=False)
+            keep_l = ~np.isin(lh, _shared(lh), assume_unique=False)
             sh, sq, lh, lq = sh[keep_s], sq[keep_s], lh[keep_l], lq[keep_l]
         owners = self._short.lookup(sh)
         hit = owners >= 0
@@ -173,5 +192,5 @@ class OverlapIndex:
             for i in range(nq)
         ]
 
-    def check(self, text: str, *, ignore: tuple[np.ndarray, np.ndarray] | None = None) -> Overlap:
-        return self.check_many([text], ignore=ignore)[0]
+    def check(self, text: str) -> Overlap:
+        return self.check_many([text])[0]
