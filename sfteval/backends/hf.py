@@ -1,12 +1,15 @@
 """The `hf` backend: transformers on CPU or CUDA.
 
 - Generation: requests grouped by settings, sorted by length, batched with left
-  padding; greedy or sampling; stop strings cut the text at the first match; EOS ids
+  padding; greedy or sampling; stop strings, matched in the generated text only (never
+  across the prompt boundary), cut the text at the first match; EOS ids
   from the checkpoint's generation_config. finish_reason: "stop" (a stop string),
   "eos" (an EOS token), "length" (max_new_tokens reached).
-- Log-likelihood: when every continuation is one token after the context (MMLU letters)
-  one forward pass per question reads all choices from the last position; otherwise
-  one pass per (context, continuation). Only the needed positions' logits are
+- Log-likelihood: every one-token continuation (MMLU letters) is read at the
+  context's last position; each longer continuation gets its own row (context +
+  continuation but its last token), which also holds that position; a request with
+  only one-token continuations gets one row, the context. Rows of all requests are
+  sorted by length and batched together (left padding). Only the needed positions' logits are
   materialised (`logits_to_keep`), which keeps big vocabularies cheap.
 - Sampling seeds: one torch seed per batch, from the batch's first request seed, so a
   resumed run (same chunks, same batches) reproduces its samples.
@@ -118,7 +121,9 @@ class HFBackend:
             torch.manual_seed(params.seed)
             kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=None)
         if params.stop:
-            kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
+            # Not transformers' `stop_strings`: it matches across the prompt boundary, so a
+            # prompt ending in ":" with stop "::" stopped at the first generated ":".
+            kwargs.update(stopping_criteria=_stop_on_text(self.tokenizer, params.stop, input_ids.shape[1]))
         with torch.inference_mode():
             out = self.model.generate(input_ids=input_ids, attention_mask=attention, **kwargs)
         new = out[:, input_ids.shape[1] :].tolist()
@@ -163,37 +168,50 @@ class HFBackend:
     def loglikelihood(self, requests: Sequence[LoglikRequest], progress: Progress | None = None) -> list[Loglik]:
         import torch
 
-        # Each item: (request index, context ids, [continuation ids per choice]).
-        items = [(i, *self._split(r)) for i, r in enumerate(requests)]
-        results: list[Loglik | None] = [None] * len(requests)
-        single = [it for it in items if all(len(c) == 1 for c in it[2])]
-        multi = [it for it in items if not all(len(c) == 1 for c in it[2])]
+        # Every one-token continuation is read at the context's last position, which
+        # any row of this request holds; each longer continuation needs its own row
+        # (context + its tokens but the last). So a request costs max(1, number of
+        # longer continuations) rows: one per MMLU question when the letters are one
+        # token each. Rows of all requests are sorted by length and batched together.
+        rows: list[tuple[list[int], int, list[tuple[int, int, list[int]]]]] = []  # (ids, context length, served)
+        n_tokens: list[tuple[int, ...]] = []
+        for i, r in enumerate(requests):
+            ctx, conts = self._split(r)
+            if not ctx:
+                raise SftevalError("log-likelihood needs a non-empty context", field="context",
+                                   hint="render the prompt with its BOS text, or put text before the continuation")
+            short = [(i, j, c) for j, c in enumerate(conts) if len(c) == 1]
+            longer = [(ctx + c[:-1], len(ctx), [(i, j, c)]) for j, c in enumerate(conts) if len(c) != 1]
+            if longer:  # a longer continuation's row also holds the context's last position
+                longer[0][2].extend(short)
+            elif short:
+                rows.append((ctx, len(ctx), short))
+            rows += longer
+            n_tokens.append(tuple(len(c) for c in conts))
+        rows.sort(key=lambda row: -len(row[0]))
+        left = [0] * len(requests)  # rows still to run per request, for progress
+        for _, _, served in rows:
+            left[served[0][0]] += 1
+        lps = [[0.0] * len(k) for k in n_tokens]
+        greedy = [[False] * len(k) for k in n_tokens]
         bs = max(1, self.engine.batch_size)
-        single.sort(key=lambda it: -len(it[1]))
-        for start in range(0, len(single), bs):
-            batch = single[start : start + bs]
-            logp = self._forward([ctx for _, ctx, _ in batch], keep=1)  # [B, 1, V]
-            for row, (i, _, conts) in enumerate(batch):
-                lp = logp[row, -1]
-                top = int(lp.argmax())
-                results[i] = Loglik(tuple(float(lp[c[0]]) for c in conts), tuple(c[0] == top for c in conts), (1,) * len(conts))
-            if progress:
-                progress(len(batch))
-        for i, ctx, conts in multi:
-            full = [ctx + c for c in conts]
-            # Input drops the last token: its last len(c) positions predict the continuation.
-            logp = self._forward([f[:-1] for f in full], keep=max(len(c) for c in conts))
-            lps, greedy = [], []
-            for row, c in enumerate(conts):
-                pos = logp[row, -len(c) :]
-                tok = torch.tensor(c, dtype=torch.long)
-                picked = pos.gather(-1, tok.unsqueeze(-1)).squeeze(-1)
-                lps.append(float(picked.sum()))
-                greedy.append(bool((pos.argmax(-1) == tok).all()))
-            results[i] = Loglik(tuple(lps), tuple(greedy), tuple(len(c) for c in conts))
-            if progress:
-                progress(1)
-        return [r for r in results if r is not None]
+        for start in range(0, len(rows), bs):
+            batch = rows[start : start + bs]
+            keep = max(len(ids) - n_ctx + 1 for ids, n_ctx, _ in batch)
+            logp = self._forward([ids for ids, _, _ in batch], keep=keep)  # [B, keep, V]
+            finished = 0
+            for b, (ids, n_ctx, served) in enumerate(batch):
+                first = keep - (len(ids) - n_ctx) - 1  # the position that predicts the first continuation token
+                for i, j, c in served:
+                    pos = logp[b, first : first + len(c)]
+                    tok = torch.tensor(c, dtype=torch.long)
+                    lps[i][j] = float(pos.gather(-1, tok.unsqueeze(-1)).sum())
+                    greedy[i][j] = bool((pos.argmax(-1) == tok).all())
+                left[served[0][0]] -= 1
+                finished += left[served[0][0]] == 0
+            if progress and finished:
+                progress(finished)
+        return [Loglik(tuple(lps[i]), tuple(greedy[i]), n_tokens[i]) for i in range(len(requests))]
 
     def _split(self, req: LoglikRequest) -> tuple[list[int], list[list[int]]]:
         """Context ids and continuation ids, from tokenizing context+continuation whole.
@@ -242,6 +260,26 @@ class HFBackend:
         import gc
 
         gc.collect()
+
+
+def _stop_on_text(tokenizer: Any, stop: Sequence[str], prompt_width: int) -> Any:
+    """A stopping criterion per row: a stop string occurs in the *generated* text.
+
+    Only the last few generated tokens are decoded each step (enough for the longest
+    stop string even at one character per token), so the cost stays flat with length.
+    """
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    lookback = max(len(s) for s in stop) + 4
+
+    class StopOnText(StoppingCriteria):  # transformers' seam for custom criteria
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            start = max(prompt_width, input_ids.shape[1] - lookback)
+            tails = tokenizer.batch_decode(input_ids[:, start:].tolist(), skip_special_tokens=False)
+            return torch.tensor([any(s in t for s in stop) for t in tails], dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([StopOnText()])
 
 
 def _dtype(setting: str, device: str) -> Any:
