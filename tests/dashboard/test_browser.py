@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import IDENTITY, run_ids
+from dash_helpers import IDENTITY, run_ids
 
 from sfteval.ratings import VoteStore, build_study
 

@@ -6,33 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import APP, run_ids
-from streamlit.testing.v1 import AppTest
-
-
-def _open(page: str) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=60)
-    at.run()
-    if page != "runs":
-        at.switch_page(f"views/{page}.py")
-        at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def _text(at: AppTest) -> str:
-    """Everything rendered: every element's protobuf, labels, options and values."""
-    out: list[str] = []
-
-    def walk(node) -> None:
-        proto = getattr(node, "proto", None)
-        if proto is not None:
-            out.append(str(proto))
-        for child in getattr(node, "children", {}).values():
-            walk(child)
-
-    walk(at._tree)
-    return "\n".join(out)
+from dash_helpers import open_page as _open
+from dash_helpers import rendered_text as _text
+from dash_helpers import run_ids
 
 
 def test_runs_page_lists_runs_and_filters(app_env) -> None:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import APP, IDENTITY, run_ids
+from dash_helpers import APP, IDENTITY, rendered_text, run_ids
 from streamlit.testing.v1 import AppTest
-from test_dashboard_pages import _text
 
 from sfteval.ratings import VoteStore, build_study, tuned_side
 
@@ -58,7 +57,7 @@ def test_nothing_identifies_a_model_before_the_vote(study, reports: Path) -> Non
     at = _rate_page(sid, "ann")
     assert at.radio[0].value is None and at.radio[0].index is None  # nothing preselected
     assert [str(o) for o in at.radio[0].options] == ["A is better", "B is better", "Tie", "Both bad"]
-    page = _text(at)
+    page = rendered_text(at)
     base, tuned = run_ids(reports)
     for secret in (*IDENTITY, base.name, tuned.name, str(reports)):
         assert secret not in page, secret

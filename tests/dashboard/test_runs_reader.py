@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import run_ids
+from dash_helpers import run_ids
 from data import filter_pairs, pair_samples
 
 from sfteval import runs
