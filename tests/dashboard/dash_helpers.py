@@ -3,7 +3,15 @@ files can import it without depending on how pytest names conftest modules)."""
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -118,3 +126,42 @@ def rendered_text(at) -> str:
 
     walk(at._tree)
     return "\n".join(out)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serve(reports: Path, db: Path, log_path: Path) -> Iterator[str]:
+    """Run `sfteval dashboard` for real; yield its URL once /_stcore/health says ok."""
+    port = _free_port()
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sfteval.cli", "dashboard", "--reports", str(reports), "--port", str(port),
+             "--db", str(db)],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,  # its own group: we stop exactly it
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 90
+            while True:
+                try:
+                    with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                        if r.read().strip() == b"ok":
+                            break
+                except OSError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError("dashboard did not start:\n" + log_path.read_text())
+                time.sleep(0.5)
+            yield url
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()

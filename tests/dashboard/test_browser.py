@@ -9,17 +9,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dash_helpers import IDENTITY, run_ids
+from dash_helpers import IDENTITY, run_ids, serve
 
 from sfteval.ratings import VoteStore, build_study
 
@@ -29,43 +24,11 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture()
 def server(reports: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     db = tmp_path / "ratings.sqlite3"
-    port = _free_port()
-    log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sfteval.cli", "dashboard", "--reports", str(reports), "--port", str(port),
-         "--db", str(db)],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,  # its own group: we stop exactly it
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("dashboard did not start:\n" + (tmp_path / "server.log").read_text())
-            time.sleep(0.5)
+    with serve(reports, db, tmp_path / "server.log") as url:
         yield url, db
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
 
 
 @pytest.fixture()

@@ -38,3 +38,15 @@ def test_missing_reports_folder_is_a_clear_error(tmp_path: Path) -> None:
 def test_loopback_detection() -> None:
     assert _is_loopback("127.0.0.1") and _is_loopback("localhost") and _is_loopback("::1")
     assert not _is_loopback("0.0.0.0") and not _is_loopback("192.168.1.5")
+
+
+def test_the_command_serves_the_app_on_loopback(reports: Path, tmp_path: Path) -> None:
+    import urllib.request
+
+    from dash_helpers import serve
+
+    with serve(reports, tmp_path / "r.sqlite3", tmp_path / "server.log") as url:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            assert r.status == 200 and b"<html" in r.read().lower()
+    log = (tmp_path / "server.log").read_text()
+    assert "http://127.0.0.1:" in log and str(reports.resolve()) in log
