@@ -124,6 +124,23 @@ def _eval_batches(samples: Any, cfg: TrainConfig, pad_id: int, rank: int, world:
     return [collate([[samples[i]] for i in c], pad_id, packed=False) for c in chunks[rank::world]]
 
 
+# Settings that decide which samples form step k: a resume must not change them.
+_BATCH_KNOBS = ("micro_batch_size", "grad_accum", "seed", "packing", "group_by_length", "cutoff_len", "last_turn_only")
+
+
+def _check_same_batches(meta: dict[str, Any], cfg: TrainConfig, world: int, where: Path) -> None:
+    old = meta.get("config", {})
+    changed = [k for k in _BATCH_KNOBS if k in old and old[k] != getattr(cfg, k)]
+    if meta.get("counts", {}).get("world_size", world) != world:
+        changed.append("number of processes")
+    if changed:
+        raise SftevalError(
+            f"cannot resume with different {', '.join(changed)}: the batches after step {meta.get('step')} would differ",
+            path=str(where),
+            hint="resume with the settings of the checkpoint, or start a new --output",
+        )
+
+
 def _trim_log(path: Path, upto_step: int) -> None:
     """On resume, drop log lines past the checkpoint (the crashed run's tail)."""
     import json
@@ -209,7 +226,7 @@ def train(cfg: TrainConfig) -> TrainResult:  # noqa: C901 - the recipe reads top
         git_sha=ck.git_sha(),
         packages=ck.package_versions(),
     )
-    start = 0
+    start, total_before = 0, 0
     if main:
         out.mkdir(parents=True, exist_ok=True)
         ck.clean_partial(out)
@@ -219,8 +236,10 @@ def train(cfg: TrainConfig) -> TrainResult:  # noqa: C901 - the recipe reads top
         old = [f["sha256"] for f in meta.get("data_files", [])]
         if old != [f["sha256"] for f in facts.data_files]:
             raise SftevalError("the training data changed since this checkpoint", path=str(latest), hint="resume with the same --data")
+        _check_same_batches(meta, cfg, world, latest)
         accelerator.load_state(str(latest / ck.STATE))
         start = int(meta["step"])
+        total_before = int(meta.get("total_supervised_tokens") or 0)
         if main:
             _trim_log(out / LOG_NAME, start)
     elif main:
@@ -276,7 +295,7 @@ def train(cfg: TrainConfig) -> TrainResult:  # noqa: C901 - the recipe reads top
                 "grad_norm": float(norm),
                 "tokens_per_s": interval["tokens"] / max(interval["seconds"], 1e-9),
                 "supervised_tokens": interval["tokens"],
-                "total_supervised_tokens": session_tokens,
+                "total_supervised_tokens": total_before + session_tokens,
             }
             if main:
                 append_jsonl(out / LOG_NAME, [row])
@@ -284,7 +303,13 @@ def train(cfg: TrainConfig) -> TrainResult:  # noqa: C901 - the recipe reads top
                 accelerator.log({k2: v for k2, v in row.items() if k2 != "step"}, step=done)
             interval = {"loss": 0.0, "tokens": 0, "seconds": 0.0}
         if done == total or (cfg.save_steps and done % cfg.save_steps == 0):
-            progress = {"step": done, "epoch": epoch_f, "train_loss": last_train_loss, "eval_loss": eval_loss}
+            progress = {
+                "step": done,
+                "epoch": epoch_f,
+                "train_loss": last_train_loss,
+                "eval_loss": eval_loss,
+                "total_supervised_tokens": total_before + session_tokens,
+            }
             last_saved = ck.save_checkpoint(
                 accelerator, model, tokenizer, out, step=done, facts=facts, progress=progress, eos_ids=trained_ends + sorted(end_ids)
             )

@@ -126,8 +126,10 @@ def test_lora_saves_adapter_and_an_equivalent_merged_model(tiny_model, sft_data,
     torch.testing.assert_close(via_adapter, merged, rtol=1e-4, atol=1e-5)
 
 
-def test_resume_refuses_changed_data(tiny_model, sft_data, tmp_path):
+def test_resume_refuses_changed_data_or_batches(tiny_model, sft_data, tmp_path):
     train(base_cfg(tiny_model, sft_data, tmp_path, max_steps=1, eval_data=()))
+    with pytest.raises(SftevalError, match="cannot resume with different micro_batch_size"):
+        train(base_cfg(tiny_model, sft_data, tmp_path, max_steps=2, resume=True, micro_batch_size=3, eval_data=()))
     sft_data["train"].write_text(sft_data["train"].read_text() + json.dumps({"instruction": "a", "output": "b"}) + "\n")
     with pytest.raises(SftevalError, match="data changed"):
         train(base_cfg(tiny_model, sft_data, tmp_path, max_steps=2, resume=True, eval_data=()))
