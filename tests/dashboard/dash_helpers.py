@@ -20,7 +20,7 @@ ROOT = TESTS.parent
 APP = ROOT / "dashboard" / "app.py"
 sys.path.insert(0, str(ROOT / "dashboard"))  # `import data` as the pages do
 
-from runfolders import FakeBench, write_run, write_sweep  # noqa: E402
+from runfolders import FakeBench, write_run, write_sweep  # noqa: E402, F401  (the last two: re-exported for conftest)
 
 # Strings that identify a model; the Rate page must never show any of them before a vote.
 IDENTITY = ("llama-base", "llama-sft", "/ckpt/")
