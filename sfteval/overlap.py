@@ -111,9 +111,10 @@ def _distinct(h: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return h, q
     with np.errstate(over="ignore"):
         key = h ^ ((q.astype(np.uint64) + np.uint64(1)) * _MIX)
-    _, first = np.unique(key, return_index=True)
-    first.sort()
-    return h[first], q[first]
+    order = np.argsort(key)  # any representative of a repeated key will do: no stable sort
+    k = key[order]
+    pick = order[np.concatenate(([True], k[1:] != k[:-1]))]
+    return h[pick], q[pick]
 
 
 def _shared(h: np.ndarray) -> np.ndarray:
