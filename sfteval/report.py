@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -205,6 +206,11 @@ text-align:left}th{background:#f3f3f3}pre{background:#f7f7f7;padding:0.6em;white
 max-height:20em;overflow:auto}img{max-width:100%}h2{border-bottom:1px solid #ddd;padding-bottom:0.2em}"""
 
 
+def _code_spans(escaped: str) -> str:
+    """Markdown `code` spans in an already escaped paragraph become <code>."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
+
+
 def render_html(title: str, sections: Sequence[Section]) -> str:
     e = html.escape
     out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
@@ -213,7 +219,7 @@ def render_html(title: str, sections: Sequence[Section]) -> str:
         out.append(f"<h2>{e(sec.title)}</h2>")
         for b in sec.blocks:
             if isinstance(b, str):
-                out.append(f"<p>{e(b)}</p>")
+                out.append(f"<p>{_code_spans(e(b))}</p>")
             elif isinstance(b, Table):
                 out.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in b.headers) + "</tr>")
                 out += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in b.rows]

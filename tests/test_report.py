@@ -80,11 +80,13 @@ def test_run_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_render_roundtrip_of_blocks() -> None:
-    sections = [Section("S", ("para | with pipe", Table(("a", "b"), (("1", "x|y"),)), Pre("code", "has ``` fence")))]
+    sections = [Section("S", ("para | with pipe and `a<b`", Table(("a", "b"), (("1", "x|y"),)),
+                              Pre("code", "has ``` fence")))]
     md = render_markdown("T", sections)
     assert "| 1 | x\\|y |" in md and "````\nhas ``` fence\n````" in md
     page = render_html("T", sections)
     assert "<td>x|y</td>" in page and "<pre>has ``` fence</pre>" in page
+    assert "<code>a&lt;b</code>" in page
 
 
 def test_report_without_matplotlib_says_what_it_left_out(comparison_dir: Path, monkeypatch: pytest.MonkeyPatch,
