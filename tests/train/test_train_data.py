@@ -161,3 +161,30 @@ def test_packing_rows_fit_and_positions_restart():
     assert batch["position_ids"].tolist() == [[0, 1, 2, 0, 1], [0, 1, 0, 1, 2]]
     assert "attention_mask" not in batch
     assert batch["labels"].tolist() == [[-100, 10, 11, -100, 20], [-100, 20, -100, -100, -100]]
+
+
+def test_every_format_and_file_type_gives_the_same_samples(tmp_path: Path, tiny_tokenizer):
+    import json
+
+    from train.data import load_encoded
+
+    qa = [("What is 2 + 3?", "5"), ("Name a colour.", "Blue.")]
+    alpaca = [{"instruction": q, "output": a} for q, a in qa]
+    sharegpt = [{"conversations": [{"from": "human", "value": q}, {"from": "gpt", "value": a}]} for q, a in qa]
+    messages = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]} for q, a in qa]
+    files = [write_jsonl(tmp_path / "a.jsonl", alpaca), write_jsonl(tmp_path / "s.jsonl", sharegpt), write_jsonl(tmp_path / "m.jsonl", messages)]
+    (tmp_path / "m.json").write_text(json.dumps(messages))
+    files.append(tmp_path / "m.json")
+    ends = end_token_ids(tiny_tokenizer)
+    got = [[(s.input_ids, s.mask) for s in load_encoded([str(f)], tiny_tokenizer, cutoff_len=128, end_ids=ends).samples] for f in files]
+    assert all(g == got[0] for g in got)
+
+
+def test_importing_the_trainer_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, train.sft, train.data, train.batching, train.loop, train.checkpoint; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
