@@ -193,6 +193,9 @@ def evaluate(rules: Rules, data: dict[str, Any]) -> GateResult:
             notes.append(f"the comparison was made with --allow-mismatch: {len(blocking)} blocking difference(s)")
     else:
         subject = str(data.get("run_id") or "")
+    if not checks:  # a gate that checked nothing must not pass
+        checks.append(_error("rules", "*", 0.0, "the rules matched no benchmark in this "
+                             f"{'comparison' if is_comparison else 'run'}"))
     verdicts = {c.verdict for c in checks}
     if "error" in verdicts:
         overall = "error"

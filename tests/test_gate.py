@@ -160,3 +160,9 @@ def test_calibration_self_vs_self_fails_at_most_5_percent() -> None:
 def test_calibration_catches_a_5_point_drop_at_least_80_percent() -> None:
     verdicts = _simulate(drop=0.05, seed=20)
     assert np.mean(verdicts == "fail") >= 0.80
+
+
+def test_rules_that_match_nothing_are_an_error_not_a_pass() -> None:
+    empty = {"schema": "sfteval.compare/1", "base": {"run_id": "a"}, "tuned": {"run_id": "b"}, "benchmarks": {}}
+    res = evaluate(Rules(min={}, max_drop={"*": 0.05}), empty)
+    assert res.verdict == "error" and res.exit_code == 2

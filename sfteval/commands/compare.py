@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
         allow_mismatch: bool = typer.Option(False, "--allow-mismatch", help="compare even if prompts/settings/data differ"),
         margin: float = typer.Option(0.01, "--margin", help="forgetting margin, absolute in metric units"),
         general: list[str] = typer.Option([], "--general", help="also judge this benchmark for forgetting (repeat)"),
-        train_data: list[str] = typer.Option([], "--train-data", help="SFT data for memorisation/contamination (repeat)"),
+        train_data: list[str] = typer.Option([], "--train-data", help="SFT data for memorisation/contamination (repeat); with checkpoints the first is also scored as `train`"),
         sweep: Path = typer.Option(None, "--sweep", help="a sweep.json to analyse for overfitting over checkpoints"),
         seed: int = typer.Option(0, "--seed", help="bootstrap seed (recorded)"),
         resamples: int = typer.Option(2000, "--resamples", help="bootstrap resamples"),
