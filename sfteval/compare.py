@@ -332,6 +332,12 @@ def compare_runs(base: Run, tuned: Run, settings: CompareSettings = CompareSetti
     Raises SftevalError (exit 2) on blocking mismatches unless `allow_mismatch`.
     """
     benches = [b for b in base.benchmarks if b in tuned.benchmarks]
+    if not benches:
+        raise SftevalError(
+            f"no benchmark in common (base: {', '.join(base.benchmarks) or 'none'}; "
+            f"tuned: {', '.join(tuned.benchmarks) or 'none'})", path=str(tuned.path),
+            hint="run both models on the same benchmarks",
+        )
     mismatches = find_mismatches(base, tuned, benches)
     blocking = [m for m in mismatches if m["blocking"]]
     if blocking and not settings.allow_mismatch:

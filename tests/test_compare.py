@@ -263,3 +263,10 @@ def test_comparison_has_every_key_the_format_doc_promises(tmp_path: Path) -> Non
     if e["top_flips"]:
         assert set(e["top_flips"][0]) == {"direction", "id", "prompt", "reference", "base_output", "tuned_output",
                                           "base_answer", "tuned_answer"}
+
+
+def test_no_common_benchmark_is_an_error(tmp_path: Path) -> None:
+    base = write_run(tmp_path, "base", [FakeBench("mmlu", {"accuracy": [1, 0]})])
+    tuned = write_run(tmp_path, "tuned", [FakeBench("gsm8k", {"em": [1, 0]})])
+    with pytest.raises(SftevalError, match="no benchmark in common"):
+        compare_runs(load_run(base), load_run(tuned))
