@@ -21,6 +21,7 @@ from typing import Any
 from sfteval import diagnose
 from sfteval.errors import SftevalError
 from sfteval.fileio import atomic_write_json, iter_jsonl, read_json
+from sfteval.overlap import NGRAM, RUN, SHARE
 from sfteval.paired import DEFAULT_RESAMPLES, PairedResult, compare_paired, holm
 from sfteval.types import RUN_SCHEMA
 
@@ -371,7 +372,7 @@ def compare_runs(base: Run, tuned: Run, settings: CompareSettings = CompareSetti
             "general": sorted(b for b in benches if per_bench[b]["general"]),
             "allow_mismatch": settings.allow_mismatch, "train_data": [str(p) for p in train_sources],
             "sweep": settings.sweep,
-            "ngram": {"n": diagnose.NGRAM, "share": diagnose.SHARE, "run": diagnose.RUN},
+            "ngram": {"n": NGRAM, "share": SHARE, "run": RUN},
         },
         "mismatches": mismatches,
         "only_in_base": [b for b in base.benchmarks if b not in tuned.benchmarks],

@@ -28,14 +28,12 @@ import numpy as np
 
 from sfteval.errors import SftevalError
 from sfteval.fileio import read_json, sha256_file
-from sfteval.overlap import NGRAM, RUN, SHARE, OverlapIndex, ngram_hashes, tokens
+from sfteval.overlap import OverlapIndex, ngram_hashes, tokens
 from sfteval.paired import compare_paired, is_binary, mcnemar_exact, paired_t
 from sfteval.stats import Z95, mean_estimate
 
 if TYPE_CHECKING:
     from sfteval.compare import CompareSettings, Run
-
-__all__ = ["NGRAM", "RUN", "SHARE"]
 
 TRAIN_BENCH, HELDOUT_BENCH = "train", "heldout"
 
