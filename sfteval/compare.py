@@ -361,7 +361,7 @@ def compare_runs(base: Run, tuned: Run, settings: CompareSettings = CompareSetti
             forgetting[e["forgetting"]["verdict"]].append(b)
     train_sources = diagnose.training_sources(settings.train_data, tuned.results)
     training = diagnose.load_training(train_sources)
-    return {
+    return json_safe({
         "schema": COMPARE_SCHEMA,
         "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "base": run_summary(base),
@@ -388,7 +388,18 @@ def compare_runs(base: Run, tuned: Run, settings: CompareSettings = CompareSetti
         },
         "drift": {b: diagnose.drift(base.samples[b], tuned.samples[b], settings.alpha) for b in benches},
         "contamination": diagnose.contamination(base, tuned, training, per_bench, settings),
-    }
+    })
+
+
+def json_safe(obj: Any) -> Any:
+    """NaN/inf -> null everywhere (values copied from results.json included): strict JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
 
 
 def default_out(reports: str | Path, comparison: dict[str, Any]) -> Path:

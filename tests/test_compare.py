@@ -141,6 +141,15 @@ def test_holm_family_general_flags_and_json_safety(tmp_path: Path) -> None:
     json.dumps(c, allow_nan=False)  # no NaN leaks into the file
 
 
+def test_nan_in_results_json_becomes_null(tmp_path: Path) -> None:
+    base = write_run(tmp_path, "base", [FakeBench("bleu", {"bleu": [0.2]}, kind="reference")])
+    tuned = write_run(tmp_path, "tuned", [FakeBench("bleu", {"bleu": [0.3]}, kind="reference")])
+    c = compare_runs(load_run(base), load_run(tuned), CompareSettings(resamples=50))
+    m = c["benchmarks"]["bleu"]["metrics"]["bleu"]
+    assert m["base_reported"]["stderr"] is None  # n = 1: the runner wrote NaN
+    json.dumps(c, allow_nan=False)
+
+
 def test_non_binary_metric_uses_paired_t_and_no_flips(tmp_path: Path) -> None:
     rng = np.random.default_rng(4)
     b = rng.uniform(0, 1, 60)
