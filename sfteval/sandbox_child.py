@@ -284,11 +284,16 @@ def _child(
         os.dup2(fd, target)
     os.closerange(5, 1 << 16)
     cpu = int(limits.timeout_s) + 1
+    nproc = limits.max_processes
+    if not ns and os.getuid() != 0:
+        # Without a uid of its own the limit counts all of the user's tasks: allow those
+        # that exist now plus the program's share, lest a busy user's programs fail.
+        nproc += _tasks_of(os.getuid())
     for res, val in (
         (resource.RLIMIT_AS, limits.memory_bytes),
         (resource.RLIMIT_CPU, (cpu, cpu + 1)),
         (resource.RLIMIT_FSIZE, limits.max_file_bytes),
-        (resource.RLIMIT_NPROC, limits.max_processes),
+        (resource.RLIMIT_NPROC, nproc),
         (resource.RLIMIT_NOFILE, 256),
         (resource.RLIMIT_CORE, 0),
     ):
@@ -304,6 +309,21 @@ def _child(
     sys.argv = ["<program>"]
     random.seed()  # forks of one zygote would otherwise share a random state
     _harness(job)
+
+
+def _tasks_of(uid: int) -> int:
+    """Threads owned by `uid` (what RLIMIT_NPROC counts)."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/status") as f:
+                    fields = dict(line.split(":", 1) for line in f if ":" in line)
+                if int(fields["Uid"].split()[0]) == uid:
+                    total += int(fields["Threads"])
+            except (OSError, KeyError, ValueError):
+                pass
+    return total
 
 
 def _prepare_zygote_namespaces(libc: Any) -> None:
