@@ -35,7 +35,8 @@ def _clip(text: Any, n: int = FLIP_TEXT_CHARS) -> str:
 
 def _group_rows(groups: dict[str, Any]) -> list[tuple[str, float, float, float | None, float | None]]:
     rows = [(g, float(v["base"]["value"]), float(v["tuned"]["value"]), v["base"].get("stderr"),
-             v["tuned"].get("stderr")) for g, v in groups.items()]
+             v["tuned"].get("stderr")) for g, v in groups.items()
+            if v["base"].get("value") is not None and v["tuned"].get("value") is not None]
     rows.sort(key=lambda r: abs(r[2] - r[1]), reverse=True)
     return sorted(rows[:MAX_GROUPS], key=lambda r: r[0])
 
