@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import queue
 import struct
@@ -165,6 +166,11 @@ class Sandbox:
         self.isolation = isolation or default_isolation()
         if self.isolation not in ("namespaces", "basic"):
             raise ValueError(f"unknown isolation {self.isolation!r}")
+        if isolation is None and self.isolation == "basic":
+            logging.getLogger(__name__).warning(
+                "sandbox: no namespaces here (not root, or not allowed): programs can reach the network "
+                "and write where this user can; run as root on Linux >= 5.12 for full isolation"
+            )
         self._idle: queue.Queue[_Zygote] = queue.Queue()
         self._all: list[_Zygote] = []
 
