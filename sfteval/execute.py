@@ -3,7 +3,7 @@
 How a program runs (isolation "namespaces": root on Linux >= 5.12 where a probe shows
 that namespaces can be made; otherwise "basic", below):
 
-- A small fork server ("zygote": this file run as a script with `python -I`, a scrubbed
+- A small fork server ("zygote": `sandbox_child.py` run with `python -I`, a scrubbed
   environment, common stdlib modules pre-imported) runs per worker, in its own network
   namespace (no interface up: no loopback, no outside) and its own mount namespace in
   which the whole tree is read-only (recursive `mount_setattr`), /run (the host's
