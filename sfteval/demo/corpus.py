@@ -1,0 +1,284 @@
+"""The demo's data, generated from templates with fixed seeds (no copied benchmark data).
+
+Pretraining corpus (documents separated by the EOS text), covering skills in the
+formats the real benchmarks use, sized so a tiny model learns them in minutes:
+- MMLU-style multiple choice over memorisable facts (world capitals, unit conversions),
+  a fixed bank of questions (`mc_bank`) in exactly the prompt format of the `choice`
+  kind (header, "A. ..", "Answer: X"), plus the same facts as plain sentences;
+- GSM8K-style word problems with single-digit numbers and a `#### N` line, as plain
+  "Question/Answer" text and as chat turns in the tokenizer's ChatML template (the
+  format the `math` kind prompts a chat model with);
+- HumanEval-style small Python functions with a docstring and a `check(candidate)`;
+- short prose over the words the SFT task uses, so they have tokens.
+
+Evaluation and SFT files (`write_task_files`): the MC bank (MMLU schema; studied in
+pretraining, so it measures retained knowledge), GSM8K-schema word problems that the
+corpus never shows verbatim (a skill, not recall), and alpaca-format SFT train /
+held-out splits of `sfteval.synthetic.instruction_task` (disjoint).
+
+Not covered: anything resembling real benchmark difficulty; the point is a model small
+enough to train here whose skills, gains and forgetting are measurable.
+
+    python -m sfteval.demo.corpus OUT_DIR      # write the task files and a corpus sample
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sfteval.synthetic import CAPITALS as BASE_CAPITALS
+from sfteval.synthetic import ITEMS, NAMES, WORDS, instruction_task
+from sfteval.tinymodel import BOS, EOS, IM_END, IM_START
+
+CAPITALS: dict[str, str] = {
+    **BASE_CAPITALS,
+    "Germany": "Berlin", "Brazil": "Brasilia", "China": "Beijing", "Russia": "Moscow", "Austria": "Vienna",
+    "Portugal": "Lisbon", "Ireland": "Dublin", "Finland": "Helsinki", "Hungary": "Budapest", "Thailand": "Bangkok",
+    "Vietnam": "Hanoi", "Argentina": "Buenos Aires", "Colombia": "Bogota", "Denmark": "Copenhagen", "Morocco": "Rabat",
+    "Iraq": "Baghdad", "Belgium": "Brussels", "Ukraine": "Kyiv", "Romania": "Bucharest", "Qatar": "Doha",
+}
+# (small unit, big unit, how many small in one big): memorisable multiplication facts.
+UNITS: tuple[tuple[str, str, int], ...] = (
+    ("minutes", "hours", 60), ("hours", "days", 24), ("days", "weeks", 7),
+    ("months", "years", 12), ("centimetres", "metres", 100), ("grams", "kilograms", 1000),
+)
+MC_SUBJECTS = ("world_capitals", "units")
+LETTERS = "ABCD"
+MC_HEADER = "The following are multiple choice questions (with answers) about {subject}.\n\n"
+# Mirrors sfteval.kinds.math.DEFAULT_INSTRUCTION (a test checks they agree).
+MATH_INSTRUCTION = "Solve the problem step by step. End with a line of the form '#### <number>'."
+
+
+# ----------------------------------------------------------------------------- items
+
+
+def capital_item(rng: random.Random, country: str) -> dict[str, Any]:
+    right = CAPITALS[country]
+    wrong = rng.sample(sorted(c for k, c in CAPITALS.items() if k != country), 3)
+    return _choices(rng, f"What is the capital of {country}?", right, wrong, "world_capitals")
+
+
+def units_item(rng: random.Random, small: str, big: str, factor: int, n: int) -> dict[str, Any]:
+    right = n * factor
+    pool = sorted({n * f for _, _, f in UNITS if n * f != right} | {right + factor, right - factor} - {right})
+    wrong = [str(x) for x in rng.sample(pool, 3)]
+    return _choices(rng, f"How many {small} are there in {n} {big}?", str(right), wrong, "units")
+
+
+def _choices(rng: random.Random, question: str, right: str, wrong: list[str], subject: str) -> dict[str, Any]:
+    choices = [right, *wrong]
+    rng.shuffle(choices)
+    return {"question": question, "subject": subject, "choices": choices, "answer": choices.index(right)}
+
+
+def mc_bank(seed: int) -> list[dict[str, Any]]:
+    """Every fact question once, each with its own fixed distractors and order, like an
+    exam bank: MMLU-schema rows with ids. The base model studies this bank in
+    pretraining, so accuracy on it measures retained knowledge, which is what
+    fine-tuning can make a model forget. (Binding an answer to a shuffled letter in
+    context is beyond a model this small trained this briefly: on freshly shuffled
+    items it stays at chance, so the bank keeps each question's order fixed.)"""
+    rows = [{"id": f"capital-{c.replace(' ', '_')}", **capital_item(random.Random(f"{seed}:{c}"), c)} for c in sorted(CAPITALS)]
+    for small, big, factor in UNITS:
+        for n in range(2, 10):
+            rng = random.Random(f"{seed}:{small}:{big}:{n}")
+            rows.append({"id": f"units-{small}-{n}", **units_item(rng, small, big, factor, n)})
+    return rows
+
+
+def math_item(rng: random.Random) -> dict[str, str]:
+    """One GSM8K-schema word problem with single-digit numbers (question, answer '#### N')."""
+    name, item = rng.choice(NAMES), rng.choice(ITEMS)
+    if rng.random() < 0.5:
+        a, b = rng.randint(2, 9), rng.randint(1, 9)
+        q = f"{name} has {a} {item} and gets {b} more. How many {item} does {name} have now?"
+        ans = f"{name} has {a} + {b} = {a + b} {item}.\n#### {a + b}"
+    else:
+        a = rng.randint(2, 9)
+        b = rng.randint(1, a - 1)
+        q = f"{name} has {a} {item} and gives away {b}. How many {item} does {name} have left?"
+        ans = f"{name} has {a} - {b} = {a - b} {item} left.\n#### {a - b}"
+    return {"question": q, "answer": ans}
+
+
+_CODE: tuple[Callable[[random.Random], str], ...] = (
+    lambda r: (lambda k: f'def add_{k}(x):\n    """Return x plus {k}."""\n    return x + {k}\n\n\n'
+               f"def check(candidate):\n    assert candidate(1) == {1 + k}\n    assert candidate(10) == {10 + k}\n")(r.randint(1, 9)),
+    lambda r: (lambda k: f'def times_{k}(x):\n    """Return x multiplied by {k}."""\n    return x * {k}\n\n\n'
+               f"def check(candidate):\n    assert candidate(2) == {2 * k}\n    assert candidate(3) == {3 * k}\n")(r.randint(2, 9)),
+    lambda r: (lambda k: f'def is_multiple_of_{k}(n):\n    """Return True if n is a multiple of {k}."""\n    return n % {k} == 0\n\n\n'
+               f"def check(candidate):\n    assert candidate({k * 3})\n    assert not candidate({k * 3 + 1})\n")(r.randint(2, 9)),
+    lambda r: (lambda w: f'def reverse_text(s):\n    """Return the string s reversed."""\n    return s[::-1]\n\n\n'
+               f'def check(candidate):\n    assert candidate("{w}") == "{w[::-1]}"\n')(r.choice(WORDS)),
+    lambda r: (lambda w: f'def shout(s):\n    """Return s in upper case."""\n    return s.upper()\n\n\n'
+               f'def check(candidate):\n    assert candidate("{w}") == "{w.upper()}"\n')(r.choice(WORDS)),
+    lambda r: (lambda xs: f'def largest(xs):\n    """Return the largest number in the list xs."""\n    return max(xs)\n\n\n'
+               f"def check(candidate):\n    assert candidate({xs}) == {max(xs)}\n")(r.sample(range(1, 50), 4)),
+    lambda r: (lambda xs: f'def total(xs):\n    """Return the sum of the numbers in xs."""\n    return sum(xs)\n\n\n'
+               f"def check(candidate):\n    assert candidate({xs}) == {sum(xs)}\n")(r.sample(range(1, 20), 3)),
+    lambda r: (lambda c, w: f'def count_{c}(s):\n    """Return how many times the letter {c} occurs in s."""\n'
+               f'    return s.count("{c}")\n\n\ndef check(candidate):\n    assert candidate("{w}") == {w.count(c)}\n')(
+        r.choice("aeiou"), r.choice(WORDS)),
+)
+
+
+def code_item(rng: random.Random) -> str:
+    """A HumanEval-shaped function (signature, docstring, body) and its check."""
+    return rng.choice(_CODE)(rng)
+
+
+def prose(rng: random.Random) -> str:
+    name, other, item = rng.choice(NAMES), rng.choice(NAMES), rng.choice(ITEMS)
+    w = rng.sample(WORDS, 3)
+    forms = (
+        f"{name} walked past the {w[0]} and the {w[1]} with {other}.",
+        f"The {w[0]} was near the {w[1]}, and {name} kept the {item} by the {w[2]}.",
+        f"{name} wrote three words: {w[0]}, {w[1]} and {w[2]}.",
+        f"A {w[0]}, a {w[1]} and a {w[2]} are shown on the sign, in capitals: {w[0].upper()} {w[1].upper()} {w[2].upper()}.",
+    )
+    return rng.choice(forms)
+
+
+def fact_sentence(rng: random.Random) -> str:
+    if rng.random() < 0.5:
+        country = rng.choice(sorted(CAPITALS))
+        return f"The capital of {country} is {CAPITALS[country]}."
+    small, big, factor = rng.choice(UNITS)
+    n = rng.randint(1, 9)
+    return f"There are {n * factor} {small} in {n} {big}."
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def chat_text(user: str, assistant: str) -> str:
+    """One exchange as tinymodel.CHAT_TEMPLATE renders it (a test checks they agree)."""
+    return f"{BOS}{IM_START}user\n{user}{IM_END}\n{IM_START}assistant\n{assistant}{IM_END}\n"
+
+
+def mc_solved(item: dict[str, Any]) -> str:
+    body = item["question"] + "\n" + "".join(f"{x}. {c}\n" for x, c in zip(LETTERS, item["choices"]))
+    return f"{body}Answer: {LETTERS[item['answer']]}\n\n"
+
+
+def mc_doc(rng: random.Random, bank: list[dict[str, Any]]) -> str:
+    subject = rng.choice(MC_SUBJECTS)
+    pool = [row for row in bank if row["subject"] == subject]
+    items = rng.sample(pool, rng.randint(1, 4))
+    return MC_HEADER.format(subject=subject.replace("_", " ")) + "".join(mc_solved(i) for i in items)
+
+
+def math_doc(rng: random.Random, exclude: frozenset[str]) -> str:
+    it = math_item(rng)
+    while it["question"] in exclude:
+        it = math_item(rng)
+    if rng.random() < 0.5:
+        return chat_text(f"{it['question']}\n\n{MATH_INSTRUCTION}", it["answer"])
+    return f"Question: {it['question']}\nAnswer: {it['answer']}\n\n"
+
+
+# Share of documents by kind; the multiple-choice and math formats dominate so that a
+# few minutes of training on two cores are enough for measurable skill.
+MIX: tuple[tuple[str, float], ...] = (("mc", 0.40), ("fact", 0.12), ("math", 0.28), ("code", 0.12), ("prose", 0.08))
+
+
+def corpus_docs(n_docs: int, seed: int, exclude: frozenset[str] = frozenset(), bank_seed: int | None = None) -> list[str]:
+    """`n_docs` documents (each ends with the EOS text), deterministic given `seed`.
+
+    `exclude`: questions of math test items, never emitted. `bank_seed`: the MC bank's
+    seed (default `seed`; a held-out slice of the corpus uses the training bank).
+    """
+    rng = random.Random(seed)
+    bank = mc_bank(seed if bank_seed is None else bank_seed)
+    kinds, weights = zip(*MIX)
+    docs = []
+    for _ in range(n_docs):
+        kind = rng.choices(kinds, weights)[0]
+        if kind == "mc":
+            doc = mc_doc(rng, bank)
+        elif kind == "math":
+            doc = math_doc(rng, exclude)
+        elif kind == "code":
+            doc = code_item(rng)
+        elif kind == "fact":
+            doc = " ".join(fact_sentence(rng) for _ in range(rng.randint(2, 5)))
+        else:
+            doc = " ".join(prose(rng) for _ in range(rng.randint(2, 4)))
+        docs.append(doc + EOS)
+    return docs
+
+
+# ----------------------------------------------------------------------------- task files
+
+
+@dataclass(frozen=True)
+class TaskSizes:
+    math_test: int = 60
+    sft_train: int = 600
+    sft_heldout: int = 80
+
+
+@dataclass(frozen=True)
+class TaskFiles:
+    mmlu: Path
+    gsm8k: Path
+    sft_train: Path
+    sft_heldout: Path
+    exclude: frozenset[str]  # what the corpus must not contain
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    from sfteval.fileio import atomic_write_text
+
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def task_rows(sizes: TaskSizes, seed: int) -> dict[str, list[dict[str, Any]]]:
+    """Test items and SFT splits, deterministic given `seed`: the MC bank, math items
+    the corpus never shows, and SFT held-out rows that never share an (instruction,
+    input) with a training row."""
+    rng = random.Random(seed * 1000 + 17)
+    mc = mc_bank(seed)
+    seen_q: set[str] = set()
+    math: list[dict[str, Any]] = []
+    while len(math) < sizes.math_test:
+        it = math_item(rng)
+        if it["question"] not in seen_q:
+            seen_q.add(it["question"])
+            math.append({"id": f"math{len(math)}", **it})
+    sft_seen: set[tuple[str, str]] = set()
+    splits: dict[str, list[dict[str, Any]]] = {"sft_heldout": [], "sft_train": []}
+    for name, n in (("sft_heldout", sizes.sft_heldout), ("sft_train", sizes.sft_train)):
+        while len(splits[name]) < n:
+            row = instruction_task(rng)
+            key = (row["instruction"], row["input"])
+            if key not in sft_seen:
+                sft_seen.add(key)
+                prefix = "h" if name == "sft_heldout" else "t"
+                splits[name].append({"id": f"{prefix}{len(splits[name])}", **row})
+    return {"mmlu": mc, "gsm8k": math, **splits}
+
+
+def write_task_files(out_dir: str | Path, sizes: TaskSizes = TaskSizes(), seed: int = 0) -> TaskFiles:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = task_rows(sizes, seed)
+    paths = {name: out / f"{name}.jsonl" for name in rows}
+    for name, r in rows.items():
+        _write_jsonl(paths[name], r)
+    exclude = frozenset(r["question"] for r in rows["gsm8k"])
+    return TaskFiles(paths["mmlu"], paths["gsm8k"], paths["sft_train"], paths["sft_heldout"], exclude)
+
+
+if __name__ == "__main__":
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else "demo-data")
+    files = write_task_files(target)
+    sample = corpus_docs(200, seed=0, exclude=files.exclude)
+    (target / "corpus_sample.txt").write_text("\n".join(sample), encoding="utf-8")
+    print(f"wrote {files.mmlu.parent}: {', '.join(p.name for p in files.__dict__.values() if isinstance(p, Path))}, corpus_sample.txt")

@@ -1,0 +1,347 @@
+"""The demo's steps, each a call into the project's own pieces, and what they found.
+
+    1. data      sfteval.demo.corpus: evaluation items, SFT train / held-out splits
+    2. base      sfteval.demo.pretrain: tokenizer + tiny Llama pretrained on the corpus
+    3. sft       train.sft.train: full fine-tuning with a high learning rate, several
+                 checkpoints (high on purpose: the target task improves quickly and the
+                 general skills of so small a model suffer, which is what we show)
+    4. runs      sfteval.runner.execute_run on the base, sfteval.sweep.run_sweep on every
+                 checkpoint (best by the held-out target metric)
+    5. compare   sfteval.compare: base vs best checkpoint (and vs the final one)
+    6. gate      sfteval.gate: a max-drop rule on every benchmark, judged on the CI
+    7. report    sfteval.report: report.md + report.html next to comparison.json
+
+Every number in the summary is read back from the files these steps wrote. Seeds are
+fixed (corpus, init, batch order, SFT), so two runs on one machine agree. Steps whose
+output is already there with the same settings are reused (a second `sfteval demo
+--out DIR` is quick); the runner resumes run folders on its own.
+
+Not covered: choosing sizes for other machines (the sizes below are for 2 CPU cores).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sfteval.demo.corpus import TaskFiles, TaskSizes, corpus_docs, write_task_files
+from sfteval.demo.pretrain import PretrainResult, PretrainSettings, build_base, read_result
+from sfteval.fileio import atomic_write_json, atomic_write_text, read_json
+from sfteval.tinymodel import TinySpec
+
+Say = Callable[[str], None]
+SUMMARY_SCHEMA = "sfteval.demo/1"
+TARGET = "demo_heldout"
+SELECT = "demo_heldout/rougeL"
+BENCHMARKS = {"demo_mmlu": "mmlu", "demo_gsm8k": "gsm8k", "demo_heldout": "sft_heldout", "demo_train": "sft_train_sample"}
+
+
+@dataclass(frozen=True)
+class SftSettings:
+    steps: int = 120
+    save_steps: int = 30
+    lr: float = 3e-3
+    micro_batch_size: int = 8
+    warmup_steps: int = 5
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    fast: bool = False
+    seed: int = 0
+    corpus_docs: int = 16000
+    eval_docs: int = 300
+    spec: TinySpec = field(default_factory=lambda: TinySpec(vocab_size=1024, hidden_size=128, num_layers=4, num_heads=2,
+                                                            intermediate_size=512, seed=0))
+    pretrain: PretrainSettings = field(default_factory=PretrainSettings)
+    sizes: TaskSizes = field(default_factory=TaskSizes)
+    sft: SftSettings = field(default_factory=SftSettings)
+    backend: str = "auto"
+    margin: float = 0.02  # forgetting margin (absolute, metric units)
+    max_drop: float = 0.05  # the gate's allowed drop on every benchmark
+    resamples: int = 2000
+
+
+def settings_for(fast: bool, backend: str = "auto", seed: int = 0) -> DemoSettings:
+    """Sizes for 2 CPU cores: full (about 10 minutes) or --fast (hf, fewer checkpoints)."""
+    threads = max(1, min(2, os.cpu_count() or 1))
+    if fast:
+        return DemoSettings(
+            fast=True, seed=seed, corpus_docs=8000,
+            spec=TinySpec(vocab_size=1024, hidden_size=128, num_layers=2, num_heads=2, intermediate_size=512, seed=seed),
+            pretrain=PretrainSettings(steps=250, batch_size=16, seq_len=128, seed=seed, threads=threads),
+            sizes=TaskSizes(math_test=30, sft_train=400, sft_heldout=40),
+            sft=SftSettings(steps=60, save_steps=30), backend="hf" if backend == "auto" else backend,
+        )
+    return DemoSettings(
+        seed=seed,
+        spec=TinySpec(vocab_size=1024, hidden_size=128, num_layers=4, num_heads=2, intermediate_size=512, seed=seed),
+        pretrain=PretrainSettings(steps=600, batch_size=16, seq_len=128, seed=seed, threads=threads),
+        backend=backend,
+    )
+
+
+@dataclass
+class Timer:
+    stages: dict[str, float] = field(default_factory=dict)
+
+    def run(self, name: str, fn: Callable[[], Any]) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return fn()
+        finally:
+            self.stages[name] = round(time.perf_counter() - t0, 1)
+
+
+# ----------------------------------------------------------------------------- steps
+
+
+def make_data(out: Path, s: DemoSettings) -> tuple[TaskFiles, dict[str, str]]:
+    files = write_task_files(out / "data", s.sizes, s.seed)
+    # A sample of the training rows as large as the held-out split: scored like it, so the
+    # train/held-out gap (overfitting) is measured on equal footing.
+    train_rows = files.sft_train.read_text(encoding="utf-8").splitlines(keepends=True)[: s.sizes.sft_heldout]
+    sample = out / "data" / "sft_train_sample.jsonl"
+    atomic_write_text(sample, "".join(train_rows))
+    paths = {"mmlu": files.mmlu, "gsm8k": files.gsm8k, "sft_heldout": files.sft_heldout, "sft_train_sample": sample}
+    return files, {bench: str(paths[key]) for bench, key in BENCHMARKS.items()}
+
+
+def make_base(out: Path, files: TaskFiles, s: DemoSettings, say: Say) -> tuple[PretrainResult, bool]:
+    """(result, reused): a base model already pretrained with these settings is kept."""
+    base = out / "base"
+    previous = read_result(base)
+    if previous is not None:
+        recorded = read_json(base / "pretrain.json")
+        if recorded.get("settings") == asdict(s.pretrain) and recorded.get("spec") == asdict(s.spec) \
+                and recorded.get("corpus_docs") == s.corpus_docs:
+            return previous, True
+    shutil.rmtree(base, ignore_errors=True)
+    docs = corpus_docs(s.corpus_docs, s.seed, files.exclude)
+    held = corpus_docs(s.eval_docs, s.seed + 1, files.exclude, bank_seed=s.seed)
+    marks = {max(1, s.pretrain.steps * k // 5) for k in range(1, 6)}
+    t0 = time.perf_counter()
+
+    def progress(step: int, total: int, loss: float) -> None:
+        if step in marks:
+            say(f"    step {step}/{total}  loss {loss:.3f}  ({time.perf_counter() - t0:.0f}s)")
+
+    result = build_base(base, docs, held, s.spec, s.pretrain, progress)
+    recorded = read_json(base / "pretrain.json")
+    atomic_write_json(base / "pretrain.json", {**recorded, "corpus_docs": s.corpus_docs, "corpus_seed": s.seed})
+    return result, False
+
+
+def make_sft(out: Path, base: Path, files: TaskFiles, s: DemoSettings, fresh: bool) -> Any:
+    from train.config import TrainConfig
+    from train.sft import train
+
+    sft_dir = out / "sft"
+    if fresh:  # checkpoints of an older base must not be resumed onto a new one
+        shutil.rmtree(sft_dir, ignore_errors=True)
+    n_ckpt = max(1, s.sft.steps // s.sft.save_steps)
+    cfg = TrainConfig(
+        model=str(base), data=(str(files.sft_train),), eval_data=(str(files.sft_heldout),), output=str(sft_dir),
+        format="alpaca", cutoff_len=256, micro_batch_size=s.sft.micro_batch_size, max_steps=s.sft.steps,
+        lr=s.sft.lr, schedule="constant", warmup_steps=s.sft.warmup_steps, seed=s.seed,
+        save_steps=s.sft.save_steps, keep_last=n_ckpt + 1, eval_steps=s.sft.save_steps, logging_steps=5,
+        resume=True, progress=False,
+    )
+    return train(cfg)
+
+
+def run_config(out: Path, data: dict[str, str], s: DemoSettings, checkpoint: str, label: str, backend: str) -> Any:
+    from sfteval.config import RunConfig
+
+    return RunConfig(checkpoint=checkpoint, label=label, suite="demo", data=data, backend=backend, seed=s.seed,
+                     out=str(out / "reports"), bootstrap_resamples=1000)
+
+
+def run_base(out: Path, data: dict[str, str], s: DemoSettings, say: Say) -> tuple[Path, str]:
+    """The base model's run; with --backend auto, falls back to hf if vLLM fails here."""
+    from sfteval.runner import choose_backend, execute_run
+
+    backend, why = choose_backend(s.backend)
+    say(f"    backend: {backend} ({why})")
+    try:
+        return execute_run(run_config(out, data, s, str(out / "base"), "base", backend)), backend
+    except Exception as e:  # noqa: BLE001 - any engine failure: say so and use hf
+        if s.backend != "auto" or backend == "hf":
+            raise
+        say(f"    vLLM failed here ({type(e).__name__}: {e}); using the hf backend for every run instead")
+        return execute_run(run_config(out, data, s, str(out / "base"), "base", "hf")), "hf"
+
+
+def write_rules(out: Path, s: DemoSettings) -> Path:
+    path = out / "gate.toml"
+    atomic_write_text(path, (
+        "# The demo's gate: no benchmark may drop by more than max_drop (judged on the 95% CI).\n"
+        'inconclusive = "inconclusive"\n\n[max_drop]\n'
+        f'"*" = {s.max_drop}\n'
+    ))
+    return path
+
+
+def compare_and_report(out: Path, base_run: Path, tuned_run: Path, name: str, s: DemoSettings, sweep: Path) -> Path:
+    from sfteval.compare import CompareSettings, compare_runs, load_run, write_comparison
+    from sfteval.report import build_report, write_report
+
+    settings = CompareSettings(seed=s.seed, resamples=s.resamples, margin=s.margin, sweep=str(sweep))
+    comparison = compare_runs(load_run(base_run), load_run(tuned_run), settings)
+    folder = out / "reports" / "compare" / name
+    write_comparison(comparison, folder)
+    title, sections = build_report(comparison)
+    write_report(title, sections, folder)
+    return folder
+
+
+def gate(out: Path, comparison_dir: Path, s: DemoSettings) -> Any:
+    from sfteval.gate import evaluate, load_rules, load_target, write_outputs
+
+    result = evaluate(load_rules(write_rules(out, s)), load_target(comparison_dir))
+    write_outputs(result, comparison_dir / "gate")
+    return result
+
+
+# ----------------------------------------------------------------------------- the whole loop
+
+
+def run_demo(out: str | Path, s: DemoSettings, say: Say = print) -> dict[str, Any]:
+    """Run every step; returns (and writes to OUT/demo_summary.json) what was found."""
+    for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        os.environ.setdefault(key, "1")  # the demo never downloads anything
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from sfteval.sweep import run_sweep
+
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    timer = Timer()
+    say(f"[1/6] data: evaluation items and SFT splits -> {out / 'data'}")
+    files, data = timer.run("data", lambda: make_data(out, s))
+    say(f"[2/6] base model: tokenizer + {s.spec.num_layers}-layer Llama pretrained for {s.pretrain.steps} steps "
+        f"on {s.corpus_docs} synthetic documents")
+    pre, reused = timer.run("pretrain", lambda: make_base(out, files, s, say))
+    say(f"    {'reused' if reused else 'done'}: held-out corpus loss {pre.eval_loss_init:.3f} -> {pre.eval_loss:.3f}")
+    say(f"[3/6] fine-tuning (train/sft.py): {s.sft.steps} steps at lr {s.sft.lr:g}, a checkpoint every {s.sft.save_steps}")
+    sft = timer.run("sft", lambda: make_sft(out, out / "base", files, s, fresh=not reused))
+    say(f"    done: train loss {sft.train_loss:.3f}, held-out loss {sft.eval_loss:.3f}")
+    say("[4/6] evaluating the base model and every checkpoint (sfteval run)")
+    base_run, backend = timer.run("run_base", lambda: run_base(out, data, s, say))
+    sweep_dir = timer.run("run_sweep", lambda: run_sweep(out / "sft", run_config(out, data, s, "", "demo-sft", backend), SELECT))
+    sweep = read_json(sweep_dir / "sweep.json")
+    by_step = {c["step"]: Path(c["run_dir"]) for c in sweep["checkpoints"]}
+    best_step, final_step = int(sweep["best"]["step"]), max(by_step)
+    say(f"[5/6] comparing base vs best checkpoint (step {best_step}), gating, writing the report")
+    sweep_path = sweep_dir / "sweep.json"
+    best_dir = timer.run("compare", lambda: compare_and_report(out, base_run, by_step[best_step], "base-vs-best", s, sweep_path))
+    final_dir = best_dir
+    if final_step != best_step:
+        final_dir = compare_and_report(out, base_run, by_step[final_step], "base-vs-final", s, sweep_path)
+    verdict = timer.run("gate", lambda: gate(out, best_dir, s))
+    summary = summarise(out, s, pre, sft, backend, sweep, best_dir, final_dir, verdict, timer)
+    atomic_write_json(out / "demo_summary.json", summary)
+    say("[6/6] done")
+    return summary
+
+
+def _delta(entry: dict[str, Any]) -> dict[str, Any]:
+    m = entry["metrics"][entry["primary_metric"]]
+    return {"metric": entry["primary_metric"], "base": m["base"]["value"], "tuned": m["tuned"]["value"],
+            "delta": m["delta"]["value"], "ci95": m["delta"]["ci95"], "p_holm": m.get("p_holm")}
+
+
+def _findings(comparison_dir: Path) -> dict[str, Any]:
+    comp = read_json(comparison_dir / "comparison.json")
+    benches = comp["benchmarks"]
+    return {
+        "comparison": str(comparison_dir / "comparison.json"),
+        "report_html": str(comparison_dir / "report.html"),
+        "report_md": str(comparison_dir / "report.md"),
+        "tuned_run": comp["tuned"]["run_id"],
+        "target": _delta(benches[TARGET]) if TARGET in benches else None,
+        "forgetting": {b: {**_delta(e), "verdict": e["forgetting"]["verdict"], "detail": e["forgetting"]["detail"]}
+                       for b, e in benches.items() if e.get("forgetting")},
+        "margin": comp["settings"]["margin"],
+    }
+
+
+def summarise(out: Path, s: DemoSettings, pre: PretrainResult, sft: Any, backend: str, sweep: dict[str, Any],
+              best_dir: Path, final_dir: Path, verdict: Any, timer: Timer) -> dict[str, Any]:
+    best = sweep["best"]
+    steps = [c["step"] for c in sweep["checkpoints"]]
+    return {
+        "schema": SUMMARY_SCHEMA,
+        "out": str(out),
+        "fast": s.fast,
+        "settings": json.loads(json.dumps(dataclasses.asdict(s))),
+        "backend": backend,
+        "pretrain": asdict(pre),
+        "sft": {"steps": sft.steps, "train_loss": sft.train_loss, "eval_loss": sft.eval_loss, "checkpoints": steps},
+        "best_checkpoint": {"step": best["step"], "run_id": best["run_id"], "metric": sweep["select"]["metric"],
+                            "value": best["value"], "final_step": max(steps)},
+        "best": _findings(best_dir),
+        "final": _findings(final_dir),
+        "gate": {"verdict": verdict.verdict, "exit_code": verdict.exit_code, "rules": str(out / "gate.toml"),
+                 "summary": str(best_dir / "gate" / "summary.md"),
+                 "checks": [{"target": c.target, "verdict": c.verdict, "reason": c.reason} for c in verdict.checks]},
+        "sweep": str(Path(out) / "reports" / "sweeps" / "demo-sft" / "sweep.json"),
+        "reports": str(out / "reports"),
+        "dashboard": f"sfteval dashboard --reports {out / 'reports'}",
+        "seconds": timer.stages,
+    }
+
+
+# ----------------------------------------------------------------------------- what it prints
+
+
+def _ci(ci: list[float | None]) -> str:
+    lo, hi = ci
+    return "[-, -]" if lo is None or hi is None else f"[{lo:+.3f}, {hi:+.3f}]"
+
+
+def format_summary(summary: dict[str, Any]) -> list[str]:
+    """The lines `sfteval demo` ends with: findings first, then where to look."""
+    best, pre, ck = summary["best"], summary["pretrain"], summary["best_checkpoint"]
+    lines = [
+        "",
+        "What the demo found (every number read from the files it wrote):",
+        f"  base model: held-out corpus loss {pre['eval_loss_init']:.3f} (random init) -> {pre['eval_loss']:.3f} "
+        f"after {pre['steps']} steps",
+        f"  best checkpoint by {ck['metric']}: step {ck['step']} of {ck['final_step']} ({ck['value']:.3f}); "
+        f"backend {summary['backend']}",
+    ]
+    t = best["target"]
+    if t:
+        lines.append(f"  target task {TARGET}/{t['metric']}: {t['base']:.3f} -> {t['tuned']:.3f}, "
+                     f"delta {t['delta']:+.3f}, 95% CI {_ci(t['ci95'])}")
+    for label, findings in (("best", best), ("final", summary["final"])):
+        if label == "final" and ck["step"] == ck["final_step"]:
+            continue
+        for bench, f in findings["forgetting"].items():
+            lines.append(f"  forgetting ({label}, step {ck['step'] if label == 'best' else ck['final_step']}) "
+                         f"{bench}/{f['metric']}: {f['base']:.3f} -> {f['tuned']:.3f}, delta {f['delta']:+.3f}, "
+                         f"95% CI {_ci(f['ci95'])} -> {f['verdict']} ({f['detail']}, margin {findings['margin']:g})")
+    g = summary["gate"]
+    lines.append(f"  gate (base vs best, {g['rules']}): {g['verdict'].upper()}")
+    for c in g["checks"]:
+        lines.append(f"    {c['verdict']:<12} {c['target']}: {c['reason']}")
+    lines += [
+        "",
+        "Where to look:",
+        f"  report:      {best['report_html']}",
+        f"               {best['report_md']}",
+        f"  comparison:  {best['comparison']}",
+        f"  sweep:       {summary['sweep']}",
+        f"  gate:        {g['summary']}",
+        f"  dashboard:   {summary['dashboard']}",
+        f"  summary:     {Path(summary['out']) / 'demo_summary.json'}",
+        "  time (s):    " + ", ".join(f"{k} {v:g}" for k, v in summary["seconds"].items()),
+    ]
+    return lines
