@@ -18,6 +18,16 @@ from typing import Any
 from sfteval.errors import SftevalError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates 0600 files; results and reports should get the usual mode instead.
+FILE_MODE = 0o666 & ~_umask()
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write `text` to `path` via a temp file in the same folder and an atomic rename."""
     path = Path(path)
@@ -28,6 +38,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
