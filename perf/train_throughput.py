@@ -16,7 +16,8 @@ global batch (micro 4 x accum 2), steps, lr schedule, fp32 on the CPU:
 Models: the tiny test model (0.4M parameters, per-step overhead dominates) and a
 ~29M-parameter Llama (hidden 512, 8 layers) where matrix work dominates. Data: the real
 GSM8K train split from ../shared/data when present (never committed), else synthetic
-variable-length sums. Times are the optimizer-step loop only (no load, tokenization or
+variable-length sums. Each run uses one intra-op thread (PERF_THREADS to change it).
+Times are the optimizer-step loop only (no load, tokenization or
 saving); `wall` is the whole subprocess. Two shared CPU cores make a few steps the most
 we can afford: treat the figures as ratios from one run, not as absolute speeds.
 """
@@ -168,7 +169,11 @@ def run_child(args: argparse.Namespace) -> None:
 
 def measure(variant: str, model: Path, data: Path, steps: int) -> dict:
     cmd = [sys.executable, __file__, "--child", variant, "--model", str(model), "--data", str(data), "--steps", str(steps)]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    # One intra-op thread each: on a shared 2-core machine two OpenMP threads spin against
+    # other users' processes and run 5x slower (measured), which would swamp the ratios.
+    threads = os.environ.get("PERF_THREADS", "1")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
     t0 = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
     wall = time.perf_counter() - t0
@@ -217,7 +222,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="sfteval-perf-train-"))
     source = write_data(work / "train.jsonl", args.samples)
-    print(f"data: {source}; fp32 CPU, torch threads {os.cpu_count()} cores; work dir {work}")
+    print(f"data: {source}; fp32 CPU, {os.environ.get('PERF_THREADS', '1')} thread per run ({os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}); work dir {work}")
     specs = {"tiny": (TinySpec(), args.tiny_steps),
              "mid": (TinySpec(vocab_size=8192, hidden_size=512, num_layers=8, num_heads=8, intermediate_size=1376), args.mid_steps)}
     variants = ["bare", "ours", "ours-nogroup", "ours-packed"] + ([] if args.skip_trl else ["trl"])

@@ -158,7 +158,6 @@ def _trim_log(path: Path, upto_step: int) -> None:
 
 
 def train(cfg: TrainConfig) -> TrainResult:  # noqa: C901 - the recipe reads top to bottom
-    import torch
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
@@ -169,10 +168,10 @@ def train(cfg: TrainConfig) -> TrainResult:  # noqa: C901 - the recipe reads top
     from train.data import end_token_ids, load_encoded, prepare_tokenizer
     from train.loop import evaluate, make_optimizer, make_scheduler, train_step
 
-    cfg = cfg.validate()
-    out = Path(cfg.output)
     from accelerate.state import AcceleratorState
 
+    cfg = cfg.validate()
+    out = Path(cfg.output)
     AcceleratorState._reset_state()  # a second in-process run may use another precision
     accelerator = Accelerator(
         mixed_precision="bf16" if cfg.precision == "bf16" else "no",
