@@ -162,11 +162,12 @@ def _timed(cls: type, method: str, acc: dict[str, float]) -> None:
     inner = getattr(cls, method)
 
     def wrapper(self: Any, *a: Any, **k: Any) -> Any:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             return inner(self, *a, **k)
         finally:
             acc[method] = acc.get(method, 0.0) + time.perf_counter() - t0
+            acc[f"{method}_cpu"] = acc.get(f"{method}_cpu", 0.0) + time.process_time() - c0
 
     setattr(cls, method, wrapper)
 
@@ -270,11 +271,11 @@ def measure(name: str, model: Path, work: Path, tasks: list[str], toml: Path, ar
                 res = run_child("lmeval", lmeval_argv(model, tasks, work, out, args.batch_size), work, f"{name}_l{rep}")
             runs[tool].append(res)
             print(f"  [{name} rep {rep}] {tool:8s} wall {res['wall_s']:6.1f}s  cpu {res['cpu_s']:6.1f}s  "
-                  f"scoring {res.get('loglikelihood', float('nan')):6.2f}s  load {res.get('__init__', float('nan')):5.2f}s  "
+                  f"scoring {res.get('loglikelihood', float('nan')):6.2f}s (cpu {res.get('loglikelihood_cpu', float('nan')):6.2f}s)  load {res.get('__init__', float('nan')):5.2f}s  "
                   f"network refused: {res['network_refused']}", flush=True)
         if agreement is None:
             agreement = compare(sfteval_choices(work / f"out_{name}_sfteval_{rep}"), lmeval_choices(work / f"out_{name}_lm-eval_{rep}"))
-    med = {t: {k: statistics.median(r[k] for r in rs) for k in ("wall_s", "cpu_s", "loglikelihood", "__init__")} for t, rs in runs.items()}
+    med = {t: {k: statistics.median(r[k] for r in rs) for k in ("wall_s", "cpu_s", "loglikelihood", "loglikelihood_cpu", "__init__")} for t, rs in runs.items()}
     return {"model": name, "median": med, "agreement": agreement, "runs": runs}
 
 
@@ -311,16 +312,17 @@ def _prod(shape: list[int]) -> int:
 def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
     print(f"\n{args.questions} five-shot questions, batch size {args.batch_size}, float32, CPU, "
           f"median of {args.repeats} run(s) per tool\n")
-    print("| model | sfteval whole (s) | lm-eval whole (s) | ratio whole | sfteval CPU (s) | lm-eval CPU (s) | ratio CPU "
-          "| sfteval scoring (s) | lm-eval scoring (s) | ratio scoring | same choice |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| model | whole process, wall: sfteval / lm-eval (s) | ratio | whole process, CPU (s) | ratio "
+          "| scoring phase, wall (s) | ratio | scoring phase, CPU (s) | ratio | same choice |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         s, l, a = r["median"]["sfteval"], r["median"]["lm-eval"], r["agreement"]
-        print(f"| {r['model']} | {s['wall_s']:.1f} | {l['wall_s']:.1f} | {l['wall_s'] / s['wall_s']:.2f}x "
-              f"| {s['cpu_s']:.1f} | {l['cpu_s']:.1f} | {l['cpu_s'] / s['cpu_s']:.2f}x "
-              f"| {s['loglikelihood']:.2f} | {l['loglikelihood']:.2f} | {l['loglikelihood'] / s['loglikelihood']:.2f}x "
-              f"| {a['same_choice']}/{a['n']} |")
-    print("\nratio = lm-eval time / sfteval time (above 1: sfteval faster).")
+        cells = []
+        for key in ("wall_s", "cpu_s", "loglikelihood", "loglikelihood_cpu"):
+            cells.append(f"{s[key]:.1f} / {l[key]:.1f} | {l[key] / s[key]:.2f}x")
+        print(f"| {r['model']} | " + " | ".join(cells) + f" | {a['same_choice']}/{a['n']} |")
+    print("\nratio = lm-eval time / sfteval time (above 1: sfteval faster). CPU = user+system seconds of the "
+          "process (whole) or of the process inside the scoring call (phase): steadier than wall time on a shared machine.")
     for r in results:
         a = r["agreement"]
         print(f"{r['model']}: max |logprob difference| {a['max_abs_logprob_diff']:.2e}")
