@@ -2,9 +2,9 @@
 
     1. data      sfteval.demo.corpus: evaluation items, SFT train / held-out splits
     2. base      sfteval.demo.pretrain: tokenizer + tiny Llama pretrained on the corpus
-    3. sft       train.sft.train: full fine-tuning with a high learning rate, several
-                 checkpoints (high on purpose: the target task improves quickly and the
-                 general skills of so small a model suffer, which is what we show)
+    3. sft       train.sft.train: full fine-tuning for several epochs at a learning rate
+                 high for SFT (1e-3), several checkpoints: the target task improves and the
+                 general skills of so small a model suffer, which is what the demo shows
     4. runs      sfteval.runner.execute_run on the base, sfteval.sweep.run_sweep on every
                  checkpoint (best by the held-out target metric)
     5. compare   sfteval.compare: base vs best checkpoint (and vs the final one)
@@ -45,9 +45,9 @@ BENCHMARKS = {"demo_mmlu": "mmlu", "demo_gsm8k": "gsm8k", "demo_heldout": "sft_h
 
 @dataclass(frozen=True)
 class SftSettings:
-    steps: int = 120
-    save_steps: int = 30
-    lr: float = 3e-3
+    steps: int = 300
+    save_steps: int = 60
+    lr: float = 1e-3
     micro_batch_size: int = 8
     warmup_steps: int = 5
 
@@ -71,19 +71,18 @@ class DemoSettings:
 
 def settings_for(fast: bool, backend: str = "auto", seed: int = 0) -> DemoSettings:
     """Sizes for 2 CPU cores: full (about 10 minutes) or --fast (hf, fewer checkpoints)."""
-    threads = max(1, min(2, os.cpu_count() or 1))
     if fast:
         return DemoSettings(
             fast=True, seed=seed, corpus_docs=8000,
-            spec=TinySpec(vocab_size=1024, hidden_size=128, num_layers=2, num_heads=2, intermediate_size=512, seed=seed),
-            pretrain=PretrainSettings(steps=250, batch_size=16, seq_len=128, seed=seed, threads=threads),
+            spec=TinySpec(vocab_size=1024, hidden_size=128, num_layers=4, num_heads=2, intermediate_size=512, seed=seed),
+            pretrain=PretrainSettings(steps=320, batch_size=16, seq_len=128, seed=seed),
             sizes=TaskSizes(math_test=30, sft_train=400, sft_heldout=40),
-            sft=SftSettings(steps=60, save_steps=30), backend="hf" if backend == "auto" else backend,
+            sft=SftSettings(steps=150, save_steps=50), backend="hf" if backend == "auto" else backend,
         )
     return DemoSettings(
         seed=seed,
         spec=TinySpec(vocab_size=1024, hidden_size=128, num_layers=4, num_heads=2, intermediate_size=512, seed=seed),
-        pretrain=PretrainSettings(steps=600, batch_size=16, seq_len=128, seed=seed, threads=threads),
+        pretrain=PretrainSettings(steps=600, batch_size=16, seq_len=128, seed=seed),
         backend=backend,
     )
 
@@ -179,6 +178,31 @@ def run_base(out: Path, data: dict[str, str], s: DemoSettings, say: Say) -> tupl
         return execute_run(run_config(out, data, s, str(out / "base"), "base", "hf")), "hf"
 
 
+def quiet_sweep(out: Path, data: dict[str, str], s: DemoSettings, backend: str) -> Path:
+    """run_sweep on every checkpoint; its wide table is swallowed (the demo prints a
+    narrow one from sweep.json, `sweep_lines`)."""
+    import contextlib
+    import io
+
+    from sfteval.sweep import run_sweep
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        return run_sweep(out / "sft", run_config(out, data, s, "", "demo-sft", backend), SELECT)
+
+
+def sweep_lines(sweep: dict[str, Any]) -> list[str]:
+    """One line per checkpoint: each benchmark's primary metric and the logged losses."""
+    from sfteval.sweep import table_rows
+
+    header, rows = table_rows(sweep)
+    keep = [i for i, h in enumerate(header)
+            if h in ("step", "train_loss", "eval_loss", "best") or h.split("/")[-1] in ("accuracy", "exact_match_strict", "rougeL")]
+    out = []
+    for row in [header, *rows]:
+        out.append("  ".join(row[i].split(" [")[0].ljust(len(header[i])) for i in keep).rstrip())
+    return out
+
+
 def write_rules(out: Path, s: DemoSettings) -> Path:
     path = out / "gate.toml"
     atomic_write_text(path, (
@@ -213,15 +237,26 @@ def gate(out: Path, comparison_dir: Path, s: DemoSettings) -> Any:
 # ----------------------------------------------------------------------------- the whole loop
 
 
+def _set_threads(n: int) -> None:
+    """One intra-op thread count for every step (pretraining, SFT, the hf backend).
+
+    Measured on a shared 2-core machine: a training step of the demo's model took 1 s
+    with one thread and 17-35 s with two (OpenMP threads spin-waiting on busy cores),
+    so the demo uses one thread; a fixed count also keeps runs bit-for-bit repeatable.
+    """
+    import torch
+
+    torch.set_num_threads(n)
+
+
 def run_demo(out: str | Path, s: DemoSettings, say: Say = print) -> dict[str, Any]:
     """Run every step; returns (and writes to OUT/demo_summary.json) what was found."""
     for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
         os.environ.setdefault(key, "1")  # the demo never downloads anything
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from sfteval.sweep import run_sweep
-
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    _set_threads(s.pretrain.threads)
     timer = Timer()
     say(f"[1/6] data: evaluation items and SFT splits -> {out / 'data'}")
     files, data = timer.run("data", lambda: make_data(out, s))
@@ -234,8 +269,12 @@ def run_demo(out: str | Path, s: DemoSettings, say: Say = print) -> dict[str, An
     say(f"    done: train loss {sft.train_loss:.3f}, held-out loss {sft.eval_loss:.3f}")
     say("[4/6] evaluating the base model and every checkpoint (sfteval run)")
     base_run, backend = timer.run("run_base", lambda: run_base(out, data, s, say))
-    sweep_dir = timer.run("run_sweep", lambda: run_sweep(out / "sft", run_config(out, data, s, "", "demo-sft", backend), SELECT))
+    say("    base: " + ", ".join(f"{b}/{r['primary_metric']} {r['metrics'][r['primary_metric']]['value']:.3f}"
+                                for b, r in read_json(base_run / "results.json")["benchmarks"].items()))
+    sweep_dir = timer.run("run_sweep", lambda: quiet_sweep(out, data, s, backend))
     sweep = read_json(sweep_dir / "sweep.json")
+    for line in sweep_lines(sweep):
+        say("    " + line)
     by_step = {c["step"]: Path(c["run_dir"]) for c in sweep["checkpoints"]}
     best_step, final_step = int(sweep["best"]["step"]), max(by_step)
     say(f"[5/6] comparing base vs best checkpoint (step {best_step}), gating, writing the report")
