@@ -11,7 +11,9 @@ global batch (micro 4 x accum 2), steps, lr schedule, fp32 on the CPU:
   supervised token count is estimated as steps x global batch x the mean number of
   trained labels per sample in its own tokenized dataset. Goal: ours >= 1.2x.
 - `ours`, `ours-nogroup` (padding in random order), `ours-packed` (packing to
-  cutoff_len): packing vs padding on variable-length data. Goal: 1.5x.
+  cutoff_len): packing vs padding. Goal: 1.5x on variable-length data, so the pair is
+  also run on a long-tailed mix (`mix-padding`, `mix-packed`: every other GSM8K answer
+  cut to its final line).
 
 Models: the tiny test model (0.4M parameters, per-step overhead dominates) and a
 ~29M-parameter Llama (hidden 512, 8 layers) where matrix work dominates. Data: the real
@@ -41,7 +43,9 @@ GSM8K = REPO.parent / "shared" / "data" / "gsm8k" / "train.jsonl"
 MICRO, ACCUM, LR, CUTOFF = 4, 2, 1e-4, 512
 
 
-def write_data(path: Path, n: int) -> str:
+def write_data(path: Path, n: int, *, mix: bool = False) -> str:
+    """GSM8K rows (or synthetic ones); `mix` gives every other row only its final answer
+    line, a long-tailed length mix like real SFT sets (short answers beside worked ones)."""
     rows = []
     if GSM8K.is_file():
         with GSM8K.open() as f:
@@ -55,6 +59,10 @@ def write_data(path: Path, n: int) -> str:
             a, b = rng.randint(1, 999), rng.randint(1, 999)
             rows.append({"instruction": f"Add {a} and {b}. " * rng.randint(1, 6), "output": f"{a} + {b} = {a + b}. " * rng.randint(1, 12)})
         source = f"synthetic ({n})"
+    if mix:
+        for r in rows[::2]:
+            r["output"] = r["output"].strip().splitlines()[-1]
+        source += ", every other answer cut to its last line"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return source
 
@@ -168,7 +176,10 @@ def run_child(args: argparse.Namespace) -> None:
 
 
 def measure(variant: str, model: Path, data: Path, steps: int) -> dict:
-    cmd = [sys.executable, __file__, "--child", variant, "--model", str(model), "--data", str(data), "--steps", str(steps)]
+    child = {"mix-padding": "ours-nogroup", "mix-packed": "ours-packed"}.get(variant, variant)
+    if variant.startswith("mix-"):
+        data = data.with_name("mix.jsonl")
+    cmd = [sys.executable, __file__, "--child", child, "--model", str(model), "--data", str(data), "--steps", str(steps)]
     # One intra-op thread each: on a shared 2-core machine two OpenMP threads spin against
     # other users' processes and run 5x slower (measured), which would swamp the ratios.
     threads = os.environ.get("PERF_THREADS", "1")
@@ -195,7 +206,8 @@ def table(name: str, params: int, steps: int, res: dict[str, dict]) -> str:
     ratios = [("ours / bare loop (goal >= 0.9)", "ours", "bare"), ("ours / TRL SFTTrainer (goal >= 1.2)", "ours", "trl"),
               ("ours without length grouping / TRL", "ours-nogroup", "trl"),
               ("packing / padding in random order (goal >= 1.5)", "ours-packed", "ours-nogroup"),
-              ("packing / padding length-grouped", "ours-packed", "ours")]
+              ("packing / padding length-grouped", "ours-packed", "ours"),
+              ("long-tailed mix: packing / padding in random order (goal >= 1.5)", "mix-packed", "mix-padding")]
     lines += ["", "| ratio (supervised tokens/s) | value |", "|---|---:|"]
     for label, a, b in ratios:
         if a in res and b in res:
@@ -214,6 +226,7 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=400)
     p.add_argument("--skip-trl", action="store_true")
     p.add_argument("--only", choices=["tiny", "mid"])
+    p.add_argument("--variants", default="bare,ours,ours-nogroup,ours-packed,trl,mix-padding,mix-packed")
     args = p.parse_args()
     if args.child:
         return run_child(args)
@@ -222,10 +235,11 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="sfteval-perf-train-"))
     source = write_data(work / "train.jsonl", args.samples)
+    write_data(work / "mix.jsonl", args.samples, mix=True)
     print(f"data: {source}; fp32 CPU, {os.environ.get('PERF_THREADS', '1')} thread per run ({os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}); work dir {work}")
     specs = {"tiny": (TinySpec(), args.tiny_steps),
              "mid": (TinySpec(vocab_size=8192, hidden_size=512, num_layers=8, num_heads=8, intermediate_size=1376), args.mid_steps)}
-    variants = ["bare", "ours", "ours-nogroup", "ours-packed"] + ([] if args.skip_trl else ["trl"])
+    variants = [v for v in args.variants.split(",") if not (args.skip_trl and v == "trl")]
     for name, (spec, steps) in specs.items():
         if args.only and name != args.only:
             continue
