@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sfteval.demo.corpus import (
+    CODE_INSTRUCTION,
     MATH_INSTRUCTION,
     MC_HEADER,
     TaskSizes,
@@ -24,7 +25,7 @@ from sfteval.demo.corpus import (
     write_task_files,
 )
 
-SMALL = TaskSizes(math_test=12, sft_train=40, sft_heldout=10)
+SMALL = TaskSizes(code_test=10, math_test=12, sft_train=40, sft_heldout=10)
 
 
 def test_corpus_is_deterministic_and_seeded() -> None:
@@ -40,7 +41,7 @@ def test_corpus_is_deterministic_and_seeded() -> None:
 def test_task_files_are_deterministic(tmp_path: Path) -> None:
     f1 = write_task_files(tmp_path / "a", SMALL, seed=0)
     f2 = write_task_files(tmp_path / "b", SMALL, seed=0)
-    for p1, p2 in ((f1.mmlu, f2.mmlu), (f1.gsm8k, f2.gsm8k), (f1.sft_train, f2.sft_train), (f1.sft_heldout, f2.sft_heldout)):
+    for p1, p2 in ((f1.mmlu, f2.mmlu), (f1.gsm8k, f2.gsm8k), (f1.humaneval, f2.humaneval), (f1.sft_train, f2.sft_train), (f1.sft_heldout, f2.sft_heldout)):
         assert p1.read_bytes() == p2.read_bytes()
     assert task_rows(SMALL, seed=1)["gsm8k"] != task_rows(SMALL, seed=0)["gsm8k"]
 
@@ -86,11 +87,27 @@ def test_corpus_mc_format_is_what_the_choice_kind_sends() -> None:
         assert doc[len(sample.prompt):].startswith(" " + sample.reference + "\n")
 
 
+def test_code_tasks_pass_their_own_tests() -> None:
+    """Canonical solutions are right (our own generated code, run in-process)."""
+    tasks = task_rows(SMALL, seed=0)["humaneval"]
+    assert len({t["prompt"] for t in tasks}) == len(tasks) == SMALL.code_test
+    for t in tasks:
+        scope: dict = {}
+        exec(t["prompt"] + t["canonical_solution"] + "\n" + t["test"], scope)  # noqa: S102
+        scope["check"](scope[t["entry_point"]])
+        wrong: dict = {}
+        exec(t["prompt"] + "    return None\n" + "\n" + t["test"], wrong)  # noqa: S102
+        with pytest.raises(AssertionError):
+            wrong["check"](wrong[t["entry_point"]])
+
+
 def test_corpus_chat_format_is_the_tokenizers_template() -> None:
+    from sfteval.kinds.code import DEFAULT_INSTRUCTION as CODE_DEFAULT
     from sfteval.kinds.math import DEFAULT_INSTRUCTION
     from sfteval.tinymodel import build_tokenizer
 
     assert MATH_INSTRUCTION == DEFAULT_INSTRUCTION
+    assert CODE_INSTRUCTION == CODE_DEFAULT
     tok = build_tokenizer(corpus_docs(50, seed=0), vocab_size=300)
     rendered = tok.apply_chat_template(
         [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "#### 3"}], tokenize=False
@@ -156,7 +173,7 @@ def test_fast_demo_end_to_end(tmp_path: Path) -> None:
     # Every forgetting verdict follows from its CI and the margin; at least one general
     # benchmark is judged, and each verdict is printed.
     judged = {b: e for b, e in benches.items() if e.get("forgetting")}
-    assert {"demo_mmlu", "demo_gsm8k"} <= set(judged)
+    assert {"demo_mmlu", "demo_gsm8k", "demo_humaneval"} <= set(judged)
     for b, e in judged.items():
         assert e["forgetting"]["verdict"] == _verdict_supported(e, margin), (b, e["forgetting"])
         assert f"{b}/" in result.output and e["forgetting"]["verdict"] in result.output
@@ -164,7 +181,9 @@ def test_fast_demo_end_to_end(tmp_path: Path) -> None:
 
     # The report, the gate and the dashboard pointer are there.
     report = Path(summary["best"]["report_md"]).read_text()
-    assert "demo_mmlu" in report and "demo_heldout" in report
+    assert "demo_heldout" in report
+    for b, e in judged.items():
+        assert any(b in line and e["forgetting"]["verdict"] in line for line in report.splitlines()), b
     assert (Path(summary["best"]["comparison"]).parent / "report.html").is_file()
     assert summary["gate"]["verdict"] in {"pass", "fail", "inconclusive"}
     assert summary["gate"]["verdict"].upper() in result.output

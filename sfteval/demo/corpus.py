@@ -8,12 +8,14 @@ formats the real benchmarks use, sized so a tiny model learns them in minutes:
 - GSM8K-style word problems with single-digit numbers and a `#### N` line, as plain
   "Question/Answer" text and as chat turns in the tokenizer's ChatML template (the
   format the `math` kind prompts a chat model with);
-- HumanEval-style small Python functions with a docstring and a `check(candidate)`;
+- HumanEval-style small Python functions with a docstring and a `check(candidate)`, as
+  source files and as the chat exchange the `code` kind prompts a chat model with;
 - short prose over the words the SFT task uses, so they have tokens.
 
 Evaluation and SFT files (`write_task_files`): the MC bank (MMLU schema; studied in
 pretraining, so it measures retained knowledge), GSM8K-schema word problems that the
-corpus never shows verbatim (a skill, not recall), and alpaca-format SFT train /
+corpus never shows verbatim (a skill, not recall), HumanEval-schema tasks (functions of
+the kinds the corpus teaches, run against their tests in the sandbox), and alpaca-format SFT train /
 held-out splits of `sfteval.synthetic.instruction_task` (disjoint).
 
 Not covered: anything resembling real benchmark difficulty; the point is a model small
@@ -27,7 +29,6 @@ from __future__ import annotations
 import json
 import random
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,11 @@ LETTERS = "ABCD"
 MC_HEADER = "The following are multiple choice questions (with answers) about {subject}.\n\n"
 # Mirrors sfteval.kinds.math.DEFAULT_INSTRUCTION (a test checks they agree).
 MATH_INSTRUCTION = "Solve the problem step by step. End with a line of the form '#### <number>'."
+# Mirrors sfteval.kinds.code.DEFAULT_INSTRUCTION (a test checks they agree).
+CODE_INSTRUCTION = (
+    "Complete the following Python function. Reply with the complete function, "
+    "including the signature, in one ```python code block."
+)
 
 
 # ----------------------------------------------------------------------------- items
@@ -107,30 +113,55 @@ def math_item(rng: random.Random) -> dict[str, str]:
     return {"question": q, "answer": ans}
 
 
-_CODE: tuple[Callable[[random.Random], str], ...] = (
-    lambda r: (lambda k: f'def add_{k}(x):\n    """Return x plus {k}."""\n    return x + {k}\n\n\n'
-               f"def check(candidate):\n    assert candidate(1) == {1 + k}\n    assert candidate(10) == {10 + k}\n")(r.randint(1, 9)),
-    lambda r: (lambda k: f'def times_{k}(x):\n    """Return x multiplied by {k}."""\n    return x * {k}\n\n\n'
-               f"def check(candidate):\n    assert candidate(2) == {2 * k}\n    assert candidate(3) == {3 * k}\n")(r.randint(2, 9)),
-    lambda r: (lambda k: f'def is_multiple_of_{k}(n):\n    """Return True if n is a multiple of {k}."""\n    return n % {k} == 0\n\n\n'
-               f"def check(candidate):\n    assert candidate({k * 3})\n    assert not candidate({k * 3 + 1})\n")(r.randint(2, 9)),
-    lambda r: (lambda w: f'def reverse_text(s):\n    """Return the string s reversed."""\n    return s[::-1]\n\n\n'
-               f'def check(candidate):\n    assert candidate("{w}") == "{w[::-1]}"\n')(r.choice(WORDS)),
-    lambda r: (lambda w: f'def shout(s):\n    """Return s in upper case."""\n    return s.upper()\n\n\n'
-               f'def check(candidate):\n    assert candidate("{w}") == "{w.upper()}"\n')(r.choice(WORDS)),
-    lambda r: (lambda xs: f'def largest(xs):\n    """Return the largest number in the list xs."""\n    return max(xs)\n\n\n'
-               f"def check(candidate):\n    assert candidate({xs}) == {max(xs)}\n")(r.sample(range(1, 50), 4)),
-    lambda r: (lambda xs: f'def total(xs):\n    """Return the sum of the numbers in xs."""\n    return sum(xs)\n\n\n'
-               f"def check(candidate):\n    assert candidate({xs}) == {sum(xs)}\n")(r.sample(range(1, 20), 3)),
-    lambda r: (lambda c, w: f'def count_{c}(s):\n    """Return how many times the letter {c} occurs in s."""\n'
-               f'    return s.count("{c}")\n\n\ndef check(candidate):\n    assert candidate("{w}") == {w.count(c)}\n')(
-        r.choice("aeiou"), r.choice(WORDS)),
-)
+def _code_parts(rng: random.Random) -> tuple[str, str, str, str, list[str]]:
+    """(name, parameters, docstring, body, asserts) of one small function."""
+    kind = rng.randrange(8)
+    if kind == 0:
+        k = rng.randint(1, 9)
+        return f"add_{k}", "x", f"Return x plus {k}.", f"x + {k}", [f"candidate(1) == {1 + k}", f"candidate(10) == {10 + k}"]
+    if kind == 1:
+        k = rng.randint(2, 9)
+        return f"times_{k}", "x", f"Return x multiplied by {k}.", f"x * {k}", [f"candidate(2) == {2 * k}", f"candidate(3) == {3 * k}"]
+    if kind == 2:
+        k = rng.randint(2, 9)
+        return (f"is_multiple_of_{k}", "n", f"Return True if n is a multiple of {k}.", f"n % {k} == 0",
+                [f"candidate({k * 3})", f"not candidate({k * 3 + 1})"])
+    if kind == 3:
+        w = rng.choice(WORDS)
+        return "reverse_text", "s", "Return the string s reversed.", "s[::-1]", [f'candidate("{w}") == "{w[::-1]}"']
+    if kind == 4:
+        w = rng.choice(WORDS)
+        return "shout", "s", "Return s in upper case.", "s.upper()", [f'candidate("{w}") == "{w.upper()}"']
+    if kind == 5:
+        xs = rng.sample(range(1, 50), 4)
+        return "largest", "xs", "Return the largest number in the list xs.", "max(xs)", [f"candidate({xs}) == {max(xs)}"]
+    if kind == 6:
+        xs = rng.sample(range(1, 20), 3)
+        return "total", "xs", "Return the sum of the numbers in xs.", "sum(xs)", [f"candidate({xs}) == {sum(xs)}"]
+    c, w = rng.choice("aeiou"), rng.choice(WORDS)
+    return f"count_{c}", "s", f"Return how many times the letter {c} occurs in s.", f's.count("{c}")', [f'candidate("{w}") == {w.count(c)}']
 
 
-def code_item(rng: random.Random) -> str:
-    """A HumanEval-shaped function (signature, docstring, body) and its check."""
-    return rng.choice(_CODE)(rng)
+def code_task(rng: random.Random) -> dict[str, str]:
+    """A HumanEval-schema task: prompt (signature + docstring), canonical_solution,
+    test (a `check(candidate)`), entry_point."""
+    name, params, doc, body, asserts = _code_parts(rng)
+    return {
+        "prompt": f'def {name}({params}):\n    """{doc}"""\n',
+        "canonical_solution": f"    return {body}\n",
+        "test": "def check(candidate):\n" + "".join(f"    assert {a}\n" for a in asserts),
+        "entry_point": name,
+    }
+
+
+def code_doc(rng: random.Random) -> str:
+    """A task as a source file (function, then its check), or as the chat exchange the
+    `code` kind prompts a chat model with (instruction, fenced prompt; fenced reply)."""
+    t = code_task(rng)
+    if rng.random() < 0.5:
+        return f"{t['prompt']}{t['canonical_solution']}\n\n{t['test']}"
+    user = f"{CODE_INSTRUCTION}\n\n```python\n{t['prompt'].strip()}\n```"
+    return chat_text(user, f"```python\n{t['prompt']}{t['canonical_solution']}```")
 
 
 def prose(rng: random.Random) -> str:
@@ -205,7 +236,7 @@ def corpus_docs(n_docs: int, seed: int, exclude: frozenset[str] = frozenset(), b
         elif kind == "math":
             doc = math_doc(rng, exclude)
         elif kind == "code":
-            doc = code_item(rng)
+            doc = code_doc(rng)
         elif kind == "fact":
             doc = " ".join(fact_sentence(rng) for _ in range(rng.randint(2, 5)))
         else:
@@ -219,6 +250,7 @@ def corpus_docs(n_docs: int, seed: int, exclude: frozenset[str] = frozenset(), b
 
 @dataclass(frozen=True)
 class TaskSizes:
+    code_test: int = 24  # at most 34: the number of distinct small functions
     math_test: int = 60
     sft_train: int = 600
     sft_heldout: int = 80
@@ -228,6 +260,7 @@ class TaskSizes:
 class TaskFiles:
     mmlu: Path
     gsm8k: Path
+    humaneval: Path
     sft_train: Path
     sft_heldout: Path
     exclude: frozenset[str]  # what the corpus must not contain
@@ -252,6 +285,15 @@ def task_rows(sizes: TaskSizes, seed: int) -> dict[str, list[dict[str, Any]]]:
         if it["question"] not in seen_q:
             seen_q.add(it["question"])
             math.append({"id": f"math{len(math)}", **it})
+    code: list[dict[str, Any]] = []
+    seen_code: set[str] = set()
+    for _ in range(20_000):  # 34 distinct functions exist; stop when enough are found
+        if len(code) >= sizes.code_test:
+            break
+        task = code_task(rng)
+        if task["prompt"] not in seen_code:
+            seen_code.add(task["prompt"])
+            code.append({"task_id": f"demo/{len(code)}", **task})
     sft_seen: set[tuple[str, str]] = set()
     splits: dict[str, list[dict[str, Any]]] = {"sft_heldout": [], "sft_train": []}
     for name, n in (("sft_heldout", sizes.sft_heldout), ("sft_train", sizes.sft_train)):
@@ -262,7 +304,7 @@ def task_rows(sizes: TaskSizes, seed: int) -> dict[str, list[dict[str, Any]]]:
                 sft_seen.add(key)
                 prefix = "h" if name == "sft_heldout" else "t"
                 splits[name].append({"id": f"{prefix}{len(splits[name])}", **row})
-    return {"mmlu": mc, "gsm8k": math, **splits}
+    return {"mmlu": mc, "gsm8k": math, "humaneval": code, **splits}
 
 
 def write_task_files(out_dir: str | Path, sizes: TaskSizes = TaskSizes(), seed: int = 0) -> TaskFiles:
@@ -273,7 +315,7 @@ def write_task_files(out_dir: str | Path, sizes: TaskSizes = TaskSizes(), seed: 
     for name, r in rows.items():
         _write_jsonl(paths[name], r)
     exclude = frozenset(r["question"] for r in rows["gsm8k"])
-    return TaskFiles(paths["mmlu"], paths["gsm8k"], paths["sft_train"], paths["sft_heldout"], exclude)
+    return TaskFiles(paths["mmlu"], paths["gsm8k"], paths["humaneval"], paths["sft_train"], paths["sft_heldout"], exclude)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ Say = Callable[[str], None]
 SUMMARY_SCHEMA = "sfteval.demo/1"
 TARGET = "demo_heldout"
 SELECT = "demo_heldout/rougeL"
-BENCHMARKS = {"demo_mmlu": "mmlu", "demo_gsm8k": "gsm8k", "demo_heldout": "sft_heldout", "demo_train": "sft_train_sample"}
+BENCHMARKS = {"demo_mmlu": "mmlu", "demo_gsm8k": "gsm8k", "demo_humaneval": "humaneval", "demo_heldout": "sft_heldout", "demo_train": "sft_train_sample"}
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ def settings_for(fast: bool, backend: str = "auto", seed: int = 0) -> DemoSettin
             fast=True, seed=seed, corpus_docs=8000,
             spec=TinySpec(vocab_size=1024, hidden_size=128, num_layers=4, num_heads=2, intermediate_size=512, seed=seed),
             pretrain=PretrainSettings(steps=320, batch_size=16, seq_len=128, seed=seed),
-            sizes=TaskSizes(math_test=30, sft_train=400, sft_heldout=40),
+            sizes=TaskSizes(code_test=16, math_test=30, sft_train=400, sft_heldout=40),
             sft=SftSettings(steps=150, save_steps=50), backend="hf" if backend == "auto" else backend,
         )
     return DemoSettings(
@@ -109,7 +109,7 @@ def make_data(out: Path, s: DemoSettings) -> tuple[TaskFiles, dict[str, str]]:
     train_rows = files.sft_train.read_text(encoding="utf-8").splitlines(keepends=True)[: s.sizes.sft_heldout]
     sample = out / "data" / "sft_train_sample.jsonl"
     atomic_write_text(sample, "".join(train_rows))
-    paths = {"mmlu": files.mmlu, "gsm8k": files.gsm8k, "sft_heldout": files.sft_heldout, "sft_train_sample": sample}
+    paths = {"mmlu": files.mmlu, "gsm8k": files.gsm8k, "humaneval": files.humaneval, "sft_heldout": files.sft_heldout, "sft_train_sample": sample}
     return files, {bench: str(paths[key]) for bench, key in BENCHMARKS.items()}
 
 
@@ -196,7 +196,7 @@ def sweep_lines(sweep: dict[str, Any]) -> list[str]:
 
     header, rows = table_rows(sweep)
     keep = [i for i, h in enumerate(header)
-            if h in ("step", "train_loss", "eval_loss", "best") or h.split("/")[-1] in ("accuracy", "exact_match_strict", "rougeL")]
+            if h in ("step", "train_loss", "eval_loss", "best") or h.split("/")[-1] in ("accuracy", "exact_match_strict", "pass@1", "rougeL")]
     out = []
     for row in [header, *rows]:
         out.append("  ".join(row[i].split(" [")[0].ljust(len(header[i])) for i in keep).rstrip())
