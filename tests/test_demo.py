@@ -6,7 +6,6 @@ it wrote."""
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import pytest
@@ -150,6 +149,7 @@ def _verdict_supported(entry: dict, margin: float) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # under 5 minutes on 2 idle cores; shared CI runners are slower
 def test_fast_demo_end_to_end(tmp_path: Path) -> None:
     from sfteval.cli import app
 

@@ -20,7 +20,7 @@ HELP = """Run the whole loop offline in minutes: pretrain a tiny model, fine-tun
 \b
 Examples:
   sfteval demo                    about 10 minutes on 2 CPU cores (vLLM when usable)
-  sfteval demo --fast             under 5 minutes: smaller model, hf backend, 2 checkpoints
+  sfteval demo --fast             under 5 minutes: fewer steps and items, hf backend, 3 checkpoints
   sfteval demo --out /tmp/demo    then: sfteval dashboard --reports /tmp/demo/reports
 
 Re-running with the same --out reuses what is already there.
@@ -35,7 +35,8 @@ def register(app: typer.Typer) -> None:
         backend: str = typer.Option("auto", "--backend", help="auto (vllm if usable, else hf; --fast: hf) | hf | vllm."),
         seed: int = typer.Option(0, "--seed", help="One seed for corpus, model init, training and bootstrap."),
     ) -> None:
-        from sfteval.demo.pipeline import format_summary, run_demo, settings_for
+        from sfteval.demo.pipeline import run_demo, settings_for
+        from sfteval.demo.summary import format_summary
 
         summary = run_demo(out, settings_for(fast, backend, seed), say=lambda line: typer.echo(line, err=True))
         for line in format_summary(summary):

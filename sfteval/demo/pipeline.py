@@ -22,7 +22,6 @@ Not covered: choosing sizes for other machines (the sizes below are for 2 CPU co
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 import time
@@ -33,13 +32,11 @@ from typing import Any
 
 from sfteval.demo.corpus import TaskFiles, TaskSizes, corpus_docs, write_task_files
 from sfteval.demo.pretrain import PretrainResult, PretrainSettings, build_base, read_result
+from sfteval.demo.summary import SELECT, summarise
 from sfteval.fileio import atomic_write_json, atomic_write_text, read_json
 from sfteval.tinymodel import TinySpec
 
 Say = Callable[[str], None]
-SUMMARY_SCHEMA = "sfteval.demo/1"
-TARGET = "demo_heldout"
-SELECT = "demo_heldout/rougeL"
 BENCHMARKS = {"demo_mmlu": "mmlu", "demo_gsm8k": "gsm8k", "demo_humaneval": "humaneval", "demo_heldout": "sft_heldout", "demo_train": "sft_train_sample"}
 
 
@@ -114,17 +111,21 @@ def make_data(out: Path, s: DemoSettings) -> tuple[TaskFiles, dict[str, str]]:
 
 
 def make_base(out: Path, files: TaskFiles, s: DemoSettings, say: Say) -> tuple[PretrainResult, bool]:
-    """(result, reused): a base model already pretrained with these settings is kept."""
+    """(result, reused): a base model already pretrained on this very corpus with these
+    settings is kept (the corpus is regenerated, seconds, and compared by hash)."""
+    from sfteval.fileio import sha256_text
+
     base = out / "base"
+    docs = corpus_docs(s.corpus_docs, s.seed, files.exclude)
+    held = corpus_docs(s.eval_docs, s.seed + 1, files.exclude, bank_seed=s.seed)
+    corpus_sha = sha256_text("".join(docs) + "\x00" + "".join(held))
     previous = read_result(base)
     if previous is not None:
         recorded = read_json(base / "pretrain.json")
-        if recorded.get("settings") == asdict(s.pretrain) and recorded.get("spec") == asdict(s.spec) \
-                and recorded.get("corpus_docs") == s.corpus_docs:
+        if (recorded.get("settings"), recorded.get("spec"), recorded.get("corpus_sha256")) == \
+                (asdict(s.pretrain), asdict(s.spec), corpus_sha):
             return previous, True
     shutil.rmtree(base, ignore_errors=True)
-    docs = corpus_docs(s.corpus_docs, s.seed, files.exclude)
-    held = corpus_docs(s.eval_docs, s.seed + 1, files.exclude, bank_seed=s.seed)
     marks = {max(1, s.pretrain.steps * k // 5) for k in range(1, 6)}
     t0 = time.perf_counter()
 
@@ -134,7 +135,8 @@ def make_base(out: Path, files: TaskFiles, s: DemoSettings, say: Say) -> tuple[P
 
     result = build_base(base, docs, held, s.spec, s.pretrain, progress)
     recorded = read_json(base / "pretrain.json")
-    atomic_write_json(base / "pretrain.json", {**recorded, "corpus_docs": s.corpus_docs, "corpus_seed": s.seed})
+    atomic_write_json(base / "pretrain.json", {**recorded, "corpus_docs": s.corpus_docs, "corpus_seed": s.seed,
+                                               "corpus_sha256": corpus_sha})
     return result, False
 
 
@@ -163,19 +165,24 @@ def run_config(out: Path, data: dict[str, str], s: DemoSettings, checkpoint: str
                      out=str(out / "reports"), bootstrap_resamples=1000)
 
 
-def run_base(out: Path, data: dict[str, str], s: DemoSettings, say: Say) -> tuple[Path, str]:
-    """The base model's run; with --backend auto, falls back to hf if vLLM fails here."""
+def evaluate_all(out: Path, data: dict[str, str], s: DemoSettings, say: Say, timer: Timer) -> tuple[Path, Path, str]:
+    """(base run, sweep folder, backend): the base, then every checkpoint. With --backend
+    auto, a vLLM failure here is reported and everything is evaluated with hf instead
+    (runs of one comparison must share a backend)."""
     from sfteval.runner import choose_backend, execute_run
 
     backend, why = choose_backend(s.backend)
     say(f"    backend: {backend} ({why})")
     try:
-        return execute_run(run_config(out, data, s, str(out / "base"), "base", backend)), backend
+        base_run = timer.run("run_base", lambda: execute_run(run_config(out, data, s, str(out / "base"), "base", backend)))
+        say("    base: " + ", ".join(f"{b}/{r['primary_metric']} {r['metrics'][r['primary_metric']]['value']:.3f}"
+                                    for b, r in read_json(base_run / "results.json")["benchmarks"].items()))
+        return base_run, timer.run("run_sweep", lambda: quiet_sweep(out, data, s, backend)), backend
     except Exception as e:  # noqa: BLE001 - any engine failure: say so and use hf
         if s.backend != "auto" or backend == "hf":
             raise
-        say(f"    vLLM failed here ({type(e).__name__}: {e}); using the hf backend for every run instead")
-        return execute_run(run_config(out, data, s, str(out / "base"), "base", "hf")), "hf"
+        say(f"    vLLM failed here ({type(e).__name__}: {e}); evaluating every model with hf instead")
+        return evaluate_all(out, data, dataclasses.replace(s, backend="hf"), say, timer)
 
 
 def quiet_sweep(out: Path, data: dict[str, str], s: DemoSettings, backend: str) -> Path:
@@ -268,10 +275,7 @@ def run_demo(out: str | Path, s: DemoSettings, say: Say = print) -> dict[str, An
     sft = timer.run("sft", lambda: make_sft(out, out / "base", files, s, fresh=not reused))
     say(f"    done: train loss {sft.train_loss:.3f}, held-out loss {sft.eval_loss:.3f}")
     say("[4/6] evaluating the base model and every checkpoint (sfteval run)")
-    base_run, backend = timer.run("run_base", lambda: run_base(out, data, s, say))
-    say("    base: " + ", ".join(f"{b}/{r['primary_metric']} {r['metrics'][r['primary_metric']]['value']:.3f}"
-                                for b, r in read_json(base_run / "results.json")["benchmarks"].items()))
-    sweep_dir = timer.run("run_sweep", lambda: quiet_sweep(out, data, s, backend))
+    base_run, sweep_dir, backend = evaluate_all(out, data, s, say, timer)
     sweep = read_json(sweep_dir / "sweep.json")
     for line in sweep_lines(sweep):
         say("    " + line)
@@ -284,103 +288,7 @@ def run_demo(out: str | Path, s: DemoSettings, say: Say = print) -> dict[str, An
     if final_step != best_step:
         final_dir = compare_and_report(out, base_run, by_step[final_step], "base-vs-final", s, sweep_path)
     verdict = timer.run("gate", lambda: gate(out, best_dir, s))
-    summary = summarise(out, s, pre, sft, backend, sweep, best_dir, final_dir, verdict, timer)
+    summary = summarise(out, s, pre, sft, backend, sweep, best_dir, final_dir, verdict, timer.stages)
     atomic_write_json(out / "demo_summary.json", summary)
     say("[6/6] done")
     return summary
-
-
-def _delta(entry: dict[str, Any]) -> dict[str, Any]:
-    m = entry["metrics"][entry["primary_metric"]]
-    return {"metric": entry["primary_metric"], "base": m["base"]["value"], "tuned": m["tuned"]["value"],
-            "delta": m["delta"]["value"], "ci95": m["delta"]["ci95"], "p_holm": m.get("p_holm")}
-
-
-def _findings(comparison_dir: Path) -> dict[str, Any]:
-    comp = read_json(comparison_dir / "comparison.json")
-    benches = comp["benchmarks"]
-    return {
-        "comparison": str(comparison_dir / "comparison.json"),
-        "report_html": str(comparison_dir / "report.html"),
-        "report_md": str(comparison_dir / "report.md"),
-        "tuned_run": comp["tuned"]["run_id"],
-        "target": _delta(benches[TARGET]) if TARGET in benches else None,
-        "forgetting": {b: {**_delta(e), "verdict": e["forgetting"]["verdict"], "detail": e["forgetting"]["detail"]}
-                       for b, e in benches.items() if e.get("forgetting")},
-        "margin": comp["settings"]["margin"],
-    }
-
-
-def summarise(out: Path, s: DemoSettings, pre: PretrainResult, sft: Any, backend: str, sweep: dict[str, Any],
-              best_dir: Path, final_dir: Path, verdict: Any, timer: Timer) -> dict[str, Any]:
-    best = sweep["best"]
-    steps = [c["step"] for c in sweep["checkpoints"]]
-    return {
-        "schema": SUMMARY_SCHEMA,
-        "out": str(out),
-        "fast": s.fast,
-        "settings": json.loads(json.dumps(dataclasses.asdict(s))),
-        "backend": backend,
-        "pretrain": asdict(pre),
-        "sft": {"steps": sft.steps, "train_loss": sft.train_loss, "eval_loss": sft.eval_loss, "checkpoints": steps},
-        "best_checkpoint": {"step": best["step"], "run_id": best["run_id"], "metric": sweep["select"]["metric"],
-                            "value": best["value"], "final_step": max(steps)},
-        "best": _findings(best_dir),
-        "final": _findings(final_dir),
-        "gate": {"verdict": verdict.verdict, "exit_code": verdict.exit_code, "rules": str(out / "gate.toml"),
-                 "summary": str(best_dir / "gate" / "summary.md"),
-                 "checks": [{"target": c.target, "verdict": c.verdict, "reason": c.reason} for c in verdict.checks]},
-        "sweep": str(Path(out) / "reports" / "sweeps" / "demo-sft" / "sweep.json"),
-        "reports": str(out / "reports"),
-        "dashboard": f"sfteval dashboard --reports {out / 'reports'}",
-        "seconds": timer.stages,
-    }
-
-
-# ----------------------------------------------------------------------------- what it prints
-
-
-def _ci(ci: list[float | None]) -> str:
-    lo, hi = ci
-    return "[-, -]" if lo is None or hi is None else f"[{lo:+.3f}, {hi:+.3f}]"
-
-
-def format_summary(summary: dict[str, Any]) -> list[str]:
-    """The lines `sfteval demo` ends with: findings first, then where to look."""
-    best, pre, ck = summary["best"], summary["pretrain"], summary["best_checkpoint"]
-    lines = [
-        "",
-        "What the demo found (every number read from the files it wrote):",
-        f"  base model: held-out corpus loss {pre['eval_loss_init']:.3f} (random init) -> {pre['eval_loss']:.3f} "
-        f"after {pre['steps']} steps",
-        f"  best checkpoint by {ck['metric']}: step {ck['step']} of {ck['final_step']} ({ck['value']:.3f}); "
-        f"backend {summary['backend']}",
-    ]
-    t = best["target"]
-    if t:
-        lines.append(f"  target task {TARGET}/{t['metric']}: {t['base']:.3f} -> {t['tuned']:.3f}, "
-                     f"delta {t['delta']:+.3f}, 95% CI {_ci(t['ci95'])}")
-    for label, findings in (("best", best), ("final", summary["final"])):
-        if label == "final" and ck["step"] == ck["final_step"]:
-            continue
-        for bench, f in findings["forgetting"].items():
-            lines.append(f"  forgetting ({label}, step {ck['step'] if label == 'best' else ck['final_step']}) "
-                         f"{bench}/{f['metric']}: {f['base']:.3f} -> {f['tuned']:.3f}, delta {f['delta']:+.3f}, "
-                         f"95% CI {_ci(f['ci95'])} -> {f['verdict']} ({f['detail']}, margin {findings['margin']:g})")
-    g = summary["gate"]
-    lines.append(f"  gate (base vs best, {g['rules']}): {g['verdict'].upper()}")
-    for c in g["checks"]:
-        lines.append(f"    {c['verdict']:<12} {c['target']}: {c['reason']}")
-    lines += [
-        "",
-        "Where to look:",
-        f"  report:      {best['report_html']}",
-        f"               {best['report_md']}",
-        f"  comparison:  {best['comparison']}",
-        f"  sweep:       {summary['sweep']}",
-        f"  gate:        {g['summary']}",
-        f"  dashboard:   {summary['dashboard']}",
-        f"  summary:     {Path(summary['out']) / 'demo_summary.json'}",
-        "  time (s):    " + ", ".join(f"{k} {v:g}" for k, v in summary["seconds"].items()),
-    ]
-    return lines
