@@ -199,3 +199,23 @@ def test_two_cpu_processes_match_one_with_the_same_global_batch(tiny_model, sft_
     w1, w2 = weights(tmp_path / "one" / "checkpoint-3"), weights(tmp_path / "two" / "checkpoint-3")
     for k in w1:
         torch.testing.assert_close(w1[k], w2[k], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_full_tiny_run_learns_its_answers_and_stops(tiny_model, tmp_path):
+    """The end-to-end promise: the checkpoint answers as trained and ends the turn."""
+    from sftdata import write_jsonl
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    rows = [{"instruction": f"Say the word number {i}.", "output": w} for i, w in enumerate(["apple", "river", "stone", "cloud"])]
+    data = write_jsonl(tmp_path / "mem.jsonl", rows)
+    res = train(TrainConfig(model=str(tiny_model), data=(str(data),), eval_data=(str(data),), output=str(tmp_path / "o"),
+                            micro_batch_size=4, max_steps=60, lr=1e-2, warmup_steps=5, progress=False))
+    assert res.eval_loss < 0.1
+    tok = AutoTokenizer.from_pretrained(res.final_checkpoint)
+    model = AutoModelForCausalLM.from_pretrained(res.final_checkpoint)
+    for r in rows:
+        prompt = tok.apply_chat_template([{"role": "user", "content": r["instruction"]}], tokenize=False, add_generation_prompt=True)
+        ids = tok(prompt, add_special_tokens=False, return_tensors="pt").input_ids
+        out = model.generate(ids, max_new_tokens=10, do_sample=False)  # stops on generation_config's eos ids
+        assert tok.decode(out[0, ids.shape[1]:]) == r["output"] + "<|im_end|>"
