@@ -135,6 +135,12 @@ def assistant_char_spans(msgs: list[dict[str, str]], tokenizer: Any, end_strings
 
 
 def _mask_from_prefixes(msgs: list[dict[str, str]], tokenizer: Any, end_ids: frozenset[int]) -> tuple[list[int], list[bool]]:
+    if not getattr(tokenizer, "is_fast", False):
+        raise SftevalError(
+            "masking without {% generation %} markers needs a fast tokenizer (token offsets)",
+            field="model",
+            hint="use the model's tokenizer.json (a fast tokenizer) or a template with generation markers",
+        )
     end_strings = [tokenizer.convert_ids_to_tokens(i) for i in end_ids]
     text, spans = assistant_char_spans(msgs, tokenizer, end_strings)
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)

@@ -112,8 +112,11 @@ def test_lora_saves_adapter_and_an_equivalent_merged_model(tiny_model, sft_data,
     from train.config import LoraSettings
 
     lora = LoraSettings(enabled=True, r=4, alpha=8, dropout=0.0, save_merged=True)
-    res = train(base_cfg(tiny_model, sft_data, tmp_path, max_steps=2, save_steps=None, lora=lora, packing=True, cutoff_len=128, eval_data=()))
+    res = train(base_cfg(tiny_model, sft_data, tmp_path, max_steps=2, save_steps=None, lora=lora, packing=True, cutoff_len=128,
+                         gradient_checkpointing=True, eval_data=()))
     ck = Path(res.final_checkpoint)
+    trained_b = [v for k, v in weights(ck).items() if "lora_B" in k]
+    assert trained_b and all(float(v.abs().sum()) > 0 for v in trained_b)  # B starts at zero: it learned
     adapter = json.loads((ck / "adapter_config.json").read_text())
     assert json.loads((ck / "sfteval.json").read_text())["adapter"] is True
     names = {t.rsplit(".", 1)[-1] for t in adapter["target_modules"]}
