@@ -310,7 +310,8 @@ def _prod(shape: list[int]) -> int:
 
 
 def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
-    print(f"\n{args.questions} five-shot questions, batch size {args.batch_size}, float32, CPU, "
+    threads = args.threads or "default"
+    print(f"\n{args.questions} five-shot questions, batch size {args.batch_size}, float32, CPU, torch threads {threads}, "
           f"median of {args.repeats} run(s) per tool\n")
     print("| model | whole process, wall: sfteval / lm-eval (s) | ratio | whole process, CPU (s) | ratio "
           "| scoring phase, wall (s) | ratio | scoring phase, CPU (s) | ratio | same choice |")
@@ -336,6 +337,7 @@ def main() -> None:
     ap.add_argument("--questions", type=int, default=300)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=1, help="runs per tool per model (alternating order)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads in both children via OMP_NUM_THREADS (0: default)")
     ap.add_argument("--work", default=None, help="work folder (default: a new temp folder)")
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
     ap.add_argument("--child", choices=["sfteval", "lmeval"], help=argparse.SUPPRESS)
@@ -347,6 +349,8 @@ def main() -> None:
         child(args.child, rest, args.phase_file)
         return
     os.environ.update(OFFLINE_ENV)
+    if args.threads:
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # inherited by both children alike
     work = Path(args.work or tempfile.mkdtemp(prefix="sfteval_perf_mmlu_"))
     work.mkdir(parents=True, exist_ok=True)
     print(f"work folder: {work}")
