@@ -174,21 +174,24 @@ def test_prompt_is_not_given_a_second_bos(engine: Any) -> None:
 
 
 @pytest.mark.vllm
-def test_single_token_path_equals_prompt_logprobs_path(engine: Any) -> None:
-    """The MMLU fast path (next-token log-probs of the letter ids) must give the same
-    numbers as scoring each context+letter through prompt log-probs."""
+def test_step_queries_equal_prompt_logprobs(engine: Any) -> None:
+    """The default path (next-token log-probs of chosen ids on each prefix, prefixes
+    shared) must give the numbers that vLLM's prompt log-probs give for the same tokens."""
     ctx = "<s>Question: pick one.\nAnswer:"
-    letters = tuple(c for c in ("A", "B", "C", "D"))
-    splits = [[split_continuation(engine.tok, ctx, c) for c in letters]]
-    assert all(len(c) == 1 for _, c in splits[0])
-    fast = engine._score_next_token(splits, [0], None)[0]
-    slow = engine._score_prompts(splits, [0], None)[0]
-    assert fast.logprobs == pytest.approx(slow.logprobs, abs=1e-4)
-    assert fast.is_greedy == slow.is_greedy
-    mixed = engine.loglikelihood([LoglikRequest(ctx, letters), LoglikRequest(ctx, (" Alpha beta", "A"))])
-    assert mixed[0].logprobs == pytest.approx(fast.logprobs, abs=1e-4)
-    assert mixed[1].num_tokens[1] == 1 and mixed[1].num_tokens[0] > 1
-    assert mixed[1].logprobs[1] == pytest.approx(fast.logprobs[0], abs=1e-4)
+    reqs = [LoglikRequest(ctx, ("A", "B", "C", "D")), LoglikRequest(ctx, (" Alpha beta", "A", " Alpha gamma")),
+            LoglikRequest("<s>Other context:", (" x y z",))]
+    splits = [[split_continuation(engine.tok, r.context, c) for c in r.continuations] for r in reqs]
+    assert all(len(c) == 1 for _, c in splits[0]) and len(splits[1][0][1]) > 1
+    seen: list[int] = []
+    steps = engine._score_steps(splits, [0, 1, 2], seen.append)
+    slow = engine._score_prompts(splits, [0, 1, 2], None)
+    assert sum(seen) == 3
+    for i in range(3):
+        assert steps[i].logprobs == pytest.approx(slow[i].logprobs, abs=1e-4)
+        assert steps[i].is_greedy == slow[i].is_greedy and steps[i].num_tokens == slow[i].num_tokens
+    public = engine.loglikelihood(reqs)
+    assert public[1].logprobs[1] == pytest.approx(public[0].logprobs[0], abs=1e-4)  # same "A" after the same context
+    assert engine.info()["loglikelihood"] == "steps"
 
 
 @pytest.mark.vllm
@@ -196,64 +199,6 @@ def test_info_records_engine_settings(engine: Any) -> None:
     info = engine.info()
     assert info["name"] == "vllm" and info["dtype"] == "float32" and info["max_model_len"] == 1024
     assert info["engine_args"]["tensor_parallel_size"] == 1
-
-
-# -- LoRA adapters -----------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def adapter(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A peft LoRA adapter on the tiny model with non-zero B, so it changes the outputs."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    out = tmp_path_factory.mktemp("lora") / "adapter"
-    torch.manual_seed(0)
-    model = get_peft_model(
-        AutoModelForCausalLM.from_pretrained(tiny_model),
-        LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
-    )
-    model.save_pretrained(out)
-    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(out)
-    return out
-
-
-def test_merge_adapter_gives_the_hf_merged_model(adapter: Path, tiny_model: Path, tmp_path: Path) -> None:
-    from sfteval.backends.hf import HFBackend
-    from sfteval.backends.vllm import prepare_model
-
-    load_dir, ad, tmp = prepare_model(str(adapter))
-    assert ad == str(adapter) and (Path(load_dir) / "config.json").is_file()
-    req = [LoglikRequest("<s>Question: pick.\nAnswer:", ("A", " Alpha beta"))]
-    merged, via_peft, base = (HFBackend(p, ENGINE) for p in (load_dir, str(adapter), str(tiny_model)))
-    a, b, c = (x.loglikelihood(req)[0].logprobs for x in (merged, via_peft, base))
-    assert a == pytest.approx(b, abs=1e-5) and a != pytest.approx(c, abs=1e-4)  # the adapter matters
-    tmp.cleanup()
-    assert not Path(load_dir).exists()
-
-
-@pytest.mark.vllm
-def test_vllm_runs_a_lora_checkpoint_like_hf(adapter: Path) -> None:
-    if not HAVE_VLLM:
-        pytest.skip(vllm_usable()[1])
-    from sfteval.backends.hf import HFBackend
-    from sfteval.backends.vllm import VLLMBackend
-
-    reqs = [LoglikRequest("<s>Question: pick.\nAnswer:", ("A", "B", " Alpha beta"))]
-    gen = [GenRequest("<s>Question: 1 + 1?\nAnswer:", GenParams(max_new_tokens=12))]
-    hf = HFBackend(str(adapter), ENGINE)
-    want_ll, want_gen = hf.loglikelihood(reqs), hf.generate(gen)
-    hf.close()
-    with in_process_engine():
-        v = VLLMBackend(str(adapter), ENGINE)
-    merged_dir = v._kwargs["model"]
-    try:
-        got_ll, got_gen = v.loglikelihood(reqs), v.generate(gen)
-        assert v.info()["adapter"] == str(adapter)
-    finally:
-        v.close()
-    assert got_ll[0].logprobs == pytest.approx(want_ll[0].logprobs, abs=1e-3)
-    assert got_gen[0].texts == want_gen[0].texts
-    assert not Path(merged_dir).exists()  # the merged copy is removed on close
 
 
 # -- agreement with the HF backend -------------------------------------------------------

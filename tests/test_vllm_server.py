@@ -97,6 +97,23 @@ def test_starts_answers_and_stops_the_whole_group(fake_cmd: Any, tiny_model: Pat
     assert not group_alive(pgid) and not alive(kid)
 
 
+def test_ctrl_c_mid_run_then_close_leaves_nothing(fake_cmd: Any, tiny_model: Path) -> None:
+    """Ctrl-C while requests are in flight: queued ones are dropped, and the close()
+    that the runner's `finally` makes stops the whole group."""
+    b = VLLMServerBackend(str(tiny_model), EngineSettings(concurrency=2), command=fake_cmd("ok"))
+    pgid, kid = b.server.pgid, child_pid(b.server)
+
+    def interrupt(_: int) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            b.generate([GenRequest(f"<s>{i}", GenParams(max_new_tokens=2)) for i in range(50)], progress=interrupt)
+    finally:
+        b.close()
+    assert not group_alive(pgid) and not alive(kid)
+
+
 def test_crash_at_startup_fails_with_log_tail_and_no_orphans(fake_cmd: Any, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pgids: list[int] = []
     real_init = ServerProcess.__init__

@@ -9,14 +9,15 @@ Covered:
 - finish reasons: "length" (token budget), "stop" (a stop string), "eos" (an EOS or
   end-of-turn token from the model's generation config), "error" (prompt longer
   than the engine's max_model_len; recorded per request instead of failing the batch).
-- log-likelihood without the `prompt_logprobs` memory blow-ups peers hit (lm-eval
-  #2490/#2698): when every continuation of a request is one token after the context
-  (MMLU letters) the engine runs ONE request over the context with `max_tokens=1`
-  and `logprob_token_ids=[the choice ids]`, which gathers just those log-probs from
-  the next-token distribution (no per-position vocab tensors at all). Otherwise each
-  (context, continuation) is one request with `prompt_logprobs=0` (the actual token's
-  log-prob and rank only, in vLLM's flat arrays), submitted in bounded chunks and
-  reduced to floats at once; only the continuation positions are read.
+- log-likelihood without the `prompt_logprobs` memory blow-ups and slowness peers hit
+  (lm-eval #2490/#2698/#2418): only continuation positions are ever computed. Each
+  continuation token is a next-token query on its prefix (`max_tokens=1`,
+  `logprob_token_ids=[the ids wanted there]`); queries on one prefix share a request,
+  so MMLU letters cost ONE request per question over the context, and longer
+  continuations reuse the context from vLLM's prefix cache. Requests go in bounded
+  chunks and are reduced to floats at once. Where `logprob_token_ids` is missing
+  (vLLM < 0.32) or SFTEVAL_VLLM_LOGLIK=prompt_logprobs, each (context, continuation)
+  is one request with `prompt_logprobs=0` and only the continuation positions are read.
 - engine settings pass through (dtype, max_model_len, tensor/data parallel size,
   gpu_memory_utilization). On the CPU, vLLM reads gpu_memory_utilization as a share of
   host RAM and its default fails on a busy machine, so when it is unset we reserve a
@@ -199,6 +200,19 @@ def _bar(progress: Progress | None) -> Any:
     return make
 
 
+def loglik_method() -> str:
+    """"steps" (next-token log-probs of chosen ids, vLLM >= 0.32), else "prompt_logprobs".
+
+    SFTEVAL_VLLM_LOGLIK=prompt_logprobs forces the older path (to cross-check the two).
+    """
+    from vllm import SamplingParams
+
+    forced = os.environ.get("SFTEVAL_VLLM_LOGLIK")
+    if forced in ("steps", "prompt_logprobs"):
+        return forced
+    return "steps" if "logprob_token_ids" in SamplingParams.__struct_fields__ else "prompt_logprobs"
+
+
 class _Progress:
     """A tqdm stand-in for `LLM.generate(use_tqdm=...)`: forwards finished requests."""
 
@@ -248,6 +262,7 @@ class VLLMBackend:
                 hint="see the engine log above; on a CPU try a smaller max_model_len or set SFTEVAL_VLLM_KV_CACHE_GIB",
             ) from e
         self.tok = self.llm.get_tokenizer()
+        self.loglik_method = loglik_method()
         self.max_model_len: int = self.llm.llm_engine.model_config.max_model_len
 
     # -- generation -------------------------------------------------------------
@@ -269,9 +284,7 @@ class VLLMBackend:
             params.append(SamplingParams(**sampling_kwargs(r.params)))
             where.append(i)
         if prompts:
-            outs = self.llm.generate(
-                prompts, params, use_tqdm=_bar(progress)
-            )
+            outs = self.llm.generate(prompts, params, use_tqdm=_bar(progress))
             for i, out in zip(where, outs):
                 results[i] = Generation(
                     texts=tuple(o.text for o in out.outputs),
@@ -294,40 +307,48 @@ class VLLMBackend:
                         field="max_model_len",
                         hint="raise --max-model-len or shorten the few-shot prompt",
                     )
-        single = [i for i, parts in enumerate(splits) if all(len(c) == 1 and p == parts[0][0] for p, c in parts)]
-        single_set = set(single)
-        multi = [i for i in range(len(requests)) if i not in single_set]
-        out: dict[int, Loglik] = {}
-        out.update(self._score_next_token([splits[i] for i in single], single, progress))
-        out.update(self._score_prompts([splits[i] for i in multi], multi, progress))
-        return [out[i] for i in range(len(requests))]
+        index = list(range(len(requests)))
+        score = self._score_prompts if self.loglik_method == "prompt_logprobs" else self._score_steps
+        scored = score(splits, index, progress)
+        return [scored[i] for i in index]
 
-    def _score_next_token(self, splits: list, index: list[int], progress: Progress | None) -> dict[int, Loglik]:
-        """One request per context: the next-token log-probs of the choice tokens."""
-        if not index:
-            return {}
+    def _score_steps(self, splits: list, index: list[int], progress: Progress | None) -> dict[int, Loglik]:
+        """Each continuation token as a next-token query on its own prefix.
+
+        Queries on the same prefix merge into ONE request that asks for all their ids
+        through `logprob_token_ids`, so MMLU letters cost one request per question.
+        Depth-0 queries (prefix = the context) run first and leave the context in the
+        prefix cache; deeper ones (context + the continuation's first k tokens) run
+        after and recompute only their tail. No prompt_logprobs: no per-position
+        vocabulary tensors and no per-token Python objects for the context.
+        """
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        prompts = [TokensPrompt(prompt_token_ids=parts[0][0]) for parts in splits]
-        params = [
-            SamplingParams(
-                max_tokens=1, temperature=0.0, logprob_token_ids=sorted({c[0] for _, c in parts}), detokenize=False
-            )
-            for parts in splits
-        ]
-        outs = self.llm.generate(prompts, params, use_tqdm=_bar(progress))
-        result = {}
-        for i, parts, out in zip(index, splits, outs):
-            o = out.outputs[0]
-            step = o.logprobs[0]  # token id -> Logprob for the asked ids plus the sampled one
-            greedy_id = o.token_ids[0]  # temperature 0: the argmax of the raw distribution
-            ids = [c[0] for _, c in parts]
-            result[i] = Loglik(
-                logprobs=tuple(float(step[t].logprob) for t in ids),
-                is_greedy=tuple(t == greedy_id for t in ids),
-                num_tokens=(1,) * len(ids),
-            )
+        result: dict[int, Loglik] = {}
+        items = list(zip(index, splits))
+        for start in range(0, len(items), LOGLIK_CHUNK):
+            chunk = items[start : start + LOGLIK_CHUNK]
+            layers: tuple[dict[tuple[int, ...], set[int]], dict[tuple[int, ...], set[int]]] = ({}, {})
+            for _, parts in chunk:
+                for ctx, cont in parts:
+                    for k, tok in enumerate(cont):
+                        layers[min(k, 1)].setdefault(tuple(ctx + cont[:k]), set()).add(tok)
+            answers: dict[tuple[int, ...], tuple[dict[int, float], int]] = {}
+            for layer in layers:
+                keys = list(layer)
+                if not keys:
+                    continue
+                prompts = [TokensPrompt(prompt_token_ids=list(k)) for k in keys]
+                params = [SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=sorted(layer[k]), detokenize=False) for k in keys]
+                for key, out in zip(keys, self.llm.generate(prompts, params, use_tqdm=False)):
+                    o = out.outputs[0]  # temperature 0: the sampled token is the argmax
+                    answers[key] = ({t: float(lp.logprob) for t, lp in o.logprobs[0].items()}, o.token_ids[0])
+            for i, parts in chunk:
+                scores = [_sum_steps(answers, ctx, cont) for ctx, cont in parts]
+                result[i] = Loglik(tuple(x[0] for x in scores), tuple(x[1] for x in scores), tuple(len(c) for _, c in parts))
+                if progress:
+                    progress(1)
         return result
 
     def _score_prompts(self, splits: list, index: list[int], progress: Progress | None) -> dict[int, Loglik]:
@@ -382,8 +403,7 @@ class VLLMBackend:
             "dtype": str(mc.dtype).removeprefix("torch."),
             "max_model_len": self.max_model_len,
             "engine_args": kw,
-            "loglikelihood": "single-token: logprob_token_ids on the next-token distribution; "
-            "else prompt_logprobs=0 on context+continuation, continuation positions only",
+            "loglikelihood": self.loglik_method,
         }
 
     def _cleanup_merged(self) -> None:
@@ -403,6 +423,15 @@ class VLLMBackend:
 
             gc.collect()
             self._cleanup_merged()
+
+
+def _sum_steps(answers: dict, ctx: list[int], cont: list[int]) -> tuple[float, bool]:
+    total, greedy = 0.0, True
+    for k, tok in enumerate(cont):
+        dist, top = answers[tuple(ctx + cont[:k])]
+        total += dist[tok]
+        greedy = greedy and top == tok
+    return total, greedy
 
 
 def continuation_score(prompt_logprobs: Any, n_ctx: int, cont: list[int]) -> tuple[float, bool, int]:
