@@ -9,8 +9,8 @@
   context's last position; each longer continuation gets its own row (context +
   continuation but its last token), which also holds that position; a request with
   only one-token continuations gets one row, the context. Rows of all requests are
-  sorted by length and batched together (left padding). Only the needed positions' logits are
-  materialised (`logits_to_keep`), which keeps big vocabularies cheap.
+  sorted by length and batched together (left padding). Only the needed positions'
+  logits are materialised (`logits_to_keep`), which keeps big vocabularies cheap.
 - Sampling seeds: one torch seed per batch, from the batch's first request seed, so a
   resumed run (same chunks, same batches) reproduces its samples.
 - A peft adapter folder (adapter_config.json) is loaded onto its base and merged.
@@ -265,13 +265,14 @@ class HFBackend:
 def _stop_on_text(tokenizer: Any, stop: Sequence[str], prompt_width: int) -> Any:
     """A stopping criterion per row: a stop string occurs in the *generated* text.
 
-    Only the last few generated tokens are decoded each step (enough for the longest
-    stop string even at one character per token), so the cost stays flat with length.
+    A match completes in the newest token, so each step decodes only the last few
+    generated tokens: enough for the longest stop string even at one UTF-8 byte per
+    token (byte-fallback tokens), so the cost stays flat with length.
     """
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList
 
-    lookback = max(len(s) for s in stop) + 4
+    lookback = max(len(s.encode("utf-8")) for s in stop) + 4
 
     class StopOnText(StoppingCriteria):  # transformers' seam for custom criteria
         def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
