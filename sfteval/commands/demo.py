@@ -19,7 +19,7 @@ HELP = """Run the whole loop offline in minutes: pretrain a tiny model, fine-tun
 
 \b
 Examples:
-  sfteval demo                    about 10 minutes on 2 CPU cores (vLLM when usable)
+  sfteval demo                    about 10 minutes on 2 idle CPU cores (vLLM when usable)
   sfteval demo --fast             under 5 minutes: fewer steps and items, hf backend, 3 checkpoints
   sfteval demo --out /tmp/demo    then: sfteval dashboard --reports /tmp/demo/reports
 

@@ -12,7 +12,9 @@
     7. report    sfteval.report: report.md + report.html next to comparison.json
 
 Every number in the summary is read back from the files these steps wrote. Seeds are
-fixed (corpus, init, batch order, SFT), so two runs on one machine agree. Steps whose
+fixed (corpus, init, batch order, SFT) and torch runs one thread, so two runs on one
+machine agree (two `--fast` runs here: identical base weights, losses, scores and
+verdicts; run ids differ only by output path). Steps whose
 output is already there with the same settings are reused (a second `sfteval demo
 --out DIR` is quick); the runner resumes run folders on its own.
 
