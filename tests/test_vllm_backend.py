@@ -59,6 +59,7 @@ def test_engine_settings_pass_through(monkeypatch: pytest.MonkeyPatch) -> None:
                   "max_model_len": 2048, "gpu_memory_utilization": 0.7}
     cpu = engine_kwargs(EngineSettings(), "/m", on_cpu=True)
     assert cpu["kv_cache_memory_bytes"] == 1 << 30 and cpu["enforce_eager"] and "gpu_memory_utilization" not in cpu
+    assert cpu["dtype"] == "float32"  # our "auto", as the HF backend reads it, not vLLM's bf16 on a CPU
     monkeypatch.setenv("SFTEVAL_VLLM_KV_CACHE_GIB", "0.25")
     assert engine_kwargs(EngineSettings(), "/m", on_cpu=True)["kv_cache_memory_bytes"] == 1 << 28
 

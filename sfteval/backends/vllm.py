@@ -54,6 +54,9 @@ DEFAULT_CPU_KV_GIB = 1.0
 
 def vllm_usable() -> tuple[bool, str]:
     """(True, "vllm X on cpu") when vLLM imports and found a platform to run on."""
+    # vLLM logs to stdout by default; stdout is for our tables and JSON, so its log goes
+    # to stderr unless the user chose otherwise. Must be set before vLLM is imported.
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
     try:
         import vllm
         from vllm.platforms import current_platform
@@ -131,11 +134,24 @@ def prepare_model(model_path: str) -> tuple[str, str | None, Any]:
     return tmp.name, adapter_path, tmp
 
 
+def resolve_dtype(setting: str, on_cpu: bool) -> str:
+    """Our "auto" (bf16 on a GPU that supports it, else fp32), not vLLM's, which would
+    run an fp32 checkpoint in bf16 on a CPU and fp16 on a GPU: the HF backend reads
+    "auto" the same way, so the two backends compare at one precision."""
+    if setting != "auto":
+        return setting
+    if on_cpu:
+        return "float32"
+    import torch
+
+    return "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
+
+
 def engine_kwargs(engine: EngineSettings, model: str, on_cpu: bool) -> dict[str, Any]:
     """Keyword arguments for `vllm.LLM`: the settings passed through, nothing invented."""
     kw: dict[str, Any] = {
         "model": model,
-        "dtype": engine.dtype,
+        "dtype": resolve_dtype(engine.dtype, on_cpu),
         "tensor_parallel_size": engine.tensor_parallel_size,
         "data_parallel_size": engine.data_parallel_size,
         "seed": 0,
