@@ -23,7 +23,7 @@ from sfteval.errors import SftevalError
 from sfteval.fileio import atomic_write_json, iter_jsonl, read_json
 from sfteval.overlap import NGRAM, RUN, SHARE
 from sfteval.paired import DEFAULT_RESAMPLES, PairedResult, compare_paired, holm
-from sfteval.types import RUN_SCHEMA
+from sfteval.runs import load_results
 
 COMPARE_SCHEMA = "sfteval.compare/1"
 DEFAULT_GENERAL = ("mmlu", "gsm8k", "humaneval")
@@ -78,12 +78,7 @@ def load_run(path: str | Path) -> Run:
             "not a run folder (no results.json)", path=str(run_dir),
             hint="pass a folder written by `sfteval run` (reports/runs/<run_id>) or a checkpoint dir",
         )
-    results = read_json(results_path)
-    if not isinstance(results, dict) or results.get("schema") != RUN_SCHEMA:
-        got = results.get("schema") if isinstance(results, dict) else type(results).__name__
-        raise SftevalError(f"expected schema {RUN_SCHEMA!r}, got {got!r}", path=str(results_path), field="schema")
-    if not isinstance(results.get("benchmarks"), dict):
-        raise SftevalError("missing 'benchmarks' object", path=str(results_path), field="benchmarks")
+    results = load_results(run_dir)  # the one schema check, shared with the dashboard
     samples: dict[str, dict[str, dict[str, Any]]] = {}
     for name, info in results["benchmarks"].items():
         rel = (info or {}).get("samples_file") or f"samples/{name}.jsonl"

@@ -79,3 +79,14 @@ def check_fields(table: dict[str, Any], allowed: set[str], *, path: str, section
             raise SftevalError(
                 "unknown field", path=path, field=where, hint=f"allowed here: {', '.join(sorted(allowed))}"
             )
+
+
+def parse_name_paths(items: list[str], flag: str = "--data") -> dict[str, str]:
+    """`NAME=PATH` flags (e.g. --data heldout=val.jsonl) into a dict."""
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise SftevalError(f"{flag} expects NAME=PATH, got '{item}'", field=flag.lstrip("-"))
+        out[name] = path
+    return out

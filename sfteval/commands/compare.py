@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 
+from sfteval.config import parse_name_paths
 from sfteval.errors import SftevalError
 
 
@@ -28,16 +29,6 @@ def _as_run(path: Path, run_kwargs: dict) -> Path:
         typer.echo(f"evaluating checkpoint {path} ...", err=True)
         return Path(execute_run(RunConfig(checkpoint=str(path), **run_kwargs)))
     raise SftevalError("neither a run folder (results.json) nor a checkpoint folder", path=str(path))
-
-
-def _data_pairs(items: list[str]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise SftevalError(f"expected NAME=PATH, got {item!r}", field="--data")
-        out[name] = path
-    return out
 
 
 def register(app: typer.Typer) -> None:
@@ -70,7 +61,7 @@ def register(app: typer.Typer) -> None:
         if chat_template not in ("auto", "on", "off"):
             raise SftevalError("must be auto, on or off", field="--chat-template")
         # one set of settings for both checkpoints, so their runs are comparable by construction
-        run_kwargs = {"benchmarks": tuple(benchmark), "suite": suite, "data": _data_pairs(data), "limit": limit,
+        run_kwargs = {"benchmarks": tuple(benchmark), "suite": suite, "data": parse_name_paths(data), "limit": limit,
                       "backend": backend, "chat_template": chat_template, "out": str(reports),
                       "train_data": train_data[0] if train_data else None}
         base_dir, tuned_dir = _as_run(base, run_kwargs), _as_run(tuned, run_kwargs)

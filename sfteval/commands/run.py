@@ -26,16 +26,6 @@ command resumes where it stopped. Exit 0 on success, 2 on bad input.
 """
 
 
-def _parse_data(items: list[str]) -> dict[str, str]:
-    data = {}
-    for item in items:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise SftevalError(f"--data expects NAME=PATH, got '{item}'", field="data")
-        data[name] = path
-    return data
-
-
 def run_command(
     checkpoint: Optional[str] = typer.Argument(None, help="Checkpoint folder, or a trainer output holding checkpoint-*/ folders."),
     benchmark: list[str] = typer.Option([], "--benchmark", "-b", help="Benchmark name (benchmarks/NAME.toml) or TOML path; repeatable."),
@@ -55,7 +45,7 @@ def run_command(
     bertscore_model: str = typer.Option("auto", "--bertscore-model", help="auto (roberta-large if cached, else the bundled MiniLM) or a model name/dir."),
     select: Optional[str] = typer.Option(None, "--select", help="Sweeps: BENCH/METRIC that names the best checkpoint."),
 ) -> None:
-    from sfteval.config import EngineSettings, RunConfig
+    from sfteval.config import EngineSettings, RunConfig, parse_name_paths
 
     if replay and not name:
         raise SftevalError("--replay needs --name LABEL", field="name")
@@ -68,7 +58,7 @@ def run_command(
         label=name,
         benchmarks=tuple(benchmark),
         suite=suite,
-        data=_parse_data(data),
+        data=parse_name_paths(data),
         train_data=train_data,
         backend=backend,
         chat_template=chat_template,  # type: ignore[arg-type]
