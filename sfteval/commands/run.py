@@ -44,6 +44,12 @@ def run_command(
     base_url: Optional[str] = typer.Option(None, "--base-url", help="openai backend: the endpoint, e.g. http://127.0.0.1:8000/v1."),
     bertscore_model: str = typer.Option("auto", "--bertscore-model", help="auto (roberta-large if cached, else the bundled MiniLM) or a model name/dir."),
     select: Optional[str] = typer.Option(None, "--select", help="Sweeps: BENCH/METRIC that names the best checkpoint."),
+    max_model_len: Optional[int] = typer.Option(None, "--max-model-len", min=1, help="vLLM: context length.", rich_help_panel="Engine"),
+    tensor_parallel_size: int = typer.Option(1, "--tensor-parallel-size", min=1, help="vLLM: GPUs per model replica.", rich_help_panel="Engine"),
+    data_parallel_size: int = typer.Option(1, "--data-parallel-size", min=1, help="vLLM: model replicas.", rich_help_panel="Engine"),
+    gpu_memory_utilization: Optional[float] = typer.Option(None, "--gpu-memory-utilization", min=0.05, max=1.0, help="vLLM: share of GPU memory (host RAM for KV cache on CPU).", rich_help_panel="Engine"),
+    model_name: Optional[str] = typer.Option(None, "--model-name", help="openai: the model id at the endpoint.", rich_help_panel="Engine"),
+    concurrency: int = typer.Option(8, "--concurrency", min=1, help="openai: requests in flight.", rich_help_panel="Engine"),
 ) -> None:
     from sfteval.config import EngineSettings, RunConfig, parse_name_paths
 
@@ -66,7 +72,11 @@ def run_command(
         seed=seed,
         out=str(out),
         replay=replay,
-        engine=EngineSettings(dtype=dtype, batch_size=batch_size, base_url=base_url),
+        engine=EngineSettings(
+            dtype=dtype, batch_size=batch_size, base_url=base_url, max_model_len=max_model_len,
+            tensor_parallel_size=tensor_parallel_size, data_parallel_size=data_parallel_size,
+            gpu_memory_utilization=gpu_memory_utilization, model_name=model_name, concurrency=concurrency,
+        ),
         bertscore_model=bertscore_model,
     )
     if checkpoint and not replay and _is_sweep(Path(checkpoint)):
