@@ -40,6 +40,8 @@ def test_results_json_has_the_promised_fields(offline_run: Path) -> None:
             lo, hi = est["ci95"]
             assert lo <= est["value"] <= hi
     gsm = doc["benchmarks"]["offline_gsm8k"]
+    assert gsm["timing"]["model_load_s"] > 0  # model start-up is not counted as generation
+    assert gsm["timing"]["generate_s"] >= 0
     assert set(gsm["metrics"]) == {"exact_match_strict", "exact_match_flexible"}
     assert gsm["settings"]["chat_template"] is True  # the tiny model has a template; auto uses it
     mmlu = doc["benchmarks"]["offline_mmlu"]
