@@ -56,13 +56,7 @@ def _root(
 
 def _register() -> None:
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name == name:  # a command not built yet in this checkout
-                continue
-            raise
-        module.register(app)
+        importlib.import_module(name).register(app)
 
 
 _register()
