@@ -8,15 +8,14 @@ because spawning it re-imports torch and vLLM twice, which costs minutes on a bu
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+
+from vllm_helpers import in_process_engine
 
 from sfteval.backends.vllm import (
     continuation_score,
@@ -117,19 +116,6 @@ def test_usable_reports_a_reason() -> None:
 
 
 # -- the real engine ---------------------------------------------------------------------
-@contextlib.contextmanager
-def in_process_engine() -> Iterator[None]:
-    old = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
-    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)
-        else:
-            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = old
-
-
 @pytest.fixture(scope="module")
 def engine(tiny_model: Path) -> Any:
     if not HAVE_VLLM:

@@ -6,12 +6,11 @@ only start once the other test module's engine has been shut down.
 
 from __future__ import annotations
 
-import contextlib
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from vllm_helpers import in_process_engine
 
 from sfteval.backends.vllm import vllm_usable
 from sfteval.config import EngineSettings
@@ -19,20 +18,6 @@ from sfteval.types import GenParams, GenRequest, LoglikRequest
 
 HAVE_VLLM = vllm_usable()[0]
 ENGINE = EngineSettings(dtype="float32", max_model_len=1024)
-
-
-@contextlib.contextmanager
-def in_process_engine() -> Iterator[None]:
-    """Engine core in this process: spawning it costs minutes on a busy 2-core machine."""
-    old = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
-    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)
-        else:
-            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = old
 
 
 @pytest.fixture(scope="module")
