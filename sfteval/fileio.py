@@ -59,6 +59,19 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         raise SftevalError(f"malformed JSON: {e.msg} (column {e.colno})", path=str(path), line=e.lineno) from e
 
 
+def _json_loads() -> Any:
+    """orjson when installed (parsing dominates opening a large samples file), else json.
+
+    orjson's decode error subclasses json.JSONDecodeError, so one except serves both.
+    """
+    try:
+        import orjson
+
+        return orjson.loads
+    except ImportError:
+        return json.loads
+
+
 def iter_jsonl(path: str | os.PathLike[str], *, tolerate_torn_tail: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line_number, object) for each non-blank line; line numbers are 1-based.
 
@@ -69,15 +82,15 @@ def iter_jsonl(path: str | os.PathLike[str], *, tolerate_torn_tail: bool = False
     path = Path(path)
     if not path.is_file():
         raise SftevalError("file not found", path=str(path))
-    with path.open("r", encoding="utf-8") as f:
-        lines = f.readlines()
+    loads = _json_loads()
+    lines = path.read_bytes().split(b"\n")  # the last piece is b"" when the file ends in a newline
     for i, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
         try:
-            obj = json.loads(raw)
+            obj = loads(raw)
         except json.JSONDecodeError as e:
-            if tolerate_torn_tail and i == len(lines) and not raw.endswith("\n"):
+            if tolerate_torn_tail and i == len(lines):  # no newline after it: a torn write
                 return
             raise SftevalError(f"malformed JSON line: {e.msg} (column {e.colno})", path=str(path), line=i) from e
         if not isinstance(obj, dict):

@@ -130,38 +130,10 @@ def samples_path(run_dir: str | Path, benchmark: str) -> Path:
     return run_dir / "samples" / f"{benchmark}.jsonl"
 
 
-def _iter_lines_fast(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """iter_jsonl's contract (1-based line numbers, torn last line skipped, one clear
-    error for a bad line) with orjson when installed: parsing dominates the time to open
-    a large samples file, and orjson cuts it by a third or more."""
-    try:
-        import orjson
-    except ImportError:
-        yield from iter_jsonl(path, tolerate_torn_tail=True)
-        return
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise SftevalError("file not found", path=str(path)) from None
-    lines = data.split(b"\n")
-    for i, raw in enumerate(lines, start=1):
-        if not raw.strip():
-            continue
-        try:
-            obj = orjson.loads(raw)
-        except orjson.JSONDecodeError as e:
-            if i == len(lines):  # the last piece has no newline after it: a torn write
-                return
-            raise SftevalError(f"malformed JSON line: {e}", path=str(path), line=i) from e
-        if not isinstance(obj, dict):
-            raise SftevalError(f"expected a JSON object, got {type(obj).__name__}", path=str(path), line=i)
-        yield i, obj
-
-
 def iter_samples(run_dir: str | Path, benchmark: str) -> Iterator[dict[str, Any]]:
     """Stream one benchmark's samples (a torn last line from a crash is skipped)."""
     path = samples_path(run_dir, benchmark)
-    for line, obj in _iter_lines_fast(path):
+    for line, obj in iter_jsonl(path, tolerate_torn_tail=True):
         if "id" not in obj:
             raise SftevalError("sample has no 'id'", path=str(path), line=line, field="id")
         yield obj
