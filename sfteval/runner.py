@@ -149,8 +149,9 @@ def execute_run(cfg: RunConfig, backend: Backend | None = None, report: Reporter
             path = run_dir / "samples" / f"{spec.name}.jsonl"
             if source is None:
                 source = lambda samples: _from_backend(get_backend(), samples)  # noqa: E731
+            hashes = {s.id: sha256_text(s.prompt) for s in built.samples}
             loaded_before = load_s[0]
-            timing = _fill(spec, kind, built, path, chunk, source, report)
+            timing = _fill(spec, kind, built, hashes, path, chunk, source, report)
             if load_s[0] != loaded_before:  # the model was opened inside this benchmark's first chunk
                 timing = {**timing, "generate_s": round(timing["generate_s"] - load_s[0], 3), "model_load_s": round(load_s[0], 3)}
             records = _read_ordered(path, built.samples)
@@ -165,7 +166,7 @@ def execute_run(cfg: RunConfig, backend: Backend | None = None, report: Reporter
                 "breakdown": to_dict(agg.breakdown),
                 "settings": built.settings,
                 "data": built.data,
-                "prompts_digest": sha256_text("".join(f"{s.id}:{sha256_text(s.prompt)}\n" for s in sorted(built.samples, key=lambda s: s.id))),
+                "prompts_digest": sha256_text("".join(f"{i}:{hashes[i]}\n" for i in sorted(hashes))),
                 "samples_file": f"samples/{spec.name}.jsonl",
                 "timing": {**timing, "aggregate_s": round(time.perf_counter() - t0 - sum(timing.values()), 3)},
                 "source": spec.source,
@@ -193,10 +194,11 @@ def execute_run(cfg: RunConfig, backend: Backend | None = None, report: Reporter
     return run_dir
 
 
-def _fill(spec, kind, built: Built, path: Path, chunk: int, source, report: Reporter | None) -> dict[str, float]:
+def _fill(
+    spec, kind, built: Built, hashes: dict[str, str], path: Path, chunk: int, source, report: Reporter | None
+) -> dict[str, float]:
     """Generate + score every sample not yet on disk, chunk by chunk; returns timings."""
     truncate_torn_tail(path)
-    hashes = {s.id: sha256_text(s.prompt) for s in built.samples}
     done: set[str] = set()
     if path.is_file():
         for line, rec in iter_jsonl(path):
