@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "dashboard"))
+sys.path.insert(0, str(ROOT / "sfteval" / "dashboard"))
 GSM8K = ROOT.parent / "shared" / "data" / "gsm8k" / "train.jsonl"
 
 
@@ -118,7 +118,7 @@ def main() -> None:
         for _ in range(args.repeat):
             st.cache_data.clear()
             st.cache_resource.clear()
-            at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=120)
+            at = AppTest.from_file(str(ROOT / "sfteval" / "dashboard" / "app.py"), default_timeout=120)
             at.run()
             at.switch_page("views/samples.py")
             cold.append(_timed(at.run))

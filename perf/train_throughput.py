@@ -75,8 +75,8 @@ def peak_rss_mb() -> float:
 
 
 def child_ours(model: str, data: str, steps: int, variant: str) -> dict:
-    from train.config import TrainConfig
-    from train.sft import train
+    from sfteval.train.config import TrainConfig
+    from sfteval.train.sft import train
 
     with tempfile.TemporaryDirectory() as out:
         res = train(
@@ -96,8 +96,8 @@ def child_bare(model: str, data: str, steps: int) -> dict:
     import torch.nn.functional as F
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from train.batching import micro_batch_tensors, plan_epoch, step_batches
-    from train.data import end_token_ids, load_encoded, prepare_tokenizer
+    from sfteval.train.batching import micro_batch_tensors, plan_epoch, step_batches
+    from sfteval.train.data import end_token_ids, load_encoded, prepare_tokenizer
 
     torch.manual_seed(0)
     tok = AutoTokenizer.from_pretrained(model)

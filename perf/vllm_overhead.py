@@ -41,7 +41,7 @@ def bench_toml(folder: Path, shots: int, max_new: int) -> Path:
     if (SHARED / "test.jsonl").is_file():
         test, train = SHARED / "test.jsonl", SHARED / "train.jsonl"
     else:
-        test, train = ROOT / "benchmarks/data/offline/gsm8k_test.jsonl", ROOT / "benchmarks/data/offline/gsm8k_train.jsonl"
+        test, train = ROOT / "sfteval/catalog/data/offline/gsm8k_test.jsonl", ROOT / "sfteval/catalog/data/offline/gsm8k_train.jsonl"
     path = folder / "perf_gsm8k.toml"
     path.write_text(
         f'name = "perf_gsm8k"\nkind = "math"\n[data]\nlocal = "{test}"\nfewshot_local = "{train}"\n'

@@ -35,7 +35,7 @@ def mmlu_toml(folder: Path, n: int) -> Path:
     path = folder / "perf_mmlu.toml"
     path.write_text(
         f'name = "perf_mmlu"\nkind = "choice"\n[data]\nlocal = "{data}"\n'
-        f'fewshot_local = "{ROOT / "benchmarks/data/offline/mmlu_dev.jsonl"}"\n'
+        f'fewshot_local = "{ROOT / "sfteval/catalog/data/offline/mmlu_dev.jsonl"}"\n'
         '[prompt]\nnum_fewshot = 5\n[options]\nmode = "loglik"\n'
     )
     return path

@@ -1,5 +1,5 @@
-"""Benchmark definitions: one TOML per benchmark in `benchmarks/`, suites in
-`benchmarks/suites/`. A TOML names a scorer kind, its data, prompt and generation
+"""Benchmark definitions: one TOML per benchmark in `sfteval/catalog/`, suites in
+`sfteval/catalog/suites/`. A TOML names a scorer kind, its data, prompt and generation
 settings; the behaviour lives in `sfteval/kinds/`.
 
     name = "gsm8k"
@@ -27,7 +27,8 @@ from sfteval.errors import SftevalError
 from sfteval.fileio import sha256_file
 from sfteval.types import GenParams
 
-REPO_BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+# The built-in catalog ships inside the package (package data), so a wheel install finds it.
+REPO_BENCHMARKS = Path(__file__).resolve().parent / "catalog"
 
 
 def benchmarks_dir() -> Path:

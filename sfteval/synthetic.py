@@ -6,7 +6,7 @@ arithmetic, unit and capital-city facts (MMLU schema: question, subject, choices
 answer index), and instruction tasks with one right response (alpaca schema). All are
 deterministic given the seed. They feed the `offline` suite, the tests and the demo.
 
-    python -m sfteval.synthetic benchmarks/data/offline     # regenerate the files
+    python -m sfteval.synthetic sfteval/catalog/data/offline     # regenerate the files
 """
 
 from __future__ import annotations
@@ -115,5 +115,5 @@ def offline_files(out_dir: Path) -> dict[str, int]:
 
 
 if __name__ == "__main__":
-    target = Path(sys.argv[1] if len(sys.argv) > 1 else "benchmarks/data/offline")
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else "sfteval/catalog/data/offline")
     print(offline_files(target))

@@ -53,7 +53,7 @@ def test_modes(tiny_model_no_template) -> None:
 def test_eval_renders_conversations_exactly_as_the_trainer_trained_them(tiny_model_no_template) -> None:
     from transformers import AutoTokenizer
 
-    from train.data import prepare_tokenizer
+    from sfteval.train.data import prepare_tokenizer
 
     base = AutoTokenizer.from_pretrained(tiny_model_no_template)
     tuned = AutoTokenizer.from_pretrained(tiny_model_no_template)

@@ -1,10 +1,9 @@
-"""`sfteval dashboard`: serve the Streamlit app (dashboard/app.py) on a reports folder.
+"""`sfteval dashboard`: serve the Streamlit app (sfteval/dashboard/app.py) on a reports folder.
 
 Binds to 127.0.0.1 unless --host says otherwise: the Rate page writes votes, so the
 app is not exposed to the network by accident. Settings reach the app through the
-environment (SFTEVAL_REPORTS, SFTEVAL_RATINGS_DB). The app lives in the source tree
-next to the package (dashboard/), so this command needs a checkout or an editable
-install.
+environment (SFTEVAL_REPORTS, SFTEVAL_RATINGS_DB). The app ships inside the package
+(sfteval/dashboard/, package data), so a wheel install serves it too.
 """
 
 from __future__ import annotations
@@ -35,10 +34,10 @@ Stop it with Ctrl-C. Votes are kept in --db (default REPORTS/ratings.sqlite3).
 
 
 def app_path() -> Path:
-    path = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
-    if not path.is_file():
-        raise SftevalError("the dashboard app is not next to the sfteval package", path=str(path),
-                           hint="run from a source checkout (pip install -e '.[dashboard]')")
+    path = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
+    if not path.is_file():  # shipped as package data; missing only in a broken install
+        raise SftevalError("the dashboard app is missing from the sfteval package", path=str(path),
+                           hint="reinstall sfteval with the dashboard extra: pip install 'sfteval[dashboard]'")
     return path
 
 

@@ -28,7 +28,7 @@ command resumes where it stopped. Exit 0 on success, 2 on bad input.
 
 def run_command(
     checkpoint: Optional[str] = typer.Argument(None, help="Checkpoint folder, or a trainer output holding checkpoint-*/ folders."),
-    benchmark: list[str] = typer.Option([], "--benchmark", "-b", help="Benchmark name (benchmarks/NAME.toml) or TOML path; repeatable."),
+    benchmark: list[str] = typer.Option([], "--benchmark", "-b", help="Benchmark name (a built-in: sfteval/catalog/NAME.toml) or TOML path; repeatable."),
     suite: Optional[str] = typer.Option(None, "--suite", help="A set of benchmarks: offline, default, or a suite TOML."),
     data: list[str] = typer.Option([], "--data", help="NAME=PATH: local data for a benchmark (e.g. heldout=val.jsonl); repeatable."),
     train_data: Optional[str] = typer.Option(None, "--train-data", help="A sample of the SFT training data, scored as benchmark 'train' (overfitting gap)."),

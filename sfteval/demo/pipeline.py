@@ -2,7 +2,7 @@
 
     1. data      sfteval.demo.corpus: evaluation items, SFT train / held-out splits
     2. base      sfteval.demo.pretrain: tokenizer + tiny Llama pretrained on the corpus
-    3. sft       train.sft.train: full fine-tuning for several epochs at a learning rate
+    3. sft       sfteval.train.sft.train: full fine-tuning for several epochs at a learning rate
                  high for SFT (1e-3), several checkpoints: the target task improves and the
                  general skills of so small a model suffer, which is what the demo shows
     4. runs      sfteval.runner.execute_run on the base, sfteval.sweep.run_sweep on every
@@ -143,8 +143,8 @@ def make_base(out: Path, files: TaskFiles, s: DemoSettings, say: Say) -> tuple[P
 
 
 def make_sft(out: Path, base: Path, files: TaskFiles, s: DemoSettings, fresh: bool) -> Any:
-    from train.config import TrainConfig
-    from train.sft import train
+    from sfteval.train.config import TrainConfig
+    from sfteval.train.sft import train
 
     sft_dir = out / "sft"
     if fresh:  # checkpoints of an older base must not be resumed onto a new one

@@ -17,8 +17,8 @@ from pathlib import Path
 TESTS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TESTS))
 ROOT = TESTS.parent
-APP = ROOT / "dashboard" / "app.py"
-sys.path.insert(0, str(ROOT / "dashboard"))  # `import data` as the pages do
+APP = ROOT / "sfteval" / "dashboard" / "app.py"
+sys.path.insert(0, str(ROOT / "sfteval" / "dashboard"))  # `import data` as the pages do
 
 from runfolders import FakeBench, write_run, write_sweep  # noqa: E402, F401  (the last two: re-exported for conftest)
 

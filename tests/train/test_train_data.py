@@ -1,4 +1,4 @@
-"""Loss masks, truncation, bad rows, batch plans and packing (train.data, train.batching)."""
+"""Loss masks, truncation, bad rows, batch plans and packing (sfteval.train.data, sfteval.train.batching)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from sfteval.formats import load_conversations
 from sfteval.tinymodel import CHAT_TEMPLATE
 from sfteval.types import Conversation, Message
 from sftdata import alpaca_rows, write_jsonl
-from train.batching import collate, pack, padding_waste, plan_epoch
-from train.data import DEFAULT_TEMPLATE, Encoded, encode, encode_all, end_token_ids, prepare_tokenizer, truncate
+from sfteval.train.batching import collate, pack, padding_waste, plan_epoch
+from sfteval.train.data import DEFAULT_TEMPLATE, Encoded, encode, encode_all, end_token_ids, prepare_tokenizer, truncate
 
 MULTI = Conversation(
     id="m",
@@ -127,7 +127,7 @@ def test_template_without_end_token_is_refused(tiny_tokenizer):
 
 
 def test_bad_rows_name_file_and_line_or_are_counted(tmp_path: Path, tiny_tokenizer):
-    from train.data import load_encoded
+    from sfteval.train.data import load_encoded
 
     rows = alpaca_rows(4)
     rows[2] = {"instruction": "no output here"}
@@ -166,7 +166,7 @@ def test_packing_rows_fit_and_positions_restart():
 def test_every_format_and_file_type_gives_the_same_samples(tmp_path: Path, tiny_tokenizer):
     import json
 
-    from train.data import load_encoded
+    from sfteval.train.data import load_encoded
 
     qa = [("What is 2 + 3?", "5"), ("Name a colour.", "Blue.")]
     alpaca = [{"instruction": q, "output": a} for q, a in qa]
@@ -184,7 +184,7 @@ def test_importing_the_trainer_does_not_import_torch():
     import subprocess
     import sys
 
-    code = "import sys, train.sft, train.data, train.batching, train.loop, train.checkpoint; print('torch' in sys.modules)"
+    code = "import sys, sfteval.train.sft, sfteval.train.data, sfteval.train.batching, sfteval.train.loop, sfteval.train.checkpoint; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[2])
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from sfteval.types import Conversation, Message
-from train.batching import collate
-from train.data import encode, end_token_ids, truncate
-from train.loop import lr_factor, token_loss_sum, train_step
+from sfteval.train.batching import collate
+from sfteval.train.data import encode, end_token_ids, truncate
+from sfteval.train.loop import lr_factor, token_loss_sum, train_step
 
 
 def samples(tok, n: int = 4):

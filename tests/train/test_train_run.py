@@ -1,4 +1,4 @@
-"""Whole runs of train.sft.train on the tiny model: checkpoints, resume, logs, LoRA, config."""
+"""Whole runs of sfteval.train.sft.train on the tiny model: checkpoints, resume, logs, LoRA, config."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from sfteval.errors import SftevalError
-from train.config import TrainConfig, config_from_args, load_config
-from train.sft import train
+from sfteval.train.config import TrainConfig, config_from_args, load_config
+from sfteval.train.sft import train
 
 REPO = Path(__file__).resolve().parents[2]
 LOG_KEYS = {"step", "epoch", "train_loss", "lr", "grad_norm", "tokens_per_s", "supervised_tokens"}
@@ -109,7 +109,7 @@ def test_lora_saves_adapter_and_an_equivalent_merged_model(tiny_model, sft_data,
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from train.config import LoraSettings
+    from sfteval.train.config import LoraSettings
 
     lora = LoraSettings(enabled=True, r=4, alpha=8, dropout=0.0, save_merged=True)
     res = train(base_cfg(tiny_model, sft_data, tmp_path, max_steps=2, save_steps=None, lora=lora, packing=True, cutoff_len=128,
@@ -148,7 +148,7 @@ def test_toml_knobs_and_flags_override(tmp_path):
     toml.write_text('model = "m"\nlearning_rate = 1\n')
     with pytest.raises(SftevalError, match="learning_rate"):
         config_from_args(["--config", str(toml)])
-    for example in sorted((REPO / "train" / "configs").glob("*.toml")):
+    for example in sorted((REPO / "sfteval" / "train" / "configs").glob("*.toml")):
         assert load_config(example, model="m", data=["d.jsonl"], output="o").to_dict()
 
 

@@ -14,7 +14,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from train.config import TrainConfig
+from sfteval.train.config import TrainConfig
 
 
 def token_loss_sum(model: Any, batch: dict[str, Any]) -> Any:

@@ -23,7 +23,7 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from train.data import Encoded
+from sfteval.train.data import Encoded
 
 Row = list[int]  # sample indices making up one row of a micro-batch
 MicroBatch = list[Row]
