@@ -1,10 +1,12 @@
 """Base vs tuned: align two run folders by item id and compare them honestly.
 
-Covered: loading run folders (docs/run-format.md), refusing comparisons whose prompts,
-generation settings, data or chat-template use differ (listing exactly what differs),
+Covered: refusing comparisons whose prompts, generation settings, data or chat-template
+use differ (listing exactly what differs),
 paired deltas with bootstrap CIs, McNemar / paired-t p-values with Holm adjustment,
-retention, flips, per-group breakdowns, forgetting verdicts, and assembling the
-diagnoses of `sfteval.diagnose` into one `comparison.json` (docs/compare-format.md).
+retention, flips, per-group breakdowns, forgetting verdicts, and running the
+diagnoses registered in `sfteval.diagnoses.DIAGNOSES`, assembled into one
+`comparison.json` (docs/compare-format.md). Dependencies run one way: compare ->
+diagnoses -> runfolder; nothing here is imported back by a diagnosis.
 
 Not covered: running models (checkpoints are turned into runs by the CLI through the
 runner first) and the statistics themselves (`sfteval.paired`).
@@ -14,16 +16,22 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sfteval import diagnose
+from sfteval.diagnoses import DIAGNOSES
+from sfteval.diagnoses.common import est_dict, num, output_text
+from sfteval.diagnoses.context import CompareSettings, DiagnosisInput
+from sfteval.diagnoses.forgetting import forgetting_verdict
+from sfteval.diagnoses.training import load_training, training_sources
 from sfteval.errors import SftevalError
-from sfteval.fileio import atomic_write_json, iter_jsonl, read_json
+from sfteval.fileio import atomic_write_json, read_json
 from sfteval.overlap import NGRAM, RUN, SHARE
-from sfteval.paired import DEFAULT_RESAMPLES, PairedResult, compare_paired, holm
-from sfteval.runs import load_results
+from sfteval.paired import PairedResult, compare_paired, holm
+from sfteval.runfolder import Run, is_run_dir, load_run
+
+# re-exported: callers import the settings and the loader from here
+__all__ = ["CompareSettings", "Run", "compare_runs", "is_run_dir", "load_run"]
 
 COMPARE_SCHEMA = "sfteval.compare/1"
 DEFAULT_GENERAL = ("mmlu", "gsm8k", "humaneval")
@@ -32,66 +40,6 @@ MAX_IDS_IN_MISMATCH = 20
 PROMPT_TAIL_CHARS = 2000
 # Settings that may differ without invalidating a comparison (dotted paths).
 NON_BLOCKING_SETTINGS = ("settings.gen.seed",)
-
-
-@dataclass(frozen=True)
-class CompareSettings:
-    seed: int = 0
-    resamples: int = DEFAULT_RESAMPLES
-    alpha: float = 0.05
-    margin: float = 0.01
-    general: tuple[str, ...] = ()  # marked general in addition to results.json's flags
-    allow_mismatch: bool = False
-    train_data: tuple[str, ...] = ()  # SFT files; default: the tuned run's trainer data
-    sweep: str | None = None
-
-
-@dataclass(frozen=True)
-class Run:
-    """A run folder read whole: results.json and every benchmark's samples by id."""
-
-    path: Path
-    results: dict[str, Any]
-    samples: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
-
-    @property
-    def run_id(self) -> str:
-        return str(self.results.get("run_id") or self.path.name)
-
-    @property
-    def benchmarks(self) -> dict[str, dict[str, Any]]:
-        return self.results["benchmarks"]
-
-
-def is_run_dir(path: str | Path) -> bool:
-    path = Path(path)
-    return (path / "results.json").is_file() or (path.name == "results.json" and path.is_file())
-
-
-def load_run(path: str | Path) -> Run:
-    """Read a run folder (or its results.json) with a schema check."""
-    path = Path(path)
-    run_dir = path.parent if path.name == "results.json" else path
-    results_path = run_dir / "results.json"
-    if not results_path.is_file():
-        raise SftevalError(
-            "not a run folder (no results.json)", path=str(run_dir),
-            hint="pass a folder written by `sfteval run` (reports/runs/<run_id>) or a checkpoint dir",
-        )
-    results = load_results(run_dir)  # the one schema check, shared with the dashboard
-    samples: dict[str, dict[str, dict[str, Any]]] = {}
-    for name, info in results["benchmarks"].items():
-        rel = (info or {}).get("samples_file") or f"samples/{name}.jsonl"
-        spath = run_dir / rel
-        rows: dict[str, dict[str, Any]] = {}
-        for line, obj in iter_jsonl(spath, tolerate_torn_tail=True):
-            if "id" not in obj:
-                raise SftevalError("sample has no 'id'", path=str(spath), line=line, field="id")
-            if not isinstance(obj.get("scores", {}), dict):
-                raise SftevalError("'scores' must be an object", path=str(spath), line=line, field="scores")
-            rows[str(obj["id"])] = obj  # a later duplicate (resumed run) replaces the earlier
-        samples[name] = rows
-    return Run(run_dir.resolve(), results, samples)
 
 
 # ----------------------------------------------------------------------------- mismatches
@@ -175,39 +123,7 @@ def describe_mismatch(m: dict[str, Any]) -> str:
     return f"{where}{m['field']} differs: base {m['base']!r}, tuned {m['tuned']!r}"
 
 
-# ----------------------------------------------------------------------------- verdicts
-
-
-def forgetting_verdict(delta: float, ci95: tuple[float, float], margin: float) -> dict[str, Any]:
-    """forgot / no evidence / improved from the delta's 95% CI against `margin` (>= 0)."""
-    lo, hi = ci95
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        verdict, detail = "no evidence", "inconclusive: no confidence interval"
-    elif hi < -margin:
-        verdict, detail = "forgot", "drop beyond margin"
-    elif lo > margin:
-        verdict, detail = "improved", "gain beyond margin"
-    elif lo >= -margin and hi <= margin:
-        verdict, detail = "no evidence", "within margin"
-    elif hi < 0:
-        verdict, detail = "no evidence", "drop, but not shown beyond margin"
-    elif lo > 0:
-        verdict, detail = "no evidence", "gain, but not shown beyond margin"
-    else:
-        verdict, detail = "no evidence", "inconclusive: CI wider than margin"
-    return {"verdict": verdict, "detail": detail, "margin": margin, "delta": _num(delta), "ci95": [_num(lo), _num(hi)]}
-
-
 # ----------------------------------------------------------------------------- per benchmark
-
-
-def _num(x: float | None) -> float | None:
-    return None if x is None or not math.isfinite(x) else float(x)
-
-
-def est_dict(e: Any) -> dict[str, Any]:
-    return {"value": _num(e.value), "stderr": _num(e.stderr), "ci95": [_num(e.ci95[0]), _num(e.ci95[1])],
-            "n": e.n, "method": e.method}
 
 
 def _score(row: dict[str, Any], metric: str) -> float | None:
@@ -242,10 +158,10 @@ def metric_entry(res: PairedResult, ids: list[str], b: list[float], t: list[floa
         "base_reported": (bi.get("metrics") or {}).get(metric),
         "tuned_reported": (ti.get("metrics") or {}).get(metric),
         "delta": est_dict(res.delta),
-        "p_value": _num(res.p_value),
+        "p_value": num(res.p_value),
         "test": res.test,
         "p_holm": None,
-        "retention": _num(res.retention) if res.retention is not None else None,
+        "retention": num(res.retention) if res.retention is not None else None,
         "flips": flips,
     }
 
@@ -255,7 +171,7 @@ def _flip_example(direction: str, i: str, brow: dict[str, Any], trow: dict[str, 
         "direction": direction, "id": i,
         "prompt": str(brow.get("prompt") or "")[-PROMPT_TAIL_CHARS:],
         "reference": brow.get("reference"),
-        "base_output": diagnose.output_text(brow), "tuned_output": diagnose.output_text(trow),
+        "base_output": output_text(brow), "tuned_output": output_text(trow),
         "base_answer": brow.get("answer"), "tuned_answer": trow.get("answer"),
     }
 
@@ -268,7 +184,7 @@ def _breakdown(bi: dict[str, Any], ti: dict[str, Any], metric: str) -> dict[str,
         for g, metrics in (groups or {}).items():
             be, te = (metrics or {}).get(metric), (tgroups.get(g) or {}).get(metric)
             if be and te:
-                rows[g] = {"base": be, "tuned": te, "delta": _num(float(te["value"]) - float(be["value"]))}
+                rows[g] = {"base": be, "tuned": te, "delta": num(float(te["value"]) - float(be["value"]))}
         if rows:
             out[key] = rows
     return out
@@ -350,12 +266,9 @@ def compare_runs(base: Run, tuned: Run, settings: CompareSettings = CompareSetti
     finite = [(k, p) for k, p in zip(family, pvals) if p is not None]
     for (b, m), adj in zip([k for k, _ in finite], holm([p for _, p in finite])):
         per_bench[b]["metrics"][m]["p_holm"] = adj
-    forgetting: dict[str, Any] = {"margin": settings.margin, "forgot": [], "no evidence": [], "improved": []}
-    for b, e in per_bench.items():
-        if e["forgetting"]:
-            forgetting[e["forgetting"]["verdict"]].append(b)
-    train_sources = diagnose.training_sources(settings.train_data, tuned.results)
-    training = diagnose.load_training(train_sources)
+    train_sources = training_sources(settings.train_data, tuned.results)
+    inputs = DiagnosisInput(base, tuned, tuple(benches), per_bench, settings, load_training(train_sources))
+    diagnoses = {name: diagnose(inputs) for name, diagnose in DIAGNOSES.items()}
     return json_safe({
         "schema": COMPARE_SCHEMA,
         "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -374,15 +287,7 @@ def compare_runs(base: Run, tuned: Run, settings: CompareSettings = CompareSetti
         "only_in_tuned": [b for b in tuned.benchmarks if b not in base.benchmarks],
         "benchmarks": per_bench,
         "holm": {"family": [f"{b}/{m}" for b, m in family], "method": "holm"},
-        "forgetting": forgetting,
-        "overfitting": {
-            "train_heldout": diagnose.train_heldout(base.results, tuned.results),
-            "memorisation": diagnose.memorisation(base, tuned, training),
-            "sweep": diagnose.sweep_analysis(settings.sweep) if settings.sweep else
-            {"available": False, "reason": "no sweep given (--sweep PATH to sweep.json)"},
-        },
-        "drift": {b: diagnose.drift(base.samples[b], tuned.samples[b], settings.alpha) for b in benches},
-        "contamination": diagnose.contamination(base, tuned, training, per_bench, settings),
+        **diagnoses,
     })
 
 

@@ -1,16 +1,20 @@
 """What a report says: the sections of a comparison report and of a run report.
 
-Split from `sfteval.report` (rendering, plots) to keep each module readable. Every
-number comes from comparison.json or the run folder; nothing is recomputed here except
-run-level output health (means of per-sample measures, `sfteval.diagnose.health`).
+Split from `sfteval.report` (rendering) to keep each module readable. Every number
+comes from comparison.json or the run folder; nothing is recomputed here except
+run-level output health (means of per-sample measures, `sfteval.diagnoses.drift.health`).
+`SECTIONS` renders each diagnosis of `sfteval.diagnoses.DIAGNOSES` under the same key.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sfteval.report import (
+from sfteval.compare import describe_mismatch
+from sfteval.diagnoses import drift as drift_diagnosis
+from sfteval.report_blocks import (
     FLIP_TEXT_CHARS,
     MAX_GROUPS,
     Block,
@@ -21,11 +25,10 @@ from sfteval.report import (
     fmt,
     fmt_ci,
     fmt_p,
-    forest_plot,
-    group_bars,
     plots_note,
-    sweep_plot,
 )
+from sfteval.report_plots import forest_plot, group_bars, sweep_plot
+from sfteval.runfolder import load_run
 
 
 def _clip(text: Any, n: int = FLIP_TEXT_CHARS) -> str:
@@ -66,7 +69,7 @@ def _scores(c: dict[str, Any], missing: list[str]) -> Section:
     return Section("Scores: tuned vs base", tuple(blocks))
 
 
-def _forgetting(c: dict[str, Any]) -> Section | None:
+def _forgetting(c: dict[str, Any], missing: list[str]) -> Section | None:
     rows = [(b, e["forgetting"]["metric"], e["forgetting"]["verdict"], e["forgetting"]["detail"],
              fmt(e["forgetting"]["delta"]), fmt_ci(e["forgetting"]["ci95"], True))
             for b, e in c["benchmarks"].items() if e.get("forgetting")]
@@ -117,7 +120,7 @@ def _sweep_blocks(sw: dict[str, Any], missing: list[str]) -> list[Block]:
 
 
 def sweep_sections(sw: dict[str, Any]) -> tuple[str, list[Section]]:
-    """A report for one sweep.json (the analysis of `sfteval.diagnose.sweep_analysis`)."""
+    """A report for one sweep.json (the analysis of `sfteval.diagnoses.sweep.sweep_analysis`)."""
     missing: list[str] = []
     title = f"sfteval sweep: {sw['path']}"
     if not sw.get("available"):
@@ -164,7 +167,7 @@ _DRIFT = ("extraction_failure_rate", "strict_flexible_gap", "output_tokens", "tr
           "template_leak_rate")
 
 
-def _drift(c: dict[str, Any]) -> Section:
+def _drift(c: dict[str, Any], missing: list[str]) -> Section:
     rows = []
     for b, d in c["drift"].items():
         for q in _DRIFT:
@@ -181,7 +184,7 @@ def _drift(c: dict[str, Any]) -> Section:
                                              tuple(rows)),))
 
 
-def _contamination(c: dict[str, Any]) -> Section:
+def _contamination(c: dict[str, Any], missing: list[str]) -> Section:
     ct = c["contamination"]
     if not ct.get("available"):
         return Section("Contamination", (f"Not available ({ct['reason']}).",))
@@ -212,6 +215,16 @@ def _flips(c: dict[str, Any]) -> Section | None:
     return Section("Top flips", tuple(blocks)) if blocks else None
 
 
+# One renderer per diagnosis, keyed like `sfteval.diagnoses.DIAGNOSES` (a test checks the keys
+# agree); each takes the whole comparison and the list of plots left out.
+SECTIONS: dict[str, Callable[[dict[str, Any], list[str]], Section | None]] = {
+    "forgetting": _forgetting,
+    "overfitting": _overfitting,
+    "drift": _drift,
+    "contamination": _contamination,
+}
+
+
 def comparison_sections(c: dict[str, Any]) -> tuple[str, list[Section]]:
     base, tuned = c["base"], c["tuned"]
     title = f"sfteval comparison: {base['label'] or base['run_id']} -> {tuned['label'] or tuned['run_id']}"
@@ -223,18 +236,20 @@ def comparison_sections(c: dict[str, Any]) -> tuple[str, list[Section]]:
              f"{fg['improved'] or 'none'}; no evidence {fg['no evidence'] or 'none'}."]
     sections = [Section("Summary", tuple(intro))]
     if c["mismatches"]:
-        from sfteval.compare import describe_mismatch
-
         rows = tuple((describe_mismatch(m), "yes" if m["blocking"] else "no") for m in c["mismatches"])
         sections.append(Section("Differences between the runs", (
             "ACCEPTED WITH --allow-mismatch: read the deltas with these in mind."
             if any(m["blocking"] for m in c["mismatches"]) else "Informational only.",
             Table(("difference", "blocking"), rows))))
     sections.append(_scores(c, missing))
-    for extra in (_forgetting(c), _breakdowns(c, missing)):
-        if extra:
-            sections.append(extra)
-    sections += [_overfitting(c, missing), _drift(c), _contamination(c)]
+    groups = _breakdowns(c, missing)
+    if groups:
+        sections.append(groups)
+    for name, render in SECTIONS.items():
+        if name in c:
+            section = render(c, missing)
+            if section:
+                sections.append(section)
     flips = _flips(c)
     if flips:
         sections.append(flips)
@@ -245,9 +260,6 @@ def comparison_sections(c: dict[str, Any]) -> tuple[str, list[Section]]:
 
 
 def run_sections(results: dict[str, Any], run_dir: str | Path | None) -> tuple[str, list[Section]]:
-    from sfteval import diagnose
-    from sfteval.compare import load_run
-
     model = results.get("model") or {}
     title = f"sfteval run: {results.get('label') or results.get('run_id')}"
     missing: list[str] = []
@@ -279,7 +291,7 @@ def run_sections(results: dict[str, Any], run_dir: str | Path | None) -> tuple[s
         run = load_run(run_dir)
         hrows = []
         for b, samples in run.samples.items():
-            h = diagnose.health(samples)
-            hrows.append((b, *(fmt(h[k]) for k in diagnose.ITEM_MEASURES)))
-        sections.append(Section("Output health", (Table(("benchmark", *diagnose.ITEM_MEASURES), tuple(hrows)),)))
+            h = drift_diagnosis.health(samples)
+            hrows.append((b, *(fmt(h[k]) for k in drift_diagnosis.ITEM_MEASURES)))
+        sections.append(Section("Output health", (Table(("benchmark", *drift_diagnosis.ITEM_MEASURES), tuple(hrows)),)))
     return title, sections + plots_note(missing)

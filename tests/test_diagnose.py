@@ -9,7 +9,10 @@ import pytest
 
 from runfolders import FakeBench, write_run, write_sft, write_sweep
 from sfteval.compare import CompareSettings, compare_runs, load_run
-from sfteval.diagnose import drift, repetition, sweep_analysis, training_sources, train_heldout
+from sfteval.diagnoses.drift import drift, repetition
+from sfteval.diagnoses.overfitting import train_heldout
+from sfteval.diagnoses.sweep import sweep_analysis
+from sfteval.diagnoses.training import training_sources
 from sfteval.overlap import OverlapIndex, common_hashes, ngram_hashes, tokens
 
 WORDS = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa "

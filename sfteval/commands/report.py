@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
 
         folder = target if target.is_dir() else target.parent
         if target.name == "sweep.json" or (target.is_dir() and (target / "sweep.json").is_file()):
-            from sfteval.diagnose import sweep_analysis
+            from sfteval.diagnoses.sweep import sweep_analysis
             from sfteval.report_sections import sweep_sections
 
             title, sections = sweep_sections(sweep_analysis(folder / "sweep.json"))
