@@ -8,6 +8,12 @@ and sampling seeds are per sample, so a run killed midway and resumed produces t
 same samples (and results) as an uninterrupted one.
 
 The model is loaded lazily: a run whose samples are all on disk loads nothing.
+
+One writer at a time: the run folder is locked (`sfteval.runlock`) for the whole run, and
+`sfteval.runstate` keeps created time, backend info and timings across sessions, so a
+resumed run adds to them. A finished run that is re-run generates nothing and leaves
+results.json untouched (byte for byte); a run that fails before its first sample leaves
+no run folder behind.
 """
 
 from __future__ import annotations
@@ -25,10 +31,12 @@ from sfteval.backends import Backend, backend_class
 from sfteval.benchmarks import BenchmarkSpec, load_spec, resolve_benchmarks
 from sfteval.config import RunConfig
 from sfteval.errors import SftevalError
+from sfteval import runstate
 from sfteval.fileio import append_jsonl, atomic_write_json, iter_jsonl, sha256_file, sha256_text, truncate_torn_tail
 from sfteval.kinds import BuildContext, Built, get_kind
 from sfteval.prompts import make_renderer
 from sfteval.provenance import environment, fingerprint
+from sfteval.runlock import RunLock
 from sfteval.types import RUN_SCHEMA, Generation, GenRequest, Loglik, Sample, to_dict
 
 Reporter = Callable[[str, int, int], None]  # (benchmark, done, total)
@@ -120,8 +128,63 @@ def execute_run(cfg: RunConfig, backend: Backend | None = None, report: Reporter
     label = _label(cfg)
     run_id = plan_id(label, model_key, specs, cfg, backend_name)
     run_dir = Path(cfg.out) / "runs" / run_id
-    (run_dir / "samples").mkdir(parents=True, exist_ok=True)
-    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    plan = _Plan(specs, skipped, replayed, model, backend_name, why, renderer, label, run_id, run_dir)
+    lock = RunLock(run_dir).acquire()  # refuses a second live writer, naming its pid
+    try:
+        return _execute_locked(cfg, plan, backend, report)
+    finally:
+        if not (run_dir / "results.json").is_file() and not _has_samples(run_dir):
+            _discard_empty(run_dir)  # failed before its first sample: leave nothing a reader takes for a run
+        lock.release()
+        _rmdir_quiet(run_dir)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """Everything decided before the run folder is locked."""
+
+    specs: list[BenchmarkSpec]
+    skipped: dict[str, str]
+    replayed: Any
+    model: dict[str, Any]
+    backend_name: str
+    why: str
+    renderer: Any
+    label: str
+    run_id: str
+    run_dir: Path
+
+
+def _has_samples(run_dir: Path) -> bool:
+    return any(p.stat().st_size > 0 for p in (run_dir / "samples").glob("*.jsonl"))
+
+
+def _discard_empty(run_dir: Path) -> None:
+    """Remove what a run wrote before its first sample (only files we know; never others)."""
+    for p in (run_dir / "samples").glob("*.jsonl"):
+        p.unlink(missing_ok=True)
+    (run_dir / runstate.PROGRESS_NAME).unlink(missing_ok=True)
+    _rmdir_quiet(run_dir / "samples")
+
+
+def _rmdir_quiet(path: Path) -> None:
+    try:
+        path.rmdir()  # only when empty: a folder with anything in it stays
+    except OSError:
+        pass
+
+
+def _clean_temp_files(run_dir: Path) -> None:
+    """Temp files of atomic writes cut short by a kill; safe to drop while we hold the lock."""
+    for p in (*run_dir.glob(".*.tmp"), *(run_dir / "samples").glob(".*.tmp")):
+        p.unlink(missing_ok=True)
+
+
+def _execute_locked(cfg: RunConfig, plan: _Plan, backend: Backend | None, report: Reporter | None) -> Path:
+    run_dir, run_id, backend_name, replayed = plan.run_dir, plan.run_id, plan.backend_name, plan.replayed
+    _clean_temp_files(run_dir)
+    state = runstate.begin(runstate.load_prior(run_dir, run_id), run_id)
+    start = state
     chunk = backend.chunk_size if backend is not None else (64 if cfg.replay else backend_class(backend_name).chunk_size)
 
     opened: list[Backend] = [backend] if backend is not None else []
@@ -136,9 +199,9 @@ def execute_run(cfg: RunConfig, backend: Backend | None = None, report: Reporter
 
     results: dict[str, Any] = {}
     try:
-        for spec in specs:
+        for spec in plan.specs:
             kind = get_kind(spec.kind)
-            ctx = BuildContext(renderer, cfg.data.get(spec.name) or (cfg.train_data if spec.name == "train" else None), cfg.limit, cfg.seed)
+            ctx = BuildContext(plan.renderer, cfg.data.get(spec.name) or (cfg.train_data if spec.name == "train" else None), cfg.limit, cfg.seed)
             built = kind.build(spec, ctx)
             t0 = time.perf_counter()
             source = None
@@ -151,9 +214,20 @@ def execute_run(cfg: RunConfig, backend: Backend | None = None, report: Reporter
                 source = lambda samples: _from_backend(get_backend(), samples)  # noqa: E731
             hashes = {s.id: sha256_text(s.prompt) for s in built.samples}
             loaded_before = load_s[0]
-            timing = _fill(spec, kind, built, hashes, path, chunk, source, report)
-            if load_s[0] != loaded_before:  # the model was opened inside this benchmark's first chunk
-                timing = {**timing, "generate_s": round(timing["generate_s"] - load_s[0], 3), "model_load_s": round(load_s[0], 3)}
+
+            def session_timing(t: dict[str, float], loaded_before: float = loaded_before) -> dict[str, float]:
+                if load_s[0] == loaded_before:
+                    return t
+                # the model was opened inside this benchmark's first chunk: not generation time
+                return {**t, "generate_s": round(t["generate_s"] - load_s[0], 3), "model_load_s": round(load_s[0], 3)}
+
+            def progress(t: dict[str, float], new: int, name: str = spec.name) -> None:
+                nonlocal state
+                info = opened[0].info() if opened else None
+                state = runstate.add_session_work(state, start, name, session_timing(t), new, info)
+                runstate.save(run_dir, state)
+
+            timing = session_timing(_fill(spec, kind, built, hashes, path, chunk, source, report, progress))
             records = _read_ordered(path, built.samples)
             agg = kind.aggregate(spec, records)
             results[spec.name] = {
@@ -168,41 +242,75 @@ def execute_run(cfg: RunConfig, backend: Backend | None = None, report: Reporter
                 "data": built.data,
                 "prompts_digest": sha256_text("".join(f"{i}:{hashes[i]}\n" for i in sorted(hashes))),
                 "samples_file": f"samples/{spec.name}.jsonl",
-                "timing": {**timing, "aggregate_s": round(time.perf_counter() - t0 - sum(timing.values()), 3)},
+                "timing": {},
                 "source": spec.source,
             }
-        backend_info = opened[0].info() if opened else {"name": backend_name}
+            aggregate_s = round(time.perf_counter() - t0 - sum(timing.values()), 3)
+            info = opened[0].info() if opened else None
+            state = runstate.add_session_work(state, start, spec.name, {**timing, "aggregate_s": aggregate_s},
+                                              state.sessions[-1]["new_samples"].get(spec.name, 0), info)
+            results[spec.name]["timing"] = state.timings[spec.name]
     finally:
         for b in opened:
             if b is not backend:
                 b.close()
+    if not runstate.generated_anything(state) and _finished_as_planned(run_dir, results):
+        # A finished run re-run: nothing new, so results.json stays exactly as it was.
+        (run_dir / runstate.PROGRESS_NAME).unlink(missing_ok=True)
+        return run_dir
+    backend_info = state.backend or {"name": backend_name}
     doc = {
         "schema": RUN_SCHEMA,
         "run_id": run_id,
-        "label": label,
-        "created": created,
+        "label": plan.label,
+        "created": state.created,
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model": model,
+        "model": plan.model,
         "config": cfg.to_dict(),
         "environment": environment(),
-        "backend": {**backend_info, "selected_because": why},
-        "prompting": renderer.info(),
-        "skipped": skipped,
+        "backend": {**backend_info, "selected_because": plan.why},
+        "prompting": plan.renderer.info(),
+        "skipped": plan.skipped,
         "benchmarks": results,
+        "sessions": list(state.sessions),
     }
     atomic_write_json(run_dir / "results.json", doc)
+    (run_dir / runstate.PROGRESS_NAME).unlink(missing_ok=True)  # results.json carries it all now
     return run_dir
 
 
+def _finished_as_planned(run_dir: Path, results: dict[str, Any]) -> bool:
+    """results.json is there and holds every planned benchmark with the same samples."""
+    try:
+        old = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+        benches = old["benchmarks"]
+        return set(benches) == set(results) and all(_canon(benches[b]) == _canon(r) for b, r in results.items())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False  # unreadable or not ours: rewrite it from the samples
+
+
+def _canon(bench: dict[str, Any]) -> str:
+    """A benchmark entry as JSON text, timing aside (NaN compares equal to NaN this way)."""
+    return json.dumps({k: v for k, v in bench.items() if k != "timing"}, sort_keys=True, default=str)
+
+
 def _fill(
-    spec, kind, built: Built, hashes: dict[str, str], path: Path, chunk: int, source, report: Reporter | None
+    spec, kind, built: Built, hashes: dict[str, str], path: Path, chunk: int, source, report: Reporter | None,
+    progress: Callable[[dict[str, float], int], None] | None = None,
 ) -> dict[str, float]:
-    """Generate + score every sample not yet on disk, chunk by chunk; returns timings."""
+    """Generate + score every sample not yet on disk, chunk by chunk; returns timings.
+
+    `progress(timings so far, new samples so far)` runs after each chunk is on disk."""
     truncate_torn_tail(path)
     done: set[str] = set()
     if path.is_file():
         for line, rec in iter_jsonl(path):
             sid = str(rec.get("id"))
+            if sid in done:
+                raise SftevalError(
+                    f"sample id '{sid}' appears twice", path=str(path), line=line, field="id",
+                    hint="two writers appended to this file (before run folders were locked): delete this run folder and re-run",
+                )
             if sid not in hashes or rec.get("prompt_hash") != hashes[sid]:
                 raise SftevalError(
                     f"sample '{sid}' on disk was made from a different prompt than this run builds",
@@ -210,7 +318,7 @@ def _fill(
                     hint="the data or prompt settings changed: delete this run folder or use another --out",
                 )
             done.add(sid)
-    total, gen_s, score_s = len(built.samples), 0.0, 0.0
+    total, gen_s, score_s, new = len(built.samples), 0.0, 0.0, 0
     if report:
         report(spec.name, len(done), total)
     for start in range(0, total, max(1, chunk)):
@@ -223,8 +331,10 @@ def _fill(
         scored = kind.score(spec, todo, outputs)
         t2 = time.perf_counter()
         append_jsonl(path, [_line(s, o, r, hashes[s.id]) for s, o, r in zip(todo, outputs, scored)])
-        gen_s, score_s = gen_s + t1 - t0, score_s + t2 - t1
+        gen_s, score_s, new = gen_s + t1 - t0, score_s + t2 - t1, new + len(todo)
         done.update(s.id for s in todo)
+        if progress:
+            progress({"generate_s": round(gen_s, 3), "score_s": round(score_s, 3)}, new)
         if report:
             report(spec.name, len(done), total)
     return {"generate_s": round(gen_s, 3), "score_s": round(score_s, 3)}
