@@ -329,8 +329,8 @@ class VoteStore:
                 allowed = self._allowed_items(c, study_id, key)
                 if allowed is not None and item_id not in allowed:
                     raise SftevalError(f"item '{item_id}' is not assigned to rater '{key}'", field="item")
-                res = c.execute(_insert_ignore(c, row))
-                return res.rowcount == 1
+                # RETURNING says whether the row went in (rowcount is -1 under psycopg's RETURNING).
+                return c.execute(_insert_ignore(c, row)).first() is not None
         except IntegrityError as e:  # the foreign key: no such study/item
             raise SftevalError(f"study '{study_id}' has no item '{item_id}'", path=self.display_url,
                                field="item") from e
@@ -367,7 +367,8 @@ class VoteStore:
 
 def _insert_ignore(conn: Any, row: dict[str, Any]) -> Any:
     insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    return insert(t.votes).values(**row).on_conflict_do_nothing(index_elements=["study", "item", "rater"])
+    return (insert(t.votes).values(**row).on_conflict_do_nothing(index_elements=["study", "item", "rater"])
+            .returning(t.votes.c.seq))
 
 
 def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
