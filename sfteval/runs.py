@@ -7,12 +7,16 @@ and `sweep.json` (plus a trainer's `train_log.jsonl`).
 
 Not covered: scoring or statistics (compare.py, stats.py) and anything that needs a
 model. Readers here validate only what they use, and name file, line and field when a
-file is not what we expect. A run folder without results.json is a run still in
-progress (or crashed); `list_runs` reports it as incomplete rather than skipping it.
+file is not what we expect. A run folder without results.json but with samples is a run
+still in progress (or crashed); `list_runs` reports it as incomplete rather than
+skipping it. A folder with neither (a run that died before its first sample) is no run.
+An unreadable run is skipped with a warning naming the file and why (`scan_runs` returns
+them for a page to show). A samples file with one id twice is refused (file:line).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +57,24 @@ class RunInfo:
     complete: bool
 
 
+@dataclass(frozen=True)
+class Unreadable:
+    """A run folder a listing skipped: the file at fault and why."""
+
+    path: Path
+    reason: str
+
+
+@dataclass(frozen=True)
+class RunScan:
+    runs: tuple[RunInfo, ...]
+    unreadable: tuple[Unreadable, ...]
+
+
+# What a damaged file can raise on its way through a reader; anything else is a bug.
+READ_ERRORS = (SftevalError, OSError, ValueError, TypeError, AttributeError, KeyError, IndexError)
+
+
 def runs_root(reports: str | Path) -> Path:
     """`reports/runs` when present, else `reports` itself (a folder of run folders)."""
     reports = Path(reports)
@@ -68,6 +90,12 @@ def load_results(run_dir: str | Path) -> dict[str, Any]:
         raise SftevalError(f"expected schema {RUN_SCHEMA!r}, got {got!r}", path=str(path), field="schema")
     if not isinstance(data.get("benchmarks"), dict):
         raise SftevalError("missing or malformed 'benchmarks' object", path=str(path), field="benchmarks")
+    for name, info in data["benchmarks"].items():
+        if not isinstance(info, dict):
+            raise SftevalError(f"expected an object, got {type(info).__name__}", path=str(path), field=f"benchmarks.{name}")
+    for key in ("model", "backend", "config", "environment", "prompting"):
+        if data.get(key) is not None and not isinstance(data[key], dict):
+            raise SftevalError(f"expected an object, got {type(data[key]).__name__}", path=str(path), field=key)
     return data
 
 
@@ -105,17 +133,38 @@ def run_info(run_dir: str | Path) -> RunInfo:
     )
 
 
-def list_runs(reports: str | Path) -> list[RunInfo]:
-    """Every run folder under `reports`, newest first (incomplete runs last)."""
+def is_run_folder(path: str | Path) -> bool:
+    """results.json, or at least one samples file (a run in progress or stopped)."""
+    path = Path(path)
+    return (path / "results.json").is_file() or any((path / "samples").glob("*.jsonl"))
+
+
+def scan_runs(reports: str | Path) -> RunScan:
+    """Every readable run folder under `reports`, newest first (incomplete runs last),
+    and the unreadable ones with the reason."""
     root = runs_root(reports)
     if not root.is_dir():
-        return []
-    found = [
-        run_info(d)
-        for d in root.iterdir()
-        if d.is_dir() and ((d / "results.json").is_file() or (d / "samples").is_dir())
-    ]
-    return sorted(found, key=lambda r: (r.complete, r.created, r.run_id), reverse=True)
+        return RunScan((), ())
+    found, bad = [], []
+    for d in sorted(root.iterdir()):
+        if not d.is_dir() or not is_run_folder(d):
+            continue
+        try:
+            found.append(run_info(d))
+        except READ_ERRORS as e:
+            where = d / "results.json"
+            bad.append(Unreadable(where, str(e) if isinstance(e, SftevalError) else f"{where}: {type(e).__name__}: {e}"))
+    found.sort(key=lambda r: (r.complete, r.created, r.run_id), reverse=True)
+    return RunScan(tuple(found), tuple(bad))
+
+
+def list_runs(reports: str | Path) -> list[RunInfo]:
+    """Every readable run folder under `reports`, newest first (incomplete runs last);
+    an unreadable one is skipped with a warning naming the file and why."""
+    scan = scan_runs(reports)
+    for u in scan.unreadable:
+        warnings.warn(f"skipped an unreadable run: {u.reason}", stacklevel=2)
+    return list(scan.runs)
 
 
 def samples_path(run_dir: str | Path, benchmark: str) -> Path:
@@ -130,12 +179,26 @@ def samples_path(run_dir: str | Path, benchmark: str) -> Path:
     return run_dir / "samples" / f"{benchmark}.jsonl"
 
 
-def iter_samples(run_dir: str | Path, benchmark: str) -> Iterator[dict[str, Any]]:
-    """Stream one benchmark's samples (a torn last line from a crash is skipped)."""
-    path = samples_path(run_dir, benchmark)
+def iter_sample_lines(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line, sample) of a samples file; a torn last line from a crash is skipped. A line
+    without an id, or an id seen before (two writers appended), is refused with file:line."""
+    seen: dict[str, int] = {}
     for line, obj in iter_jsonl(path, tolerate_torn_tail=True):
         if "id" not in obj:
             raise SftevalError("sample has no 'id'", path=str(path), line=line, field="id")
+        sid = str(obj["id"])
+        if sid in seen:
+            raise SftevalError(
+                f"sample id '{sid}' appears twice (first on line {seen[sid]})", path=str(path), line=line, field="id",
+                hint="two writers appended to this run: delete the run folder and run it again",
+            )
+        seen[sid] = line
+        yield line, obj
+
+
+def iter_samples(run_dir: str | Path, benchmark: str) -> Iterator[dict[str, Any]]:
+    """Stream one benchmark's samples (see `iter_sample_lines`)."""
+    for _, obj in iter_sample_lines(samples_path(run_dir, benchmark)):
         yield obj
 
 
@@ -148,8 +211,7 @@ def sample_output(sample: dict[str, Any]) -> str:
 
 
 def load_samples_by_id(run_dir: str | Path, benchmark: str) -> dict[str, dict[str, Any]]:
-    """Samples keyed by id (as a string); a later duplicate id replaces an earlier one,
-    which is what a resumed run that re-wrote an item means."""
+    """Samples keyed by id (as a string); a duplicate id is refused (`iter_sample_lines`)."""
     return {str(s["id"]): s for s in iter_samples(run_dir, benchmark)}
 
 
@@ -200,7 +262,8 @@ def load_sweep(path: str | Path) -> dict[str, Any]:
 
 
 def list_sweeps(reports: str | Path) -> list[Path]:
-    """`OUT/sweeps/<name>/sweep.json` files, sorted by name."""
+    """`OUT/sweeps/<key>/sweep.json` files, sorted by key (`<name>-<hash8>` since sweeps are
+    keyed by their source folder; older `<name>/` folders are found too)."""
     root = Path(reports) / "sweeps"
     return sorted(root.glob("*/sweep.json")) if root.is_dir() else []
 

@@ -58,12 +58,16 @@ def _runs_stamp(reports: Path) -> tuple[tuple[str, tuple[int, int]], ...]:
 
 # `key` is unused in the bodies: it is there so the cache sees the files' stamps.
 @st.cache_data(show_spinner=False, max_entries=8)
-def _list_runs(reports: str, key: Any) -> list[runs_io.RunInfo]:
-    return runs_io.list_runs(reports)
+def _scan_runs(reports: str, key: Any) -> runs_io.RunScan:
+    return runs_io.scan_runs(reports)
 
 
 def list_runs(reports: Path) -> list[runs_io.RunInfo]:
-    return _list_runs(str(reports), _runs_stamp(reports))
+    """The readable runs; each unreadable one is named on the page with the reason."""
+    scan = _scan_runs(str(reports), _runs_stamp(reports))
+    for u in scan.unreadable:
+        st.warning(f"Skipped an unreadable run: {u.reason}")
+    return list(scan.runs)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)

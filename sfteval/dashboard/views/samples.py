@@ -12,6 +12,7 @@ import math
 import streamlit as st
 
 from data import STATUS_ORDER, filter_pairs, list_runs, metric_names, pairs, settings
+from sfteval.errors import SftevalError
 from sfteval.runs import common_benchmarks
 
 PAGE_SIZE = 10
@@ -39,7 +40,11 @@ if not benches:
 bench = c3.selectbox("Benchmark", benches, key="samples_bench")
 metric = c4.selectbox("Metric", metric_names(base.path, bench) or ["score"], key="samples_metric")
 
-df = pairs(base.path, tuned.path, bench, metric)
+try:
+    df = pairs(base.path, tuned.path, bench, metric)
+except SftevalError as e:  # a damaged samples file (torn mid-file, an id twice): say which, not crash
+    st.error(f"Cannot read these runs' samples: {e}")
+    st.stop()
 counts = df["status"].value_counts()
 cols = st.columns(len(STATUS_ORDER))
 for col, status in zip(cols, STATUS_ORDER):
