@@ -3,8 +3,9 @@
 One loader serves both the trainer (train/) and sfteval's held-out benchmark, so what
 is trained on and what is evaluated are read the same way.
 
-- alpaca:   {"instruction", "input"?, "output", "system"?}
-- sharegpt: {"conversations": [{"from": "human"|"gpt"|"system"|..., "value"}]}
+- alpaca:   {"instruction", "input"?, "output", "system"?, "history"?: [[user, assistant], ...]}
+- sharegpt: {"conversations": [{"from": "human"|"gpt"|"system"|..., "value"}], "system"?}
+  (`history` and the top-level `system` are LLaMA-Factory's fields)
 - messages: {"messages": [{"role": "system"|"user"|"assistant", "content"}]}
 
 Sources: a local .jsonl / .json / .parquet file, or a hub dataset id (through
@@ -122,6 +123,14 @@ def _alpaca(row: dict[str, Any], path: str, line: int) -> list[Message]:
     system = _text(row, "system", path, line, required=False)
     user = f"{instruction}\n\n{extra}" if extra.strip() else instruction
     msgs = [Message("system", system)] if system.strip() else []
+    # LLaMA-Factory's alpaca `history`: earlier [user, assistant] pairs, oldest first
+    history = row.get("history") or []
+    if not isinstance(history, list):
+        raise SftevalError("expected a list of [instruction, response] pairs", path=path, line=line, field="history")
+    for j, pair in enumerate(history):
+        if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(t, str) for t in pair)):
+            raise SftevalError("expected an [instruction, response] pair of texts", path=path, line=line, field=f"history[{j}]")
+        msgs += [Message("user", pair[0]), Message("assistant", pair[1])]
     return msgs + [Message("user", user), Message("assistant", output)]
 
 
@@ -172,6 +181,10 @@ def to_conversation(row: dict[str, Any], fmt: str, *, path: str, line: int, inde
         msgs = _alpaca(row, path, line)
     elif fmt == "sharegpt":
         msgs = _turns(row, "conversations", "from", "value", path, line)
+        # LLaMA-Factory's sharegpt keeps the system prompt in a top-level `system` field
+        system = _text(row, "system", path, line, required=False)
+        if system.strip() and not (msgs and msgs[0].role == "system"):
+            msgs = [Message("system", system)] + msgs
     elif fmt == "messages":
         msgs = _turns(row, "messages", "role", "content", path, line)
     else:
