@@ -24,6 +24,7 @@ COMMANDS: tuple[str, ...] = (
     "sfteval.commands.gate",
     "sfteval.commands.report",
     "sfteval.commands.dashboard",
+    "sfteval.commands.ratings",
     "sfteval.commands.demo",
 )
 
