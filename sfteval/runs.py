@@ -139,6 +139,14 @@ def is_run_folder(path: str | Path) -> bool:
     return (path / "results.json").is_file() or any((path / "samples").glob("*.jsonl"))
 
 
+def is_unfinished_run(path: str | Path) -> bool:
+    """A folder `sfteval run` left without results.json: samples, a progress record or a
+    lock of its own (a run still going, or killed). Never a checkpoint to evaluate."""
+    path = Path(path)
+    return not (path / "results.json").is_file() and any(
+        (path / name).exists() for name in ("samples", "progress.json", ".lock"))
+
+
 def scan_runs(reports: str | Path) -> RunScan:
     """Every readable run folder under `reports`, newest first (incomplete runs last),
     and the unreadable ones with the reason."""

@@ -20,8 +20,13 @@ def _as_run(path: Path, run_kwargs: dict) -> Path:
     """A run folder as is; a checkpoint folder is evaluated first (same settings for both)."""
     from sfteval.compare import is_run_dir
 
+    from sfteval.runs import is_unfinished_run
+
     if is_run_dir(path):
         return path
+    if is_unfinished_run(path):
+        raise SftevalError("an unfinished run folder (no results.json): still running, or stopped", path=str(path),
+                           hint="re-run the same `sfteval run` command to finish it, then compare")
     if path.is_dir():  # a checkpoint, or a trainer output holding checkpoint-* (the runner resolves it)
         from sfteval.config import RunConfig
         from sfteval.runner import execute_run
