@@ -157,8 +157,8 @@ def test_finish_reason_without_stop_reason_field(fake: Any) -> None:
     eos, stop = b.generate([GenRequest("end!", GenParams()), GenRequest("Q: x", GenParams(stop=("Q:",)))])
     assert eos.finish_reasons == ("eos",)  # no stop strings asked: only EOS can stop it
     assert stop.finish_reasons == ("stop",)
-    assert map_finish("stop", None, False, True) == "stop"
-    assert map_finish("abort", None, True, False) == "error"
+    assert map_finish("stop", None, stop_reason_sent=False, had_stops=True) == "stop"
+    assert map_finish("abort", None, stop_reason_sent=True, had_stops=False) == "error"
 
 
 def test_concurrency_is_bounded_and_used(fake: Any) -> None:

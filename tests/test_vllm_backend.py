@@ -26,6 +26,7 @@ from sfteval.backends.vllm import (
     split_continuation,
     vllm_usable,
 )
+from sfteval.backends.shared import encoder
 from sfteval.config import EngineSettings, RunConfig
 from sfteval.errors import SftevalError
 from sfteval.types import GenParams, GenRequest, LoglikRequest
@@ -97,9 +98,9 @@ class CharTok:
 
 
 def test_split_continuation_handles_merges() -> None:
-    assert split_continuation(CharTok(), "xy", "z") == ([120, 121], [122])
+    assert split_continuation(encoder(CharTok()), "xy", "z") == ([120, 121], [122])
     # "a" + "b" merge across the boundary: the continuation is tokenized on its own
-    assert split_continuation(CharTok(), "xa", "b") == ([120, 97], [98])
+    assert split_continuation(encoder(CharTok()), "xa", "b") == ([120, 97], [98])
 
 
 def test_continuation_score_reads_only_the_tail() -> None:
@@ -167,7 +168,7 @@ def test_step_queries_equal_prompt_logprobs(engine: Any) -> None:
     ctx = "<s>Question: pick one.\nAnswer:"
     reqs = [LoglikRequest(ctx, ("A", "B", "C", "D")), LoglikRequest(ctx, (" Alpha beta", "A", " Alpha gamma")),
             LoglikRequest("<s>Other context:", (" x y z",))]
-    splits = [[split_continuation(engine.tok, r.context, c) for c in r.continuations] for r in reqs]
+    splits = [[split_continuation(encoder(engine.tok), r.context, c) for c in r.continuations] for r in reqs]
     assert all(len(c) == 1 for _, c in splits[0]) and len(splits[1][0][1]) > 1
     seen: list[int] = []
     steps = engine._score_steps(splits, [0, 1, 2], seen.append)

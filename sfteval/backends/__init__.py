@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from sfteval.errors import SftevalError
 from sfteval.types import GenRequest, Generation, Loglik, LoglikRequest
+
+if TYPE_CHECKING:
+    from sfteval.config import EngineSettings
 
 Progress = Callable[[int], None]  # called with the number of requests just finished
 
@@ -27,7 +30,12 @@ BACKENDS: dict[str, str] = {
 
 @runtime_checkable
 class Backend(Protocol):
-    name: str
+    """What the runner uses of a backend. The rules all backends share (continuation
+    split, dtype "auto", finish reasons, adapter policy) are in `backends.shared` and
+    `backends.adapters`; a backend calls them rather than re-deriving them."""
+
+    name: str  # the registry key; recorded as backend.name and part of the run id
+    chunk_size: int  # requests per runner chunk: the resume granularity and one engine call
 
     def generate(self, requests: Sequence[GenRequest], progress: Progress | None = None) -> list[Generation]:
         """Complete every request; one Generation per request, in order."""
@@ -46,7 +54,19 @@ class Backend(Protocol):
         ...
 
 
-def backend_class(name: str) -> type:
+class BackendFactory(Protocol):
+    """The constructor every registered class has: `Cls(model_path, engine)`.
+
+    `model_path` is a checkpoint folder (a full model or a peft adapter); the backend
+    loads it at once (errors name the folder) and owns what it opened until close().
+    """
+
+    chunk_size: int
+
+    def __call__(self, model_path: str, engine: EngineSettings) -> Backend: ...
+
+
+def backend_class(name: str) -> BackendFactory:
     try:
         target = BACKENDS[name]
     except KeyError:

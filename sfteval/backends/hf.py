@@ -13,7 +13,9 @@
   logits are materialised (`logits_to_keep`), which keeps big vocabularies cheap.
 - Sampling seeds: one torch seed per batch, from the batch's first request seed, so a
   resumed run (same chunks, same batches) reproduces its samples.
-- A peft adapter folder (adapter_config.json) is loaded onto its base and merged.
+- A peft adapter folder (adapter_config.json) is loaded onto its local base and merged
+  (the shared adapter policy, `sfteval.backends.adapters`); the continuation split,
+  dtype "auto" and finish reasons are the shared rules of `sfteval.backends.shared`.
 Not covered: multi-GPU sharding (use the vLLM backends for large models).
 """
 
@@ -25,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from sfteval.backends import Progress
+from sfteval.backends.adapters import load_merged_hf, tokenizer_dir
+from sfteval.backends.shared import encoder, resolve_dtype, split_continuation, torch_dtype
 from sfteval.config import EngineSettings
 from sfteval.errors import SftevalError
 from sfteval.types import GenParams, GenRequest, Generation, Loglik, LoglikRequest
@@ -33,9 +37,9 @@ from sfteval.types import GenParams, GenRequest, Generation, Loglik, LoglikReque
 def load_tokenizer(model_path: str) -> Any:
     from transformers import AutoTokenizer
 
-    path = Path(model_path)
-    if not path.is_dir():
+    if not Path(model_path).is_dir():
         raise SftevalError("checkpoint folder not found", path=model_path)
+    path = Path(tokenizer_dir(model_path))  # an adapter without its own tokenizer uses its base's
     if not any((path / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
         raise SftevalError(
             "checkpoint has no tokenizer (tokenizer.json / tokenizer_config.json)",
@@ -43,7 +47,7 @@ def load_tokenizer(model_path: str) -> Any:
             hint="save the tokenizer with the model: tokenizer.save_pretrained(CKPT)",
         )
     try:
-        return AutoTokenizer.from_pretrained(model_path)
+        return AutoTokenizer.from_pretrained(str(path))
     except Exception as e:  # noqa: BLE001 - transformers raises many types here
         raise SftevalError(f"cannot load the tokenizer: {e}", path=model_path) from e
 
@@ -62,7 +66,6 @@ class HFBackend:
 
     def __init__(self, model_path: str, engine: EngineSettings = EngineSettings()) -> None:
         import torch
-        from transformers import AutoModelForCausalLM
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # our own progress bar is the one that matters
@@ -70,15 +73,10 @@ class HFBackend:
         self.path = model_path
         self.tokenizer = load_tokenizer(model_path)
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.dtype = _dtype(engine.dtype, self.device)
-        path = Path(model_path)
+        self.dtype = torch_dtype(resolve_dtype(engine.dtype, self.device))
+        self.adapter = (Path(model_path) / "adapter_config.json").is_file()
         try:
-            if (path / "adapter_config.json").is_file():
-                from peft import AutoPeftModelForCausalLM
-
-                model = AutoPeftModelForCausalLM.from_pretrained(model_path, dtype=self.dtype).merge_and_unload()
-            else:
-                model = AutoModelForCausalLM.from_pretrained(model_path, dtype=self.dtype)
+            model = load_merged_hf(model_path, self.dtype)
         except (OSError, ValueError, json.JSONDecodeError) as e:
             raise SftevalError(f"cannot load the model weights: {e}", path=model_path) from e
         self.model = model.to(self.device).eval()
@@ -214,22 +212,11 @@ class HFBackend:
         return [Loglik(tuple(lps[i]), tuple(greedy[i]), n_tokens[i]) for i in range(len(requests))]
 
     def _split(self, req: LoglikRequest) -> tuple[list[int], list[list[int]]]:
-        """Context ids and continuation ids, from tokenizing context+continuation whole.
-
-        The continuation is what the whole adds beyond the context's own tokens; when a
-        merge crosses the boundary, the context tokens are re-derived from the whole so
-        that the scored tokens are exactly the ones the model would read.
-        """
-        enc = lambda s: self.tokenizer(s, add_special_tokens=False)["input_ids"]  # noqa: E731
-        ctx = enc(req.context)
-        conts = []
-        for c in req.continuations:
-            whole = enc(req.context + c)
-            if whole[: len(ctx)] == ctx and len(whole) > len(ctx):
-                conts.append(whole[len(ctx) :])
-            else:
-                conts.append(enc(c))
-        return ctx, conts
+        """Context ids and each continuation's ids, by the shared rule (`split_continuation`)."""
+        enc = encoder(self.tokenizer)
+        parts = [split_continuation(enc, req.context, c) for c in req.continuations]
+        ctx = parts[0][0] if parts else enc(req.context)
+        return ctx, [cont for _, cont in parts]
 
     def _forward(self, ids: list[list[int]], keep: int) -> Any:
         import torch
@@ -253,6 +240,7 @@ class HFBackend:
             "dtype": str(self.dtype).replace("torch.", ""),
             "batch_size": self.engine.batch_size,
             "eos_token_ids": self.eos,
+            "adapter_mode": "merge" if self.adapter else None,
         }
 
     def close(self) -> None:
@@ -281,15 +269,3 @@ def _stop_on_text(tokenizer: Any, stop: Sequence[str], prompt_width: int) -> Any
             return torch.tensor([any(s in t for s in stop) for t in tails], dtype=torch.bool, device=input_ids.device)
 
     return StoppingCriteriaList([StopOnText()])
-
-
-def _dtype(setting: str, device: str) -> Any:
-    import torch
-
-    if setting == "auto":
-        return torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
-    try:
-        return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-                "float16": torch.float16, "fp16": torch.float16}[setting]
-    except KeyError:
-        raise SftevalError(f"unknown dtype '{setting}'", field="dtype", hint="auto | float32 | bfloat16 | float16") from None

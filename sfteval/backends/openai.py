@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sfteval.backends import Progress
+from sfteval.backends.shared import map_finish, split_continuation
 from sfteval.config import EngineSettings
 from sfteval.errors import SftevalError
 from sfteval.types import GenParams, GenRequest, Generation, Loglik, LoglikRequest
@@ -106,16 +107,6 @@ def _error_detail(e: urllib.error.HTTPError) -> str:
         return body[:500]
 
 
-def map_finish(finish_reason: str | None, stop_reason: Any, has_stop_field: bool, had_stops: bool) -> str:
-    if finish_reason == "length":
-        return "length"
-    if finish_reason == "stop":
-        if has_stop_field:
-            return "stop" if isinstance(stop_reason, str) else "eos"
-        return "stop" if had_stops else "eos"
-    return "error"
-
-
 @dataclass
 class CompletionsAPI:
     """The request/response logic shared by `openai` and `vllm-server`."""
@@ -173,7 +164,10 @@ class CompletionsAPI:
         if len(choices) != p.n:
             raise SftevalError(f"the server returned {len(choices)} choices for n={p.n}", field="base_url")
         texts = tuple(_choice_text(c, self.api) for c in choices)
-        reasons = tuple(map_finish(c.get("finish_reason"), c.get("stop_reason"), "stop_reason" in c, bool(p.stop)) for c in choices)
+        reasons = tuple(
+            map_finish(c.get("finish_reason"), c.get("stop_reason"), stop_reason_sent="stop_reason" in c, had_stops=bool(p.stop))
+            for c in choices
+        )
         usage = resp.get("usage") or {}
         ntok = (int(usage["completion_tokens"]),) if p.n == 1 and "completion_tokens" in usage else ()
         return Generation(texts=texts, finish_reasons=reasons, num_tokens=ntok)
@@ -199,7 +193,7 @@ class CompletionsAPI:
     def _score_one(self, context: str, continuation: str) -> tuple[float, bool, int]:
         body: dict[str, Any] = {"model": self.model, "max_tokens": 1, "temperature": 0.0, "echo": True, "logprobs": 1, **self.extra}
         if self.encode is not None:
-            ctx_ids, cont_ids = _split_ids(self.encode, context, continuation)
+            ctx_ids, cont_ids = split_continuation(self.encode, context, continuation)
             body["prompt"] = ctx_ids + cont_ids
         else:
             body["prompt"] = context + continuation
@@ -227,13 +221,6 @@ class CompletionsAPI:
         total = float(sum(token_lps[start:end]))
         greedy = all(_is_top(token_lps[i], tops[i] if tops else None) for i in range(start, end))
         return total, greedy, end - start
-
-
-def _split_ids(encode: Callable[[str], list[int]], context: str, continuation: str) -> tuple[list[int], list[int]]:
-    ctx, whole = encode(context), encode(context + continuation)
-    if whole[: len(ctx)] != ctx:
-        return ctx, encode(continuation)
-    return ctx, whole[len(ctx) :]
 
 
 def _is_top(lp: float, top: dict[str, float] | None) -> bool:

@@ -29,21 +29,20 @@ Covered:
   a LoRA active (punica_cpu bgmv_shrink shape error), and merging is what the HF
   backend does, so both backends score the same weights.
 
-Not covered: speculative decoding, multimodal prompts, pipeline parallelism. Context
-and continuation are split the lm-eval way (tokenize context, tokenize the whole,
-the continuation is the tail), which is what the HF backend must do too for the two
-backends to agree.
+Not covered: speculative decoding, multimodal prompts, pipeline parallelism. The
+continuation split, dtype "auto", finish reasons and the adapter policy are the shared
+rules (`sfteval.backends.shared`, `sfteval.backends.adapters`), so hf and vllm agree.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from sfteval.backends import Progress
+from sfteval.backends.adapters import prepare_model, read_adapter, resolve_model  # noqa: F401 - re-exported
+from sfteval.backends.shared import encoder, map_finish, resolve_dtype, split_continuation
 from sfteval.config import EngineSettings
 from sfteval.errors import SftevalError
 from sfteval.types import GenParams, GenRequest, Generation, Loglik, LoglikRequest
@@ -67,91 +66,11 @@ def vllm_usable() -> tuple[bool, str]:
     return True, f"vllm {vllm.__version__} on {current_platform.device_type}"
 
 
-def read_adapter(path: Path) -> dict[str, Any] | None:
-    """The peft adapter_config.json of `path`, or None when it is a full checkpoint."""
-    cfg = path / "adapter_config.json"
-    if not cfg.is_file():
-        return None
-    try:
-        return json.loads(cfg.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise SftevalError(f"malformed JSON: {e.msg}", path=str(cfg), line=e.lineno) from e
-
-
-def resolve_model(model_path: str) -> tuple[str, str | None, dict[str, Any] | None]:
-    """(base model dir, adapter dir or None, adapter config) for a checkpoint folder."""
-    path = Path(model_path)
-    if not path.is_dir():
-        raise SftevalError("checkpoint folder not found", path=model_path, hint="pass a folder written by save_pretrained")
-    adapter = read_adapter(path)
-    if adapter is None:
-        return str(path), None, None
-    base = adapter.get("base_model_name_or_path")
-    if not base:
-        raise SftevalError("adapter has no base model", path=str(path / "adapter_config.json"), field="base_model_name_or_path")
-    base_path = Path(base) if Path(base).is_absolute() else (path / base if (path / base).is_dir() else Path(base))
-    if not base_path.is_dir():
-        raise SftevalError(
-            f"the adapter's base model '{base}' is not a local folder",
-            path=str(path / "adapter_config.json"),
-            field="base_model_name_or_path",
-            hint="point it at the base checkpoint folder (models are never downloaded)",
-        )
-    return str(base_path), str(path), adapter
-
-
-def merge_adapter(adapter_dir: str, base_dir: str, out_dir: Path) -> Path:
-    """Base + peft adapter merged into a plain checkpoint folder at `out_dir`."""
-    import shutil
-
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype="auto")
-    merged = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
-    merged.save_pretrained(out_dir, safe_serialization=True)
-    has_tok = any((Path(adapter_dir) / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
-    AutoTokenizer.from_pretrained(adapter_dir if has_tok else base_dir).save_pretrained(out_dir)
-    gen = Path(adapter_dir) / "generation_config.json"
-    if gen.is_file():  # the trainer's end-of-turn ids, not the base's
-        shutil.copy(gen, out_dir / "generation_config.json")
-    return out_dir
-
-
-def prepare_model(model_path: str) -> tuple[str, str | None, Any]:
-    """(folder vLLM loads, adapter folder or None, temp dir to clean up or None)."""
-    import tempfile
-
-    base, adapter_path, _ = resolve_model(model_path)
-    if adapter_path is None:
-        return base, None, None
-    tmp = tempfile.TemporaryDirectory(prefix="sfteval-merged-")
-    try:
-        merge_adapter(adapter_path, base, Path(tmp.name))
-    except Exception as e:
-        tmp.cleanup()
-        raise SftevalError(f"cannot merge the LoRA adapter into its base: {type(e).__name__}: {e}", path=adapter_path) from e
-    return tmp.name, adapter_path, tmp
-
-
-def resolve_dtype(setting: str, on_cpu: bool) -> str:
-    """Our "auto" (bf16 on a GPU that supports it, else fp32), not vLLM's, which would
-    run an fp32 checkpoint in bf16 on a CPU and fp16 on a GPU: the HF backend reads
-    "auto" the same way, so the two backends compare at one precision."""
-    if setting != "auto":
-        return setting
-    if on_cpu:
-        return "float32"
-    import torch
-
-    return "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
-
-
 def engine_kwargs(engine: EngineSettings, model: str, on_cpu: bool) -> dict[str, Any]:
     """Keyword arguments for `vllm.LLM`: the settings passed through, nothing invented."""
     kw: dict[str, Any] = {
         "model": model,
-        "dtype": resolve_dtype(engine.dtype, on_cpu),
+        "dtype": resolve_dtype(engine.dtype, "cpu" if on_cpu else "cuda"),
         "tensor_parallel_size": engine.tensor_parallel_size,
         "data_parallel_size": engine.data_parallel_size,
         "seed": 0,
@@ -181,29 +100,6 @@ def sampling_kwargs(p: GenParams) -> dict[str, Any]:
         "skip_special_tokens": False,
         "spaces_between_special_tokens": False,
     }
-
-
-def map_finish(finish_reason: str | None, stop_reason: int | str | None) -> str:
-    """vLLM's (finish_reason, stop_reason) -> ours.
-
-    vLLM says "stop" for both a stop string and an EOS token; stop_reason tells them
-    apart: the matched string, or None / the token id for EOS and the generation
-    config's extra end tokens (e.g. <|im_end|>).
-    """
-    if finish_reason == "length":
-        return "length"
-    if finish_reason == "stop":
-        return "stop" if isinstance(stop_reason, str) else "eos"
-    return "error"
-
-
-def split_continuation(tok: Any, context: str, continuation: str) -> tuple[list[int], list[int]]:
-    """(context ids, continuation ids), tokenizing the whole so BPE merges match generation."""
-    ctx = tok(context, add_special_tokens=False)["input_ids"]
-    whole = tok(context + continuation, add_special_tokens=False)["input_ids"]
-    if whole[: len(ctx)] != ctx or len(whole) == len(ctx):  # a merge across the boundary: separate pieces
-        return ctx, tok(continuation, add_special_tokens=False)["input_ids"]
-    return ctx, whole[len(ctx) :]
 
 
 def _bar(progress: Progress | None) -> Any:
@@ -311,7 +207,8 @@ class VLLMBackend:
 
     # -- log-likelihood ---------------------------------------------------------
     def loglikelihood(self, requests: Sequence[LoglikRequest], progress: Progress | None = None) -> list[Loglik]:
-        splits = [[split_continuation(self.tok, r.context, c) for c in r.continuations] for r in requests]
+        enc = encoder(self.tok)
+        splits = [[split_continuation(enc, r.context, c) for c in r.continuations] for r in requests]
         for i, (r, parts) in enumerate(zip(requests, splits)):
             for ctx, cont in parts:
                 if not cont:

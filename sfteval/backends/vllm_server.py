@@ -14,7 +14,7 @@ Covered:
   add_special_tokens=False, so the server cannot add a second BOS and the ids are
   the ones the other backends use; log-likelihood through echo + prompt logprobs.
 - LoRA adapters: merged into the base in a temporary folder that the server loads
-  (see sfteval.backends.vllm.prepare_model for why not `--lora-modules`).
+  (the shared adapter policy, `sfteval.backends.adapters`).
 
 Not covered: reusing a server across runs (each checkpoint gets its own; for a server
 you manage yourself use `--backend openai --base-url ...`).
@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from sfteval.backends import Progress
+from sfteval.backends.shared import encoder
 from sfteval.backends.openai import CompletionsAPI, HttpClient, HttpSettings
 from sfteval.config import EngineSettings
 from sfteval.errors import SftevalError
@@ -189,7 +190,8 @@ class VLLMServerBackend:
     chunk_size = 512  # requests per runner chunk; the server batches concurrent requests
 
     def __init__(self, model_path: str, engine: EngineSettings, *, command: list[str] | None = None) -> None:
-        from sfteval.backends.vllm import engine_kwargs, prepare_model, vllm_usable
+        from sfteval.backends.adapters import prepare_model
+        from sfteval.backends.vllm import engine_kwargs, vllm_usable
 
         self.model_path = model_path
         self.engine = engine
@@ -216,7 +218,7 @@ class VLLMServerBackend:
             from sfteval.backends.hf import load_tokenizer
 
             tok = load_tokenizer(load_dir)
-            encode = lambda text: list(tok(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+            encode = encoder(tok)
             http = HttpClient(HttpSettings(base_url=f"http://127.0.0.1:{self.port}/v1", retries=2))
             self.client = CompletionsAPI(http, SERVED_NAME, concurrency=engine.concurrency, encode=encode)
         except BaseException:
