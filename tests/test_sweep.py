@@ -11,7 +11,7 @@ import pytest
 from sfteval.config import EngineSettings, RunConfig
 from sfteval.errors import SftevalError
 from sfteval.fileio import read_json
-from sfteval.sweep import best_of, find_checkpoints, parse_select, read_train_log, run_sweep, table_rows
+from sfteval.sweep import best_of, find_checkpoints, parse_select, read_train_log, run_sweep, sweep_key, table_rows
 
 
 def _ckpt(root: Path, name: str, files: dict[str, str]) -> Path:
@@ -117,7 +117,7 @@ def test_run_sweep_end_to_end(trainer_out: Path, tmp_path: Path, monkeypatch: py
     sweep_dir = run_sweep(trainer_out, cfg, "offline_mmlu/accuracy")
     assert events == [f"{a} checkpoint-{s}" for s in (10, 20, 30) for a in ("open", "close")]  # one engine at a time
     doc = read_json(sweep_dir / "sweep.json")
-    assert sweep_dir == tmp_path / "sweeps" / trainer_out.name
+    assert sweep_dir == tmp_path / "sweeps" / sweep_key(trainer_out) and sweep_dir.name.startswith(trainer_out.name)
     assert set(doc) == {"schema", "source", "checkpoints", "train_log", "select", "best"}
     assert doc["schema"] == "sfteval.sweep/1" and doc["source"] == str(trainer_out.resolve())
     assert [c["step"] for c in doc["checkpoints"]] == [10, 20, 30]
@@ -146,3 +146,27 @@ def test_run_sweep_refuses_an_empty_folder_and_a_bad_metric(trainer_out: Path, t
     cfg = RunConfig(benchmarks=("offline_mmlu",), backend="hf", limit=2, out=str(tmp_path))
     with pytest.raises(SftevalError, match="no metric 'bleu'"):
         run_sweep(trainer_out, cfg, "offline_mmlu/bleu")
+
+
+def test_two_trainer_folders_named_out_keep_separate_sweep_records(tiny_model: Path, tmp_path: Path) -> None:
+    """Both used to write reports/sweeps/out/sweep.json, the second over the first (#15)."""
+    import shutil
+
+    from sfteval.runs import list_sweeps, load_sweep
+
+    roots = [tmp_path / "a" / "out", tmp_path / "b" / "out"]
+    shutil.copytree(tiny_model, roots[0] / "checkpoint-10")
+    shutil.copytree(tiny_model, roots[1] / "checkpoint-20")
+    cfg = RunConfig(benchmarks=("offline_mmlu",), backend="hf", limit=2, out=str(tmp_path / "reports"))
+    dirs = [run_sweep(r, cfg) for r in roots]
+    assert dirs[0] != dirs[1] and all(d.name.startswith("out-") for d in dirs)
+    docs = [read_json(d / "sweep.json") for d in dirs]
+    assert [d["source"] for d in docs] == [str(r.resolve()) for r in roots]
+    assert [[c["step"] for c in d["checkpoints"]] for d in docs] == [[10], [20]]
+    assert run_sweep(roots[0], cfg) == dirs[0]  # the same folder lands in the same record
+    old = tmp_path / "reports" / "sweeps" / "out"  # a record written before sweeps were keyed
+    old.mkdir()
+    (old / "sweep.json").write_text(json.dumps({**docs[0], "source": "/elsewhere/out"}))
+    found = list_sweeps(tmp_path / "reports")
+    assert set(found) == {dirs[0] / "sweep.json", dirs[1] / "sweep.json", old / "sweep.json"}
+    assert all(load_sweep(p)["schema"] == "sfteval.sweep/1" for p in found)

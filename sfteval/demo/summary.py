@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sfteval.fileio import read_json
+from sfteval.sweep import sweep_dir
 
 SUMMARY_SCHEMA = "sfteval.demo/1"
 TARGET = "demo_heldout"
@@ -62,7 +63,7 @@ def summarise(out: Path, s: Any, pre: Any, sft: Any, backend: str, sweep: dict[s
         "gate": {"verdict": verdict.verdict, "exit_code": verdict.exit_code, "rules": str(out / "gate.toml"),
                  "summary": str(best_dir / "gate" / "summary.md"),
                  "checks": [{"target": c.target, "verdict": c.verdict, "reason": c.reason} for c in verdict.checks]},
-        "sweep": str(Path(out) / "reports" / "sweeps" / "demo-sft" / "sweep.json"),
+        "sweep": str(sweep_dir(Path(out) / "reports", sweep["source"], "demo-sft") / "sweep.json"),
         "reports": str(out / "reports"),
         "dashboard": f"sfteval dashboard --reports {out / 'reports'}",
         "seconds": seconds,
