@@ -1,7 +1,9 @@
-"""sfteval dashboard: `sfteval dashboard` runs `streamlit run dashboard/app.py`.
+"""sfteval dashboard: `sfteval dashboard` runs `streamlit run sfteval/dashboard/app.py`.
 
 One file per page under views/. The app reads run folders only (never a model); the
-Rate page writes votes to the SQLite file named by SFTEVAL_RATINGS_DB.
+Rate page writes votes to the database named by SFTEVAL_RATINGS_DB (a path or a URL).
+Served beyond loopback, every page first asks for the owner's token (owner.py); raters
+get the separate rater-only app (rate_app.py), never this one.
 """
 
 from __future__ import annotations
@@ -9,8 +11,10 @@ from __future__ import annotations
 import streamlit as st
 
 from data import settings
+from owner import require_owner
 
 st.set_page_config(page_title="sfteval", layout="wide")
+require_owner()
 
 PAGES = [
     st.Page("views/runs.py", title="Runs", url_path="runs", default=True),
