@@ -4,18 +4,20 @@ settings; the behaviour lives in `sfteval/kinds/`.
 
     name = "gsm8k"
     kind = "math"
-    general = true                      # counts toward forgetting checks
+    role = "general"                    # target | train | general (sfteval.types.Role)
     [data]   hub = "openai/gsm8k", config = "main", split = "test", local = "..."
     [prompt] num_fewshot = 8, fewshot_seed = 1234
     [generation] max_new_tokens = 256, stop = ["Question:"]
     [options] ...                       # kind-specific knobs
 
-Data resolution: `--data NAME=PATH` beats `data.local` beats `data.hub`. Local paths
-in a TOML are relative to that TOML's folder.
+Data resolution: `--data NAME=PATH` (a file or a folder of split files) beats
+`data.local` beats `data.hub`; the few-shot pool's order is in `sfteval.datasource`.
+Local paths in a TOML are relative to that TOML's folder.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,8 +26,7 @@ from typing import Any
 
 from sfteval.config import check_fields, load_toml
 from sfteval.errors import SftevalError
-from sfteval.fileio import sha256_file
-from sfteval.types import GenParams
+from sfteval.types import ROLES, GenParams
 
 # The built-in catalog ships inside the package (package data), so a wheel install finds it.
 REPO_BENCHMARKS = Path(__file__).resolve().parent / "catalog"
@@ -40,6 +41,7 @@ def benchmarks_dir() -> Path:
 class DataSpec:
     hub: str | None = None
     config: str | None = None
+    revision: str | None = None  # hub datasets: branch, tag or commit (recorded as resolved)
     split: str = "test"
     local: str | None = None
     fewshot_split: str | None = None  # hub split for exemplars
@@ -60,12 +62,17 @@ class BenchmarkSpec:
     name: str
     kind: str
     description: str = ""
-    general: bool = False
+    role: str = "target"  # one of ROLES
     data: DataSpec = field(default_factory=DataSpec)
     prompt: PromptSpec = field(default_factory=PromptSpec)
     gen: GenParams = field(default_factory=GenParams)
     options: dict[str, Any] = field(default_factory=dict)
     source: str = ""  # the TOML it came from
+
+    @property
+    def general(self) -> bool:
+        """Counts toward catastrophic-forgetting checks."""
+        return self.role == "general"
 
     def settings(self) -> dict[str, Any]:
         """What shapes prompts and scoring: recorded and hashed into the run id."""
@@ -78,7 +85,24 @@ class BenchmarkSpec:
         }
 
 
-_TOP = {"name", "kind", "description", "general", "data", "prompt", "generation", "options"}
+_TOP = {"name", "kind", "description", "role", "general", "data", "prompt", "generation", "options"}
+
+
+def parse_role(raw: dict[str, Any], path: str) -> str:
+    """`role = "target" | "train" | "general"`. A TOML from before roles may say
+    `general = true | false` instead (general, else target); both must then agree."""
+    general = raw.get("general")
+    if general is not None and not isinstance(general, bool):
+        raise SftevalError("expected true or false", path=path, field="general")
+    role = raw.get("role")
+    if role is None:
+        return "general" if general else "target"
+    if role not in ROLES:
+        raise SftevalError(f"unknown role {role!r}", path=path, field="role", hint=f"one of: {', '.join(ROLES)}")
+    if general is not None and general != (role == "general"):
+        raise SftevalError(f"general = {str(general).lower()} contradicts role = {role!r}", path=path,
+                           field="general", hint="drop `general`: the role says it")
+    return str(role)
 
 
 def parse_spec(raw: dict[str, Any], path: Path) -> BenchmarkSpec:
@@ -104,7 +128,7 @@ def parse_spec(raw: dict[str, Any], path: Path) -> BenchmarkSpec:
             name=str(raw["name"]),
             kind=str(raw["kind"]),
             description=str(raw.get("description", "")),
-            general=bool(raw.get("general", False)),
+            role=parse_role(raw, p),
             data=DataSpec(**data),
             prompt=PromptSpec(**prompt),
             gen=GenParams(**gen),
@@ -159,31 +183,60 @@ def resolve_benchmarks(names: Sequence[str], suite: str | None) -> list[Benchmar
 @dataclass(frozen=True)
 class LoadedRows:
     rows: list[tuple[int, dict[str, Any]]]  # (line number, row)
-    info: dict[str, Any]  # recorded: source, split, sha256, rows
+    info: dict[str, Any]  # recorded: source, split, files [{path, sha256, rows}], sha256, rows, hub?
+
+
+def with_overrides(spec: BenchmarkSpec, data: str | None, fewshot: str | None) -> BenchmarkSpec:
+    """The spec with `--data` / `--fewshot-data` in place of its TOML data. A `--data`
+    override also drops the TOML's few-shot file: the pool then comes from the given
+    folder, a sibling split file, or the hub (see sfteval.datasource)."""
+    if data is None and fewshot is None:
+        return spec
+    d = spec.data
+    if data is not None:
+        d = dataclasses.replace(d, local=data, fewshot_local=fewshot)
+    else:
+        d = dataclasses.replace(d, fewshot_local=fewshot)
+    return dataclasses.replace(spec, data=d)
 
 
 def load_rows(spec: BenchmarkSpec, override: str | None = None, *, fewshot: bool = False) -> LoadedRows:
-    """The benchmark's rows (or its few-shot pool) from a local file or the hub."""
+    """The benchmark's rows (or its few-shot pool) from a local file, a folder of split
+    files or the hub; refuses an empty split (by its file's name) and duplicate ids."""
+    from sfteval.datasource import file_records, locate
     from sfteval.formats import read_rows
 
-    d = spec.data
-    local = d.fewshot_local if fewshot else (override or d.local)
-    split = (d.fewshot_split or "train") if fewshot else d.split
-    if local:
-        rows = read_rows(local, split=split)
-        info = {"source": local, "split": split, "sha256": sha256_file(local), "rows": len(rows)}
-    elif d.hub:
-        rows = read_rows(d.hub, split=split, config=d.config)
-        info = {"source": d.hub, "config": d.config, "split": split, "sha256": None, "rows": len(rows)}
-    else:
-        what = "few-shot data" if fewshot else "data"
-        raise SftevalError(
-            f"benchmark '{spec.name}' has no {what}",
-            path=spec.source,
-            field="data.fewshot_local" if fewshot else "data",
-            hint=f"pass --data {spec.name}=PATH" if not fewshot else "set data.fewshot_local or num_fewshot = 0",
-        )
+    located = locate(spec, override, fewshot=fewshot)
+    rows: list[tuple[int, dict[str, Any]]] = []
+    counts = []
+    for f in located.files:
+        part = read_rows(f)
+        if not part:
+            raise SftevalError("empty data file (no rows)", path=str(f), hint="give a file with at least one row")
+        counts.append(len(part))
+        offset = len(rows) if len(located.files) > 1 else 0  # several shards: rows numbered across the split
+        rows += [(line + offset, row) for line, row in part]
+    files, digest = file_records(located.files, counts)
+    source = str(located.files[0]) if len(files) == 1 else str(located.files[0].parent)
+    info = {"source": source, **located.info, "files": files, "sha256": digest, "rows": len(rows)}
+    if "hub" in located.info:
+        info["source"] = located.info["source"]
+    check_unique_ids(rows, str(located.files[0]) if len(files) == 1 else source)
     return LoadedRows(rows, info)
+
+
+def check_unique_ids(rows: list[tuple[int, dict[str, Any]]], source: str) -> None:
+    """Ids are the data's id field (else the row index); a duplicate is named with both lines."""
+    from sfteval.formats import ID_FIELDS
+
+    seen: dict[str, int] = {}
+    for i, (line, row) in enumerate(rows):
+        rid = row_id(row, i)
+        if rid in seen:
+            key = next((k for k in ID_FIELDS if row.get(k) is not None), "id")
+            raise SftevalError(f"duplicate id '{rid}' (first at line {seen[rid]})", path=source, line=line, field=key,
+                               hint="ids must be unique within a split")
+        seen[rid] = line
 
 
 def require(row: dict[str, Any], key: str, source: str, line: int) -> Any:

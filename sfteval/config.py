@@ -37,15 +37,19 @@ class EngineSettings:
     api_key_env: str = "OPENAI_API_KEY"
     model_name: str | None = None  # openai backend: model id at the endpoint
     concurrency: int = 8
+    trust_remote_code: bool = False  # run the model repo's own Python (transformers / vLLM)
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    checkpoint: str | None = None  # a HF checkpoint dir (None with replay)
+    checkpoint: str | None = None  # a HF checkpoint dir, or ORG/NAME[@REV] (None with replay)
+    revision: str | None = None  # hub ids: branch, tag or commit (also ORG/NAME@REV)
+    model_ref: str | None = None  # the hub id as given, when `checkpoint` was resolved to its snapshot
     label: str | None = None  # display name; defaults to the checkpoint folder name
     benchmarks: tuple[str, ...] = ()
     suite: str | None = None
-    data: dict[str, str] = field(default_factory=dict)  # benchmark name -> local path
+    data: dict[str, str] = field(default_factory=dict)  # benchmark name -> local file or folder of split files
+    fewshot_data: dict[str, str] = field(default_factory=dict)  # benchmark name -> few-shot split file/folder
     train_data: str | None = None  # a sample of the SFT training data, scored as `train`
     backend: str = "auto"
     chat_template: ChatMode = "auto"

@@ -8,7 +8,7 @@ is trained on and what is evaluated are read the same way.
   (`history` and the top-level `system` are LLaMA-Factory's fields)
 - messages: {"messages": [{"role": "system"|"user"|"assistant", "content"}]}
 
-Sources: a local .jsonl / .json / .parquet file, or a hub dataset id (through
+Sources: a local .jsonl / .json / .parquet / .csv file, or a hub dataset id (through
 `datasets.load_dataset`; unreachable offline, so tests use local files). Every bad row
 raises an error naming file, line (1-based; row index + 1 for non-JSONL) and field, or
 is skipped and counted when the caller passes `on_bad="skip"`.
@@ -55,28 +55,12 @@ class LoadReport:
 
 
 def read_rows(source: str | Path, *, split: str = "train", config: str | None = None) -> list[tuple[int, dict[str, Any]]]:
-    """(line_number, row) for a local JSONL/JSON/Parquet file or a hub dataset id."""
+    """(line_number, row) for a local JSONL/JSON/Parquet/CSV file or a hub dataset id."""
     path = Path(source)
-    if path.suffix in {".jsonl", ".json", ".parquet", ".csv"} or path.exists():
+    if path.suffix in LOCAL_SUFFIXES or path.exists():
         if not path.is_file():
             raise SftevalError("data file not found", path=str(path), hint="check the path, or give a hub dataset id")
-        if path.suffix == ".jsonl":
-            return list(iter_jsonl(path))
-        if path.suffix == ".json":
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as e:
-                raise SftevalError(f"malformed JSON: {e.msg}", path=str(path), line=e.lineno) from e
-            if isinstance(data, dict):
-                data = data.get("data", data.get(split))
-            if not isinstance(data, list):
-                raise SftevalError("expected a JSON list of objects (or {'data': [...]})", path=str(path))
-            return [(i + 1, row) for i, row in enumerate(data)]
-        import datasets  # local Parquet/CSV go through the same loaders as the hub
-
-        kind = "parquet" if path.suffix == ".parquet" else "csv"
-        ds = datasets.load_dataset(kind, data_files=str(path), split="train")
-        return [(i + 1, dict(row)) for i, row in enumerate(ds)]
+        return read_file(path, split=split)
     import datasets
 
     try:
@@ -88,6 +72,46 @@ def read_rows(source: str | Path, *, split: str = "train", config: str | None = 
             hint="offline? pass a local .jsonl/.json/.parquet file instead",
         ) from e
     return [(i + 1, dict(row)) for i, row in enumerate(ds)]
+
+
+LOCAL_SUFFIXES = {".jsonl", ".json", ".parquet", ".csv"}
+
+
+def read_file(path: Path, *, split: str = "train") -> list[tuple[int, dict[str, Any]]]:
+    """One local file. A .json file may be a list, {"data"|SPLIT: [...]}, or JSON lines
+    (as many hub .json files are). Parquet and CSV are read with pyarrow (a `datasets`
+    dependency) directly: no dataset cache is written for a local file."""
+    if path.suffix == ".jsonl":
+        return list(iter_jsonl(path))
+    if path.suffix == ".json":
+        text = path.read_text(encoding="utf-8")
+        try:
+            data = json.loads(text) if text.strip() else []
+        except json.JSONDecodeError as e:
+            if e.msg == "Extra data":  # several top-level values: JSON lines in a .json file
+                return list(iter_jsonl(path))
+            raise SftevalError(f"malformed JSON: {e.msg}", path=str(path), line=e.lineno) from e
+        if isinstance(data, dict):
+            data = data.get("data", data.get(split))
+        if not isinstance(data, list):
+            raise SftevalError("expected a JSON list of objects (or {'data': [...]})", path=str(path))
+        for i, row in enumerate(data):
+            if not isinstance(row, dict):
+                raise SftevalError(f"expected a JSON object, got {type(row).__name__}", path=str(path), line=i + 1)
+        return [(i + 1, row) for i, row in enumerate(data)]
+    try:
+        import pyarrow.csv as pcsv
+        import pyarrow.parquet as pq
+    except ImportError as e:
+        raise SftevalError(f"reading {path.suffix} files needs pyarrow", path=str(path),
+                           hint="pip install 'sfteval[hf]' (or convert the file to .jsonl)") from e
+    try:
+        table = pq.read_table(path) if path.suffix == ".parquet" else pcsv.read_csv(path)
+    except Exception as e:  # noqa: BLE001 - pyarrow raises ArrowInvalid, OSError...
+        raise SftevalError(f"cannot read {path.suffix[1:]}: {e}", path=str(path)) from e
+    # Line numbers are row numbers; for CSV, +1 more for the header line.
+    first = 2 if path.suffix == ".csv" else 1
+    return [(i + first, row) for i, row in enumerate(table.to_pylist())]
 
 
 def detect_format(row: dict[str, Any], *, path: str = "", line: int | None = None) -> str:

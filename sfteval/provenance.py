@@ -2,7 +2,8 @@
 
 The fingerprint hashes the files that define a checkpoint (config, weights, tokenizer,
 adapter); it is what caches and run ids are keyed on, so two checkpoints never share
-results. Files above 2 GiB are hashed by size plus their first and last 64 MiB (said as
+results. A snapshot folder in a hub cache also records its repo id and commit (folded
+into the digest), and an adapter records its base's fingerprint. Files above 2 GiB are hashed by size plus their first and last 64 MiB (said as
 `method` in the record) to keep start-up bounded on big models.
 """
 
@@ -18,6 +19,7 @@ from typing import Any
 
 from sfteval.errors import SftevalError
 from sfteval.fileio import read_json, sha256_file
+from sfteval.hub import snapshot_of
 
 FINGERPRINT_FILES = (
     "config.json",
@@ -68,12 +70,34 @@ def fingerprint(checkpoint: str) -> dict[str, Any]:
             methods.add(method)
     if not any(name.endswith(WEIGHT_SUFFIXES) for name in files):
         raise SftevalError("checkpoint has no weight files (*.safetensors / *.bin)", path=str(path))
-    digest = hashlib.sha256("".join(f"{k}:{v}\n" for k, v in files.items()).encode()).hexdigest()
-    record: dict[str, Any] = {"path": str(path.resolve()), "files": files, "digest": digest, "method": sorted(methods)}
+    lines = "".join(f"{k}:{v}\n" for k, v in files.items())
+    extra: dict[str, Any] = {}
+    hub = snapshot_of(path)
+    if hub is not None:  # the commit is part of the identity: a moving branch gives a new run id
+        extra["hub"] = hub
+        lines += f"hub:{hub['repo_id']}@{hub['commit']}\n"
+    if (path / "adapter_config.json").is_file():  # an adapter means nothing without its base
+        base = _adapter_base(path)
+        extra["base"] = base
+        lines += f"base:{base['digest']}\n"
+    digest = hashlib.sha256(lines.encode()).hexdigest()
+    record: dict[str, Any] = {"path": str(path.resolve()), "files": files, "digest": digest, "method": sorted(methods), **extra}
     meta = path / "sfteval.json"
     if meta.is_file():
         record["trainer"] = read_json(meta)
     return record
+
+
+def _adapter_base(adapter_dir: Path) -> dict[str, Any]:
+    """The fingerprint of a peft adapter's base (a local folder, or a hub id via the cache)."""
+    from sfteval.hub import local_base
+
+    cfg = read_json(adapter_dir / "adapter_config.json")
+    base = cfg.get("base_model_name_or_path") if isinstance(cfg, dict) else None
+    if not base:
+        raise SftevalError("adapter has no base model", path=str(adapter_dir / "adapter_config.json"), field="base_model_name_or_path")
+    fp = fingerprint(local_base(adapter_dir, str(base), cfg.get("revision")))
+    return {"name_or_path": str(base), **{k: fp[k] for k in ("path", "digest", "hub") if k in fp}}
 
 
 def git_sha(where: Path) -> str | None:
