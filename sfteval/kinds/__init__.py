@@ -30,6 +30,7 @@ KINDS: dict[str, str] = {
     "choice": "sfteval.kinds.choice:ChoiceKind",
     "reference": "sfteval.kinds.reference:ReferenceKind",
     "code": "sfteval.kinds.code:CodeKind",
+    "instruction": "sfteval.kinds.instruction:InstructionKind",
 }
 
 
