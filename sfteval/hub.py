@@ -178,7 +178,7 @@ def local_base(adapter_dir: str | os.PathLike[str], base: str, revision: str | N
     """An adapter's `base_model_name_or_path` as a local folder: a path (absolute, or
     relative to the adapter folder or the working directory) or a hub id via the cache."""
     here = Path(adapter_dir)
-    for cand in (Path(base), here / base):
+    for cand in (Path(base),) if Path(base).is_absolute() else (here / base, Path(base)):
         if cand.is_dir():
             return str(cand)
     snap = resolve_model(base, revision) if parse_ref(base) else None

@@ -2,8 +2,9 @@
 
 A checkpoint folder holding `adapter_config.json` is an adapter on a base model. Every
 backend resolves it the same way:
-- the base is `base_model_name_or_path`, which must be a local folder (absolute, or
-  relative to the adapter folder); we never download a base;
+- the base is `base_model_name_or_path`: a local folder (absolute, or relative to the
+  adapter folder) or a hub id (at the adapter's `revision`), resolved by `sfteval.hub`
+  through huggingface_hub's cache (offline when the hub cannot be reached);
 - the adapter's tokenizer and generation_config win over the base's (the trainer saves
   its chat template and end-of-turn ids with the adapter); the base's tokenizer is used
   when the adapter folder has none;
@@ -15,7 +16,7 @@ backend resolves it the same way:
   a GPU: a 70B base merged per adapter would cost ~140 GB of RAM and disk each).
   SFTEVAL_ADAPTER_MODE=merge|lora overrides the choice (to cross-check the two).
 
-Not covered: adapters on hub bases, several adapters stacked, DoRA-specific kernels.
+Not covered: several adapters stacked, DoRA-specific kernels.
 """
 
 from __future__ import annotations
@@ -55,15 +56,9 @@ def resolve_model(model_path: str) -> tuple[str, str | None, dict[str, Any] | No
     base = adapter.get("base_model_name_or_path")
     if not base:
         raise SftevalError("adapter has no base model", path=str(path / "adapter_config.json"), field="base_model_name_or_path")
-    base_path = Path(base) if Path(base).is_absolute() else (path / base if (path / base).is_dir() else Path(base))
-    if not base_path.is_dir():
-        raise SftevalError(
-            f"the adapter's base model '{base}' is not a local folder",
-            path=str(path / "adapter_config.json"),
-            field="base_model_name_or_path",
-            hint="point it at the base checkpoint folder (models are never downloaded)",
-        )
-    return str(base_path), str(path), adapter
+    from sfteval.hub import local_base  # a local folder, or a hub id through the hub cache
+
+    return local_base(path, str(base), adapter.get("revision")), str(path), adapter
 
 
 def tokenizer_dir(model_path: str) -> str:
@@ -89,22 +84,23 @@ def lora_rank(adapter_cfg: dict[str, Any]) -> int:
     return max(ranks)
 
 
-def merge_adapter(adapter_dir: str, base_dir: str, out_dir: Path) -> Path:
+def merge_adapter(adapter_dir: str, base_dir: str, out_dir: Path, trust_remote_code: bool = False) -> Path:
     """Base + peft adapter merged into a plain checkpoint folder at `out_dir`."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype="auto")
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype="auto", trust_remote_code=trust_remote_code)
     merged = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
     merged.save_pretrained(out_dir, safe_serialization=True)
-    AutoTokenizer.from_pretrained(tokenizer_dir(adapter_dir)).save_pretrained(out_dir)
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir(adapter_dir), trust_remote_code=trust_remote_code)
+    tok.save_pretrained(out_dir)
     gen = Path(adapter_dir) / "generation_config.json"
     if gen.is_file():  # the trainer's end-of-turn ids, not the base's
         shutil.copy(gen, out_dir / "generation_config.json")
     return out_dir
 
 
-def prepare_model(model_path: str) -> tuple[str, str | None, Any]:
+def prepare_model(model_path: str, trust_remote_code: bool = False) -> tuple[str, str | None, Any]:
     """(folder the engine loads, adapter folder or None, temp dir to clean up or None),
     merging an adapter into its base ("merge" mode)."""
     base, adapter_path, _ = resolve_model(model_path)
@@ -112,19 +108,19 @@ def prepare_model(model_path: str) -> tuple[str, str | None, Any]:
         return base, None, None
     tmp = tempfile.TemporaryDirectory(prefix="sfteval-merged-")
     try:
-        merge_adapter(adapter_path, base, Path(tmp.name))
+        merge_adapter(adapter_path, base, Path(tmp.name), trust_remote_code)
     except Exception as e:
         tmp.cleanup()
         raise SftevalError(f"cannot merge the LoRA adapter into its base: {type(e).__name__}: {e}", path=adapter_path) from e
     return tmp.name, adapter_path, tmp
 
 
-def load_merged_hf(model_path: str, dtype: Any) -> Any:
+def load_merged_hf(model_path: str, dtype: Any, trust_remote_code: bool = False) -> Any:
     """A transformers model for `model_path`; an adapter is applied to its local base and merged."""
     from transformers import AutoModelForCausalLM
 
     base, adapter_path, _ = resolve_model(model_path)
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype, trust_remote_code=trust_remote_code)
     if adapter_path is None:
         return model
     from peft import PeftModel

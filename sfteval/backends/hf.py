@@ -34,7 +34,7 @@ from sfteval.errors import SftevalError
 from sfteval.types import GenParams, GenRequest, Generation, Loglik, LoglikRequest
 
 
-def load_tokenizer(model_path: str) -> Any:
+def load_tokenizer(model_path: str, trust_remote_code: bool = False) -> Any:
     from transformers import AutoTokenizer
 
     if not Path(model_path).is_dir():
@@ -47,7 +47,7 @@ def load_tokenizer(model_path: str) -> Any:
             hint="save the tokenizer with the model: tokenizer.save_pretrained(CKPT)",
         )
     try:
-        return AutoTokenizer.from_pretrained(str(path))
+        return AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     except Exception as e:  # noqa: BLE001 - transformers raises many types here
         raise SftevalError(f"cannot load the tokenizer: {e}", path=model_path) from e
 
@@ -71,12 +71,12 @@ class HFBackend:
         hf_logging.disable_progress_bar()  # our own progress bar is the one that matters
         self.engine = engine
         self.path = model_path
-        self.tokenizer = load_tokenizer(model_path)
+        self.tokenizer = load_tokenizer(model_path, engine.trust_remote_code)
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.dtype = torch_dtype(resolve_dtype(engine.dtype, self.device))
         self.adapter = (Path(model_path) / "adapter_config.json").is_file()
         try:
-            model = load_merged_hf(model_path, self.dtype)
+            model = load_merged_hf(model_path, self.dtype, engine.trust_remote_code)
         except (OSError, ValueError, json.JSONDecodeError) as e:
             raise SftevalError(f"cannot load the model weights: {e}", path=model_path) from e
         self.model = model.to(self.device).eval()

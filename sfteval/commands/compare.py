@@ -1,7 +1,8 @@
 """`sfteval compare BASE TUNED`: paired deltas, forgetting, overfitting, drift, contamination.
 
-BASE and TUNED are run folders, or checkpoint folders that are first evaluated through
-the runner with one set of settings (the flags below the line in --help). Writes
+BASE and TUNED are run folders, or checkpoints (folders, or hub ids ORG/NAME[@REV]) that
+are first evaluated through the runner with one set of settings: the [checkpoints] flags
+and every engine setting `run` takes (shared in `commands.engine_options`). Writes
 comparison.json (docs/compare-format.md), report.md and report.html. The work lives in
 `sfteval.compare`; this module only turns flags into settings.
 """
@@ -9,9 +10,11 @@ comparison.json (docs/compare-format.md), report.md and report.html. The work li
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
+from sfteval.commands import engine_options as eo
 from sfteval.config import parse_name_paths
 from sfteval.errors import SftevalError
 
@@ -27,20 +30,22 @@ def _as_run(path: Path, run_kwargs: dict) -> Path:
     if is_unfinished_run(path):
         raise SftevalError("an unfinished run folder (no results.json): still running, or stopped", path=str(path),
                            hint="re-run the same `sfteval run` command to finish it, then compare")
-    if path.is_dir():  # a checkpoint, or a trainer output holding checkpoint-* (the runner resolves it)
+    from sfteval.hub import parse_ref
+
+    if path.is_dir() or parse_ref(str(path)):  # a checkpoint, a trainer output holding checkpoint-*, or ORG/NAME[@REV]
         from sfteval.config import RunConfig
         from sfteval.runner import execute_run
 
         typer.echo(f"evaluating checkpoint {path} ...", err=True)
         return Path(execute_run(RunConfig(checkpoint=str(path), **run_kwargs)))
-    raise SftevalError("neither a run folder (results.json) nor a checkpoint folder", path=str(path))
+    raise SftevalError("neither a run folder (results.json), a checkpoint folder nor a hub id (ORG/NAME)", path=str(path))
 
 
 def register(app: typer.Typer) -> None:
     @app.command("compare")
     def compare(
-        base: Path = typer.Argument(..., help="base run folder (or checkpoint folder)"),
-        tuned: Path = typer.Argument(..., help="tuned run folder (or checkpoint folder)"),
+        base: Path = typer.Argument(..., help="base run folder, checkpoint folder or hub id ORG/NAME[@REV]"),
+        tuned: Path = typer.Argument(..., help="tuned run folder or checkpoint folder (a LoRA adapter's base may be a hub id)"),
         out: Path = typer.Option(None, "--out", help="default: REPORTS/compare/<base>__<tuned>"),
         reports: Path = typer.Option(Path("reports"), "--reports", help="output root (runs of checkpoints go here too)"),
         allow_mismatch: bool = typer.Option(False, "--allow-mismatch", help="compare even if prompts/settings/data differ"),
@@ -56,6 +61,18 @@ def register(app: typer.Typer) -> None:
         limit: int = typer.Option(None, "--limit", help="[checkpoints] items per benchmark"),
         backend: str = typer.Option("auto", "--backend", help="[checkpoints] hf | vllm | ..."),
         chat_template: str = typer.Option("auto", "--chat-template", help="[checkpoints] auto | on | off"),
+        fewshot_data: list[str] = eo.FEWSHOT_DATA,
+        bertscore_model: str = eo.BERTSCORE_MODEL,
+        trust_remote_code: bool = eo.TRUST_REMOTE_CODE,
+        dtype: str = eo.DTYPE,
+        batch_size: int = eo.BATCH_SIZE,
+        base_url: Optional[str] = eo.BASE_URL,
+        max_model_len: Optional[int] = eo.MAX_MODEL_LEN,
+        tensor_parallel_size: int = eo.TENSOR_PARALLEL,
+        data_parallel_size: int = eo.DATA_PARALLEL,
+        gpu_memory_utilization: Optional[float] = eo.GPU_MEMORY,
+        model_name: Optional[str] = eo.MODEL_NAME,
+        concurrency: int = eo.CONCURRENCY,
     ) -> None:
         """Compare a tuned model with its base, item by item."""
         from sfteval.compare import CompareSettings, compare_runs, default_out, load_run, write_comparison
@@ -68,7 +85,13 @@ def register(app: typer.Typer) -> None:
         # one set of settings for both checkpoints, so their runs are comparable by construction
         run_kwargs = {"benchmarks": tuple(benchmark), "suite": suite, "data": parse_name_paths(data), "limit": limit,
                       "backend": backend, "chat_template": chat_template, "out": str(reports),
-                      "train_data": train_data[0] if train_data else None}
+                      "train_data": train_data[0] if train_data else None,
+                      "fewshot_data": parse_name_paths(fewshot_data, "--fewshot-data"), "bertscore_model": bertscore_model,
+                      "engine": eo.engine_settings(
+                          dtype=dtype, batch_size=batch_size, base_url=base_url, max_model_len=max_model_len,
+                          tensor_parallel_size=tensor_parallel_size, data_parallel_size=data_parallel_size,
+                          gpu_memory_utilization=gpu_memory_utilization, model_name=model_name,
+                          concurrency=concurrency, trust_remote_code=trust_remote_code)}
         base_dir, tuned_dir = _as_run(base, run_kwargs), _as_run(tuned, run_kwargs)
         settings = CompareSettings(seed=seed, resamples=resamples, margin=margin, general=tuple(general),
                                    allow_mismatch=allow_mismatch, train_data=tuple(train_data),

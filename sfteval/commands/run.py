@@ -8,6 +8,7 @@ from typing import Any, Optional
 
 import typer
 
+from sfteval.commands import engine_options as eo
 from sfteval.errors import SftevalError
 
 RUN_HELP = """Score CHECKPOINT on benchmarks, with error bars and every sample recorded.
@@ -15,6 +16,8 @@ RUN_HELP = """Score CHECKPOINT on benchmarks, with error bars and every sample r
 \b
 Examples:
   sfteval run ./ckpt --suite offline                  the project's own small items
+  sfteval run Qwen/Qwen2.5-0.5B-Instruct -b gsm8k     a hub id (its cache works offline)
+  sfteval run ./ckpt -b mmlu --data mmlu=./mmlu/      a folder holding test.jsonl and dev.jsonl
   sfteval run ./ckpt -b gsm8k -b mmlu --limit 200     first 200 items of each
   sfteval run ./ckpt --suite default --data heldout=val.jsonl
   sfteval run ./sft-out/                              every checkpoint-*/ in step order
@@ -27,10 +30,10 @@ command resumes where it stopped. Exit 0 on success, 2 on bad input.
 
 
 def run_command(
-    checkpoint: Optional[str] = typer.Argument(None, help="Checkpoint folder, or a trainer output holding checkpoint-*/ folders."),
+    checkpoint: Optional[str] = typer.Argument(None, help="Checkpoint folder, a trainer output holding checkpoint-*/ folders, or a hub id ORG/NAME[@REV]."),
     benchmark: list[str] = typer.Option([], "--benchmark", "-b", help="Benchmark name (a built-in: sfteval/catalog/NAME.toml) or TOML path; repeatable."),
     suite: Optional[str] = typer.Option(None, "--suite", help="A set of benchmarks: offline, default, or a suite TOML."),
-    data: list[str] = typer.Option([], "--data", help="NAME=PATH: local data for a benchmark (e.g. heldout=val.jsonl); repeatable."),
+    data: list[str] = typer.Option([], "--data", help="NAME=PATH: local data for a benchmark, a file or a folder of split files (test.jsonl, dev.jsonl, ...); repeatable."),
     train_data: Optional[str] = typer.Option(None, "--train-data", help="A sample of the SFT training data, scored as benchmark 'train' (overfitting gap)."),
     backend: str = typer.Option("auto", "--backend", help="auto (vllm if usable, else hf) | hf | vllm | vllm-server | openai."),
     chat_template: str = typer.Option("auto", "--chat-template", help="auto (use the tokenizer's if it has one) | on | off. Recorded per run."),
@@ -39,19 +42,22 @@ def run_command(
     out: Path = typer.Option(Path("reports"), "--out", help="Output root."),
     replay: Optional[str] = typer.Option(None, "--replay", help='JSONL of {"id", "output"} to score without a model.'),
     name: Optional[str] = typer.Option(None, "--name", help="Label for the run (default: the checkpoint folder name)."),
-    dtype: str = typer.Option("auto", "--dtype", help="auto | float32 | bfloat16 | float16."),
-    batch_size: int = typer.Option(16, "--batch-size", min=1, help="hf backend batch size."),
-    base_url: Optional[str] = typer.Option(None, "--base-url", help="openai backend: the endpoint, e.g. http://127.0.0.1:8000/v1."),
-    bertscore_model: str = typer.Option("auto", "--bertscore-model", help="auto (roberta-large if cached, else the bundled MiniLM) or a model name/dir."),
     select: Optional[str] = typer.Option(None, "--select", help="Sweeps: BENCH/METRIC that names the best checkpoint."),
-    max_model_len: Optional[int] = typer.Option(None, "--max-model-len", min=1, help="vLLM: context length.", rich_help_panel="Engine"),
-    tensor_parallel_size: int = typer.Option(1, "--tensor-parallel-size", min=1, help="vLLM: GPUs per model replica.", rich_help_panel="Engine"),
-    data_parallel_size: int = typer.Option(1, "--data-parallel-size", min=1, help="vLLM: model replicas.", rich_help_panel="Engine"),
-    gpu_memory_utilization: Optional[float] = typer.Option(None, "--gpu-memory-utilization", min=0.05, max=1.0, help="vLLM: share of GPU memory (host RAM for KV cache on CPU).", rich_help_panel="Engine"),
-    model_name: Optional[str] = typer.Option(None, "--model-name", help="openai: the model id at the endpoint.", rich_help_panel="Engine"),
-    concurrency: int = typer.Option(8, "--concurrency", min=1, help="openai: requests in flight.", rich_help_panel="Engine"),
+    revision: Optional[str] = typer.Option(None, "--revision", help="Hub ids: branch, tag or commit (same as ORG/NAME@REV); the resolved commit is recorded."),
+    fewshot_data: list[str] = eo.FEWSHOT_DATA,
+    bertscore_model: str = eo.BERTSCORE_MODEL,
+    trust_remote_code: bool = eo.TRUST_REMOTE_CODE,
+    dtype: str = eo.DTYPE,
+    batch_size: int = eo.BATCH_SIZE,
+    base_url: Optional[str] = eo.BASE_URL,
+    max_model_len: Optional[int] = eo.MAX_MODEL_LEN,
+    tensor_parallel_size: int = eo.TENSOR_PARALLEL,
+    data_parallel_size: int = eo.DATA_PARALLEL,
+    gpu_memory_utilization: Optional[float] = eo.GPU_MEMORY,
+    model_name: Optional[str] = eo.MODEL_NAME,
+    concurrency: int = eo.CONCURRENCY,
 ) -> None:
-    from sfteval.config import EngineSettings, RunConfig, parse_name_paths
+    from sfteval.config import RunConfig, parse_name_paths
 
     if replay and not name:
         raise SftevalError("--replay needs --name LABEL", field="name")
@@ -72,11 +78,14 @@ def run_command(
         seed=seed,
         out=str(out),
         replay=replay,
-        engine=EngineSettings(
+        engine=eo.engine_settings(
             dtype=dtype, batch_size=batch_size, base_url=base_url, max_model_len=max_model_len,
             tensor_parallel_size=tensor_parallel_size, data_parallel_size=data_parallel_size,
             gpu_memory_utilization=gpu_memory_utilization, model_name=model_name, concurrency=concurrency,
+            trust_remote_code=trust_remote_code,
         ),
+        revision=revision,
+        fewshot_data=parse_name_paths(fewshot_data, "--fewshot-data"),
         bertscore_model=bertscore_model,
     )
     if checkpoint and not replay and _is_sweep(Path(checkpoint)):
