@@ -26,6 +26,8 @@ COMMANDS: tuple[str, ...] = (
     "sfteval.commands.dashboard",
     "sfteval.commands.ratings",
     "sfteval.commands.demo",
+    "sfteval.commands.judge",
+    "sfteval.commands.merge",
 )
 
 app = typer.Typer(
