@@ -27,7 +27,6 @@ COMMANDS: tuple[str, ...] = (
     "sfteval.commands.ratings",
     "sfteval.commands.demo",
     "sfteval.commands.judge",
-    "sfteval.commands.merge",
 )
 
 app = typer.Typer(
