@@ -162,7 +162,7 @@ def test_a_run_killed_after_its_last_sample_keeps_the_backend_info(tiny_model: P
 def test_a_run_failing_before_its_first_sample_leaves_no_run_folder(tiny_model: Path, tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     from sfteval.backends.hf import HFBackend
-    from sfteval.runs import list_runs
+    from sfteval.runfolder import list_runs
 
     def broken(self, *a, **k):
         raise RuntimeError("CUDA out of memory (simulated)")
@@ -192,7 +192,7 @@ def test_compare_refuses_an_unfinished_run_folder_instead_of_evaluating_it(tmp_p
 
 def test_duplicate_sample_ids_are_refused_with_file_and_line(tmp_path: Path) -> None:
     from sfteval.compare import load_run
-    from sfteval.runs import load_samples_by_id
+    from sfteval.runfolder import read_samples, samples_file
 
     cfg = _replay_cfg(tmp_path)
     run = execute_run(cfg)
@@ -200,7 +200,7 @@ def test_duplicate_sample_ids_are_refused_with_file_and_line(tmp_path: Path) -> 
     lines = path.read_text().splitlines(keepends=True)
     path.write_text("".join(lines) + lines[2])  # what a second writer appended
     where = f"{path}:{len(lines) + 1}"
-    for read in (lambda: load_samples_by_id(run, "offline_gsm8k"), lambda: load_run(run), lambda: execute_run(cfg)):
+    for read in (lambda: read_samples(samples_file(run, "offline_gsm8k")), lambda: load_run(run), lambda: execute_run(cfg)):
         with pytest.raises(SftevalError) as e:
             read()
         assert where in str(e.value) and "'2' appears twice" in str(e.value)
@@ -233,3 +233,27 @@ def test_a_second_writer_is_refused_naming_the_holder_and_a_dead_ones_lock_is_ta
     assert (run / ".lock").exists()  # its record is still there ...
     assert execute_run(cfg) == run  # ... and the next writer takes over
     assert (run / "results.json").read_bytes() == before and not (run / ".lock").exists()
+
+
+# ----------------------------------------------------------------------------- explicit readers
+
+
+@pytest.mark.parametrize(("command", "damage"), [
+    ("compare", '{"schema": "sfteval.run/1", "benchmarks": {"offline_gsm8k": {"n": 3'),  # torn mid-write
+    ("gate", '{"schema": "sfteval.run/1", "model": "not an object", "benchmarks": {}}'),
+    ("report", '{"schema": "sfteval.run/1", "benchmarks": {"offline_gsm8k": 7}}'),
+])
+def test_commands_given_a_corrupt_run_name_the_file_and_exit_2(tmp_path: Path, command: str, damage: str) -> None:
+    import shutil
+
+    good = execute_run(_replay_cfg(tmp_path))
+    bad = tmp_path / "bad-run"
+    shutil.copytree(good, bad)
+    (bad / "results.json").write_text(damage)
+    rules = tmp_path / "gate.toml"
+    rules.write_text('[min]\n"offline_gsm8k" = 0.1\n')
+    args = {"compare": [str(bad), str(good), "--reports", str(tmp_path)], "gate": [str(bad), "--rules", str(rules)],
+            "report": [str(bad)]}[command]
+    r = subprocess.run([sys.executable, "-m", "sfteval.cli", command, *args], capture_output=True, text=True)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith(f"error: {bad / 'results.json'}") and "Traceback" not in r.stderr, r.stderr
