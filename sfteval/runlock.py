@@ -109,6 +109,9 @@ class RunLock:
             self.previous = read_holder(self.path)  # a record left behind: its writer died
             self._fd = fd
             self._record(fd)
+            if self.previous is not None:
+                sys.stderr.write(f"note: {self.run_dir}: took over the lock of a writer that stopped "
+                                 f"({self.previous.describe()}); resuming\n")
             return self
         raise SftevalError("could not take the run folder's lock (it kept being replaced)", path=str(self.path))
 

@@ -4,7 +4,8 @@ A run may take several sessions (killed, then re-run). `progress.json` in the ru
 folder, rewritten atomically after every chunk of samples, carries what results.json
 would otherwise lose on a resume: the `created` time of the first session, the backend
 info of the first session that opened a model, each benchmark's timings summed over
-sessions, and one entry per session (when, where, how many new samples). results.json
+sessions, and one entry per session (when, where, how many new samples, and its backend
+info when that differs from the first session's). results.json
 copies these when it is written; progress.json is then removed. A finished run that
 is resumed reads them back from results.json.
 
@@ -102,6 +103,8 @@ def add_session_work(state: RunState, before: RunState, bench: str, timing: dict
     sessions = list(state.sessions)
     last = dict(sessions[-1])
     last["new_samples"] = {**last.get("new_samples", {}), bench: new}
+    if backend is not None and state.backend is not None and backend != state.backend:
+        last["backend"] = backend  # this session's engine differs from the first: say so, keep both
     sessions[-1] = last
     return replace(
         state,
