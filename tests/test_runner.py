@@ -115,7 +115,7 @@ def test_killed_run_resumes_to_identical_results(tiny_model: Path, tmp_path: Pat
 
 
 def test_replay_scores_outputs_without_a_model(tmp_path: Path) -> None:
-    data = [json.loads(line) for line in Path(__file__).resolve().parents[1] / "sfteval/catalog/data/offline/gsm8k_test.jsonl".read_text().splitlines()[:3]]
+    data = [json.loads(line) for line in (Path(__file__).resolve().parents[1] / "sfteval/catalog/data/offline/gsm8k_test.jsonl").read_text().splitlines()[:3]]
     answers = [d["answer"].split("####")[-1].strip() for d in data]
     outs = tmp_path / "outs.jsonl"
     lines = [
