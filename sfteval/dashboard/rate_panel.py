@@ -93,10 +93,10 @@ def rate(store: VoteStore, study_id: str, rater: str) -> None:
     right.markdown(_plain(pair.text_b))
     st.markdown("**Which answer is better?**")
     cols = st.columns(len(CHOICES) + 1)
-    for col, (choice, label, key) in zip(cols, CHOICES):
-        col.button(f"{label} ({key})", on_click=_vote, args=(store, study_id, item, rater, choice),
+    for col, (choice, label, key) in zip(cols, CHOICES):  # Streamlit draws each hotkey on its button
+        col.button(label, on_click=_vote, args=(store, study_id, item, rater, choice),
                    key=f"vote_{choice}", shortcut=key, type="primary" if choice in ("A", "B") else "secondary",
                    width="stretch")
-    cols[-1].button("Undo (U)", on_click=_undo, args=(store, study_id, rater), key="undo", disabled=done == 0,
+    cols[-1].button("Undo", on_click=_undo, args=(store, study_id, rater), key="undo", disabled=done == 0,
                     shortcut="U", width="stretch")
     st.caption("Hotkeys: A, B, T (tie), X (both bad), U (undo). Each vote is saved at once.")

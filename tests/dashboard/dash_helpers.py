@@ -135,13 +135,13 @@ def _free_port() -> int:
 
 
 @contextmanager
-def serve(reports: Path, db: Path, log_path: Path) -> Iterator[str]:
+def serve(reports: Path, db: Path, log_path: Path, extra: list[str] | None = None) -> Iterator[str]:
     """Run `sfteval dashboard` for real; yield its URL once /_stcore/health says ok."""
     port = _free_port()
     with log_path.open("w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "sfteval.cli", "dashboard", "--reports", str(reports), "--port", str(port),
-             "--db", str(db)],
+             "--db", str(db), *(extra or [])],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,  # its own group: we stop exactly it
         )
         url = f"http://127.0.0.1:{port}"

@@ -101,7 +101,7 @@ def test_dashboard_in_chromium(server, browser, reports: Path, tmp_path: Path) -
     VoteStore(db).create_study(study)
     browser.get(f"{url}/rate?study={study.study_id}&rater=ann")
     _wait_text(browser, "Which answer is better?")
-    _wait_text(browser, "careful answer")  # code blocks render a moment after the rest
+    _wait_text(browser, "careful answer")  # blocks render a moment after the rest
     body = _wait_text(browser, "short reply")
     assert "0 of 12 rated" in body
     for secret in (*IDENTITY, base.name, tuned.name):
@@ -109,10 +109,65 @@ def test_dashboard_in_chromium(server, browser, reports: Path, tmp_path: Path) -
         assert secret not in browser.page_source
     _shot(browser, tmp_path, "rate.png")
 
-    browser.find_element(By.XPATH, "//*[normalize-space(text())='A is better']").click()
-    time.sleep(1.0)  # let the widget change reach the server before the click below
-    browser.find_element(By.XPATH, "//button[.//*[normalize-space(text())='Submit vote']]").click()
+    browser.find_element(By.XPATH, "//button[.//*[starts-with(normalize-space(text()), 'A is better')]]").click()
     _wait_text(browser, "1 of 12 rated")
     votes = VoteStore(db).votes(study.study_id)
     assert [(v["rater"], v["choice"]) for v in votes] == [("ann", "A")]
     _shot(browser, tmp_path, "rate-after-vote.png")
+
+
+@pytest.fixture()
+def rater_server(reports: Path, tmp_path: Path) -> Iterator[tuple[str, Path, dict[str, str], str]]:
+    """`sfteval dashboard --rate round-1` for real, with two raters and a second study."""
+    db = tmp_path / "ratings.sqlite3"
+    base, tuned = run_ids(reports)
+    store = VoteStore(db)
+    store.create_study(build_study(base, tuned, "chat", study_id="round-1", overlap=2))
+    store.create_study(build_study(base, tuned, "gsm8k", study_id="round-2"))
+    tokens = dict(store.add_raters("round-1", ["Ana", "Ben"]))
+    (_, other), = store.add_raters("round-2", ["Ana"])
+    with serve(reports, db, tmp_path / "rater-server.log", extra=["--rate", "round-1"]) as url:
+        yield url, db, tokens, other
+
+
+def test_rater_link_in_chromium_reaches_only_the_rate_page(rater_server, browser, reports: Path,
+                                                            tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    url, db, tokens, other = rater_server
+    base, tuned = run_ids(reports)
+    secrets_ = (*IDENTITY, base.name, tuned.name, str(reports), "round-2", "Compare", "Samples", "Ratings")
+    # No token, a wrong one, another study's, on every path a full dashboard would have:
+    # one neutral line, no study list, no page list, no run name.
+    for path in ("/", "/runs", "/compare", "/samples", "/checkpoints", "/ratings", "/rate"):
+        for query in ("", "?t=nonsense", f"?t={tokens['Ana'][:-2]}xx", f"?t={other}"):
+            browser.get(f"{url}{path}{query}")
+            body = _wait_text(browser, "personal rating link")
+            for secret in secrets_:
+                assert secret not in body, (path, query, secret)
+    _shot(browser, tmp_path, "rater-no-token.png")
+    # Ana's link, even on another page's path, is Ana's Rate page and only that.
+    browser.get(f"{url}/compare?t={tokens['Ana']}")
+    _wait_text(browser, "Signed in as Ana")
+    body = _wait_text(browser, "Which answer is better?")
+    for secret in secrets_:
+        assert secret not in body, secret
+        assert secret not in browser.page_source, secret
+    assert not browser.find_elements(By.CSS_SELECTOR, "[data-testid='stSidebarNav']")
+    store = VoteStore(db)
+    mine = store.order_for("round-1", "ana")
+    _wait_text(browser, f"0 of {len(mine)} rated")
+    _shot(browser, tmp_path, "rater-rate.png")
+    # A vote by hotkey lands as Ana; Ben's link then sees none of it.
+    first = store.next_item("round-1", "ana")
+    browser.find_element(By.TAG_NAME, "body").send_keys("b")
+    _wait_text(browser, f"1 of {len(mine)} rated")
+    assert [(v["rater"], v["item"], v["choice"]) for v in store.votes("round-1")] == [("ana", first, "B")]
+    browser.find_element(By.XPATH, "//button[.//*[starts-with(normalize-space(text()), 'A is better')]]").click()
+    _wait_text(browser, f"2 of {len(mine)} rated")
+    browser.get(f"{url}/?t={tokens['Ben']}")
+    _wait_text(browser, "Signed in as Ben")
+    body = _wait_text(browser, f"0 of {len(store.order_for('round-1', 'ben'))} rated")
+    assert "Ana" not in body
+    _shot(browser, tmp_path, "rater-ben.png")

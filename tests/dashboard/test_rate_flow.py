@@ -66,7 +66,8 @@ def test_nothing_identifies_a_model_before_the_vote(study, reports: Path) -> Non
     store, sid = study
     at = _rate_page(sid, "ann")
     labels = [b.label for b in at.button]
-    assert labels[:4] == ["A is better (A)", "B is better (B)", "Tie (T)", "Both bad (X)"]
+    assert labels[:4] == ["A is better", "B is better", "Tie", "Both bad"]
+    assert [b.proto.shortcut.upper() for b in at.button][:5] == ["A", "B", "T", "X", "U"]
     page = rendered_text(at)
     base, tuned = run_ids(reports)
     for secret in (*IDENTITY, base.name, tuned.name, str(reports)):
