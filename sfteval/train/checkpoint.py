@@ -1,19 +1,21 @@
 """Checkpoint folders that sfteval (and vLLM) load as they are, and that say how they were made.
 
 `OUT/checkpoint-<step>/` holds:
-- `save_pretrained` output: the full model, or the LoRA adapter (`adapter_config.json`
-  names the base), with weights gathered through `accelerator.get_state_dict` (so
-  ZeRO-3 / FSDP shards are gathered, not saved empty);
+- `save_pretrained` output: the full model in the base's own dtype (a bf16 base gives a
+  bf16 checkpoint of the same size), or ONLY the LoRA adapter (`adapter_config.json`
+  names the base by absolute path or hub id + revision), with weights gathered through
+  `accelerator.get_state_dict` (so ZeRO-3 / FSDP shards are gathered, not saved empty);
 - the tokenizer with the chat template used in training, and `generation_config.json`
   whose eos ids include the end-of-turn token that was trained;
-- `sfteval.json` (schema `sfteval.checkpoint/1`): base model and revision, data files
-  with sha256, sample / token counts, drops by reason, resolved config, step, epoch,
-  train / eval loss, git sha, package versions;
-- `accelerate_state/`: optimizer, scheduler, RNG states (and a model copy) for resume.
+- `sfteval.json` (schema `sfteval.checkpoint/1`): run id, base model and revision, dtype,
+  data files with sha256, sample / token counts, drops by reason, chat template source
+  and sha256, resolved config, step, epoch, train / eval loss, git sha, package versions;
+- `resume_state/` (`sfteval.train.resume`): optimizer, scheduler and RNG states; no copy
+  of the weights, except the fp32 master copy when the saved weights were cast down.
 
 Everything is written under `OUT/.tmp-checkpoint-<step>/` and renamed when complete, so a
 folder named `checkpoint-<step>` is always whole; `latest_checkpoint` also requires its
-`sfteval.json`. Rotation keeps the newest `keep_last`.
+`sfteval.json`. Rotation (`sfteval.train.outputs.rotate`) touches only this run's checkpoints.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from sfteval.fileio import atomic_write_json, read_json, sha256_file
 
 SCHEMA = "sfteval.checkpoint/1"
 META = "sfteval.json"
-STATE = "accelerate_state"
+STATE = "resume_state"
 _CKPT_RE = re.compile(r"^checkpoint-(\d+)$")
 PACKAGES = ("torch", "transformers", "tokenizers", "accelerate", "peft", "datasets", "sfteval")
 
@@ -46,9 +48,11 @@ class RunFacts:
     counts: dict[str, Any]
     dropped: dict[str, int]
     config: dict[str, Any]
-    chat_template_source: str  # "model" | "default"
+    chat_template_source: str  # "model" | "default" | "builtin:<name>" | "file:<path>"
     git_sha: str | None
     packages: dict[str, str]
+    run_id: str = ""
+    chat_template_sha256: str = ""
 
 
 def describe_files(files: tuple[str, ...]) -> tuple[dict[str, Any], ...]:
@@ -106,26 +110,20 @@ def read_meta(ckpt: str | Path) -> dict[str, Any]:
     return read_json(Path(ckpt) / META)
 
 
-def rotate(out_dir: str | Path, keep_last: int) -> list[Path]:
-    """Delete all but the newest `keep_last` checkpoints; returns what was removed."""
-    found = checkpoints(out_dir)
-    gone = [p for _, p in found[: max(0, len(found) - keep_last)]]
-    for p in gone:
-        shutil.rmtree(p, ignore_errors=True)
-    return gone
-
-
 def clean_partial(out_dir: str | Path) -> None:
     """Remove temp folders left by a crash mid-save."""
     root = Path(out_dir)
     if root.is_dir():
-        for p in root.glob(".tmp-checkpoint-*"):
-            shutil.rmtree(p, ignore_errors=True)
+        for pattern in (".tmp-checkpoint-*", ".trash-*", ".tmp-merged"):
+            for p in root.glob(pattern):
+                shutil.rmtree(p, ignore_errors=True)
 
 
 def save_checkpoint(
     accelerator: Any,
     model: Any,
+    optimizer: Any,
+    scheduler: Any,
     tokenizer: Any,
     out_dir: str | Path,
     *,
@@ -133,8 +131,14 @@ def save_checkpoint(
     facts: RunFacts,
     progress: dict[str, Any],
     eos_ids: list[int],
+    saved_dtype: str,
 ) -> Path:
     """Write checkpoint-<step> atomically (all processes call this)."""
+    import torch
+
+    from sfteval.train.model import unique_state
+    from sfteval.train.resume import save_resume_state
+
     out = Path(out_dir)
     final = out / f"checkpoint-{step}"
     tmp = out / f".tmp-checkpoint-{step}"
@@ -142,34 +146,72 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp / STATE), safe_serialization=True)
     state_dict = accelerator.get_state_dict(model)  # gathers ZeRO-3 / FSDP shards
+    master = None
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)
-        unwrapped.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+        adapter = hasattr(unwrapped, "peft_config")
+        dtype = getattr(torch, saved_dtype)
+        if adapter:
+            # peft keeps only the adapter's tensors of this state dict
+            unwrapped.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+            _absolute_base(tmp, facts)
+        else:
+            cast = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in state_dict.items()}
+            lossy = any(v.is_floating_point() and v.dtype != dtype for v in state_dict.values())
+            # the fp32 master copy goes into the resume state only when the saved weights are narrower
+            master = unique_state(state_dict) if lossy else None
+            unwrapped.save_pretrained(tmp, state_dict=cast, safe_serialization=True)
+            _set_config_dtype(tmp, saved_dtype)
         tokenizer.save_pretrained(tmp)
         write_generation_config(unwrapped, tokenizer, tmp, eos_ids)
+    save_resume_state(accelerator, model, optimizer, scheduler, tmp / STATE, master=master)
+    if accelerator.is_main_process:
         meta = {
             "schema": SCHEMA,
+            "run_id": facts.run_id,
             "base_model": facts.base_model,
             "base_revision": facts.base_revision,
             "adapter": (tmp / "adapter_config.json").is_file(),
+            "dtype": saved_dtype,
             "data_files": list(facts.data_files),
             "eval_files": list(facts.eval_files),
             "counts": facts.counts,
             "dropped": facts.dropped,
             "chat_template_source": facts.chat_template_source,
+            "chat_template_sha256": facts.chat_template_sha256,
             "config": facts.config,
             **progress,
             "git_sha": facts.git_sha,
             "packages": facts.packages,
         }
         atomic_write_json(tmp / META, meta)
-        if final.exists():  # a re-save of the same step (resume at the very end)
-            shutil.rmtree(final)
+        if final.exists():  # a re-save of the same step by this run (resume at the very end)
+            trash = out / f".trash-{final.name}"
+            shutil.rmtree(trash, ignore_errors=True)
+            final.rename(trash)
+            shutil.rmtree(trash)
         tmp.rename(final)
     accelerator.wait_for_everyone()
     return final
+
+
+def _absolute_base(folder: Path, facts: RunFacts) -> None:
+    """adapter_config.json names the base as an absolute path (or hub id + revision), not as typed."""
+    p = folder / "adapter_config.json"
+    conf = read_json(p)
+    conf["base_model_name_or_path"] = facts.base_model
+    if facts.base_revision:
+        conf["revision"] = facts.base_revision
+    atomic_write_json(p, conf)
+
+
+def _set_config_dtype(folder: Path, dtype: str) -> None:
+    p = folder / "config.json"
+    conf = read_json(p)
+    conf["dtype"] = dtype
+    conf.pop("torch_dtype", None)
+    atomic_write_json(p, conf)
 
 
 def write_generation_config(model: Any, tokenizer: Any, where: Path, eos_ids: list[int]) -> None:

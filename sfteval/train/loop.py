@@ -4,7 +4,8 @@ Loss normalisation (the trap of transformers #34263 / TRL #2604): every micro-ba
 contributes the SUM of its token losses divided by the number of supervised tokens in
 the whole optimizer step, counted over all micro-batches of the step on all processes
 (one all-reduce of a count before the forward passes). Data-parallel wrappers average
-gradients over processes, so each process scales its loss by the world size; the
+gradients over processes, so each process scales its loss by the world size; Accelerate
+divides by the accumulation count in backward, so the loss is multiplied by it. The
 gradient is then exactly d/dθ [Σ token losses / N_step], whatever the split.
 """
 
@@ -51,7 +52,7 @@ def make_optimizer(model: Any, cfg: TrainConfig) -> Any:
     import torch
 
     return torch.optim.AdamW(
-        param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2)
+        param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps
     )
 
 
@@ -68,10 +69,14 @@ def lr_factor(step: int, *, total: int, warmup: int, schedule: str) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def warmup_steps(cfg: TrainConfig, total_steps: int) -> int:
+    return cfg.warmup_steps or int(round(cfg.warmup_ratio * total_steps))
+
+
 def make_scheduler(optimizer: Any, cfg: TrainConfig, total_steps: int) -> Any:
     import torch
 
-    warmup = cfg.warmup_steps or int(round(cfg.warmup_ratio * total_steps))
+    warmup = warmup_steps(cfg, total_steps)
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, total=total_steps, warmup=warmup, schedule=cfg.schedule)
     )
@@ -81,21 +86,26 @@ def train_step(accelerator: Any, model: Any, micro_batches: list[dict[str, Any]]
     """Forward/backward every micro-batch of one optimizer step; returns (loss, N_step).
 
     Gradients are left in `.grad`; the caller clips and steps. The returned loss is the
-    step's mean token loss over all processes.
+    step's mean token loss over all processes. Each micro-batch runs inside
+    `accelerator.accumulate`, so gradient sync (DDP / FSDP) and DeepSpeed's step happen
+    only on the last one. Accelerate's backward (or DeepSpeed's engine) divides the loss by
+    the accumulation count; the loss is multiplied by it here, so the division by N_step
+    is the only one (an `accelerate launch --gradient_accumulation_steps` never divides again).
     """
-    import contextlib
-
     import torch
 
+    if len(micro_batches) != accelerator.gradient_accumulation_steps:
+        raise RuntimeError(f"{len(micro_batches)} micro-batches for accumulation over {accelerator.gradient_accumulation_steps}")
     local = sum(count_supervised(b) for b in micro_batches)
     total = int(accelerator.reduce(torch.tensor(local, device=accelerator.device), reduction="sum").item())
-    scale = accelerator.num_processes / max(total, 1)
+    # processes: data-parallel wrappers average gradients over them; accumulation: see above
+    scale = accelerator.num_processes * accelerator.gradient_accumulation_steps / max(total, 1)
     loss_sum = torch.zeros((), device=accelerator.device)
     for j, batch in enumerate(micro_batches):
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-        last = j == len(micro_batches) - 1
-        sync = contextlib.nullcontext() if last else accelerator.no_sync(model)
-        with sync, accelerator.autocast():
+        with accelerator.accumulate(model), accelerator.autocast():
+            if accelerator.sync_gradients != (j == len(micro_batches) - 1):
+                raise RuntimeError("accelerate's accumulation counter is out of step with the trainer's micro-batches")
             loss = token_loss_sum(model, batch)
             accelerator.backward(loss * scale)
         loss_sum += loss.detach()
@@ -104,7 +114,10 @@ def train_step(accelerator: Any, model: Any, micro_batches: list[dict[str, Any]]
 
 
 def evaluate(accelerator: Any, model: Any, batches: Iterable[dict[str, Any]]) -> float:
-    """Mean token loss over this process's batches, then over all processes."""
+    """Mean token loss over this process's batches, then over all processes.
+
+    Every process must pass the same number of batches (FSDP / ZeRO-3 gather parameters
+    in each forward): `distributed.eval_shard` pads with label-free repeats."""
     import torch
 
     model.eval()

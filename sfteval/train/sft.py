@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,8 @@ if __package__ in (None, ""):  # `python sfteval/train/sft.py`: make the reposit
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from sfteval.errors import SftevalError  # noqa: E402
-from sfteval.fileio import append_jsonl, atomic_write_text  # noqa: E402
-from sfteval.train.config import TrainConfig, config_from_args  # noqa: E402
+from sfteval.fileio import append_jsonl  # noqa: E402
+from sfteval.train.config import TrainConfig, parse_args  # noqa: E402
 
 LOG_NAME = "train_log.jsonl"
 
@@ -50,27 +50,8 @@ class TrainResult:
     tokens_per_s: float
     dropped: dict[str, int] = field(default_factory=dict)
     merged_dir: str | None = None
-
-
-def load_model(cfg: TrainConfig) -> Any:
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(cfg.model, revision=cfg.model_revision, dtype=torch.float32)
-    if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.config.use_cache = False
-    if cfg.lora.enabled:
-        from peft import LoraConfig, get_peft_model
-
-        if cfg.gradient_checkpointing:
-            model.enable_input_require_grads()
-        targets = "all-linear" if cfg.lora.target_modules == ("all-linear",) else list(cfg.lora.target_modules)
-        lora = LoraConfig(
-            r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout, target_modules=targets, task_type="CAUSAL_LM"
-        )
-        model = get_peft_model(model, lora)
-    return model
+    run_id: str = ""
+    truncated: int = 0
 
 
 class _Plans:
@@ -118,81 +99,80 @@ class _Plans:
 
 
 def _eval_batches(samples: Any, cfg: TrainConfig, pad_id: int, rank: int, world: int) -> list[dict[str, Any]]:
+    """This process's eval batches; every process gets as many (the last padded, label-free)."""
     from sfteval.train.batching import collate
+    from sfteval.train.distributed import eval_shard
 
     order = sorted(range(len(samples)), key=lambda i: len(samples[i]))
     chunks = [order[k : k + cfg.micro_batch_size] for k in range(0, len(order), cfg.micro_batch_size)]
-    return [collate([[samples[i]] for i in c], pad_id, packed=False) for c in chunks[rank::world]]
+    out = []
+    for c in eval_shard(len(chunks), rank, world):
+        batch = collate([[samples[i]] for i in chunks[0 if c is None else c]], pad_id, packed=False)
+        if c is None:  # the same number of forward passes on every rank, adding no loss
+            batch["labels"].fill_(-100)
+        out.append(batch)
+    return out
 
 
-# Settings that decide which samples form step k: a resume must not change them.
-_BATCH_KNOBS = ("micro_batch_size", "grad_accum", "seed", "packing", "group_by_length", "cutoff_len", "last_turn_only")
+def _trained_end_ids(samples: Any, end_ids: frozenset[int]) -> list[int]:
+    import numpy as np
+
+    if not samples:
+        return []
+    ids = np.concatenate([s.input_ids[s.mask] for s in samples])
+    return sorted(int(i) for i in np.unique(ids) if int(i) in end_ids)
 
 
-def _check_same_batches(meta: dict[str, Any], cfg: TrainConfig, world: int, where: Path) -> None:
-    old = meta.get("config", {})
-    changed = [k for k in _BATCH_KNOBS if k in old and old[k] != getattr(cfg, k)]
-    if meta.get("counts", {}).get("world_size", world) != world:
-        changed.append("number of processes")
-    if changed:
-        raise SftevalError(
-            f"cannot resume with different {', '.join(changed)}: the batches after step {meta.get('step')} would differ",
-            path=str(where),
-            hint="resume with the settings of the checkpoint, or start a new --output",
-        )
+def dry_run(cfg: TrainConfig, *, color: bool = False) -> str:
+    """Encode the data and show two examples with their supervised spans; no model, no output."""
+    from accelerate import PartialState
+
+    from sfteval.train.data import preview
+    from sfteval.train.prepare import prepare
+
+    p = prepare(cfg.validate(), PartialState())
+    text = f"base {p.base} ({p.saved_dtype}), chat template {p.template.source}\n" + preview(p.data, p.tokenizer, color=color)
+    if p.eval_data is not None:
+        text += "\neval: " + preview(p.eval_data, p.tokenizer, n=0)
+    return text
 
 
-def _trim_log(path: Path, upto_step: int) -> None:
-    """On resume, drop log lines past the checkpoint (the crashed run's tail)."""
-    import json
+def _setup_output(cfg: TrainConfig, out: Path, state: Any, identity_of: Any) -> tuple[str, dict[str, Any]]:
+    """(action, run record): refuse a reused folder, move aside, or resume; main writes run.json."""
+    from sfteval.train import outputs
 
-    if not path.is_file():
-        return
-    keep = []
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        try:
-            if json.loads(raw).get("step", 0) <= upto_step:
-                keep.append(raw + "\n")
-        except json.JSONDecodeError:
-            continue  # a torn last line
-    atomic_write_text(path, "".join(keep))
+    action = outputs.check_output(out, resume=cfg.resume, overwrite=cfg.overwrite)
+    state.wait_for_everyone()  # every process has looked before the main one changes anything
+    if state.is_main_process:
+        outputs.start_run(out, identity_of(outputs.new_run_id()), action)
+    state.wait_for_everyone()
+    run = outputs.read_run(out) or {}
+    if action == "resume":
+        outputs.check_same_run(run, identity_of(run.get("run_id", "")), out)
+    return action, run
 
 
 def train(cfg: TrainConfig) -> TrainResult:  # noqa: C901 - the recipe reads top to bottom
-    from accelerate import Accelerator
+    from accelerate import PartialState
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
-    from transformers import AutoTokenizer
 
     from sfteval.train import checkpoint as ck
+    from sfteval.train import outputs
     from sfteval.train.batching import micro_batch_tensors, step_batches
-    from sfteval.train.data import end_token_ids, load_encoded, prepare_tokenizer
-    from sfteval.train.loop import evaluate, make_optimizer, make_scheduler, train_step
-
-    from accelerate.state import AcceleratorState
+    from sfteval.train.distributed import deepspeed_source, is_deepspeed, load_deepspeed_json, make_accelerator, resolve_deepspeed_config
+    from sfteval.train.loop import evaluate, make_optimizer, make_scheduler, param_groups, train_step, warmup_steps
+    from sfteval.train.model import load_model
+    from sfteval.train.prepare import check_resume, prepare, trim_log
+    from sfteval.train.resume import load_resume_state, master_file
 
     cfg = cfg.validate()
     out = Path(cfg.output)
-    AcceleratorState._reset_state()  # a second in-process run may use another precision
-    accelerator = Accelerator(
-        mixed_precision="bf16" if cfg.precision == "bf16" else "no",
-        log_with=list(cfg.trackers) or None,
-        project_dir=str(out),
-    )
-    main = accelerator.is_main_process
-    set_seed(cfg.seed)
-    tokenizer = AutoTokenizer.from_pretrained(cfg.model, revision=cfg.model_revision)
-    template_source = prepare_tokenizer(tokenizer)
-    model = load_model(cfg)
-    gen_eos = getattr(model.generation_config, "eos_token_id", None)
-    end_ids = end_token_ids(tokenizer, [gen_eos] if isinstance(gen_eos, int) else list(gen_eos or []))
-    enc = dict(fmt=cfg.format, on_bad=cfg.on_bad, cutoff_len=cfg.cutoff_len, end_ids=end_ids, last_turn_only=cfg.last_turn_only)
-    data = load_encoded(cfg.data, tokenizer, **enc)
-    eval_data = load_encoded(cfg.eval_data, tokenizer, **enc) if cfg.eval_data else None
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    trained_ends = sorted({s.input_ids[i] for s in data.samples for i in range(len(s)) if s.mask[i] and s.input_ids[i] in end_ids})
-
-    world, rank = accelerator.num_processes, accelerator.process_index
+    state = PartialState()
+    world, rank, main = state.num_processes, state.process_index, state.is_main_process
+    p = prepare(cfg, state)
+    data, eval_data, tokenizer = p.data, p.eval_data, p.tokenizer
+    identity_of = lambda rid: outputs.RunIdentity(rid, p.base, cfg.model_revision, p.template.sha256)  # noqa: E731
     plans = _Plans([len(s) for s in data.samples], cfg, world)
     total = plans.total(cfg)
     if total < 1 or plans.epoch_steps(0) < 1:
@@ -200,19 +180,15 @@ def train(cfg: TrainConfig) -> TrainResult:  # noqa: C901 - the recipe reads top
             f"{len(data.samples)} samples make no full global batch of {cfg.micro_batch_size}x{cfg.grad_accum}x{world}",
             field="micro_batch_size",
         )
-    optimizer = make_optimizer(model, cfg)
-    scheduler = make_scheduler(optimizer, cfg, total)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    accelerator.register_for_checkpointing(scheduler)  # stepped by us once per optimizer step
-
     facts = ck.RunFacts(
-        base_model=cfg.model,
+        base_model=p.base,
         base_revision=cfg.model_revision,
         data_files=ck.describe_files(cfg.data),
         eval_files=ck.describe_files(cfg.eval_data),
         counts={
             "rows": data.rows,
             "samples": len(data.samples),
+            "truncated": data.truncated,
             "tokens": data.tokens,
             "supervised_tokens": data.supervised_tokens,
             "eval_samples": len(eval_data.samples) if eval_data else 0,
@@ -222,35 +198,63 @@ def train(cfg: TrainConfig) -> TrainResult:  # noqa: C901 - the recipe reads top
         },
         dropped=data.dropped,
         config=cfg.to_dict(),
-        chat_template_source=template_source,
+        chat_template_source=p.template.source,
         git_sha=ck.git_sha(),
         packages=ck.package_versions(),
+        chat_template_sha256=p.template.sha256,
     )
-    start, total_before = 0, 0
+    action, run = _setup_output(cfg, out, state, identity_of)
+    facts = replace(facts, run_id=run["run_id"])
     if main:
-        out.mkdir(parents=True, exist_ok=True)
         ck.clean_partial(out)
-    accelerator.wait_for_everyone()
-    if cfg.resume and (latest := ck.latest_checkpoint(out)) is not None:
+    state.wait_for_everyone()
+    latest = ck.latest_checkpoint(out) if action == "resume" else None
+    if latest is not None:
         meta = ck.read_meta(latest)
-        old = [f["sha256"] for f in meta.get("data_files", [])]
-        if old != [f["sha256"] for f in facts.data_files]:
-            raise SftevalError("the training data changed since this checkpoint", path=str(latest), hint="resume with the same --data")
-        _check_same_batches(meta, cfg, world, latest)
-        accelerator.load_state(str(latest / ck.STATE))
+        check_resume(meta, cfg, facts.data_files, world, latest)
+    elif cfg.resume:
+        print(f"nothing to resume in {out}: starting from the base model", file=sys.stderr)
+
+    set_seed(cfg.seed)
+    model = load_model(cfg, p.base, resume_from=latest, master=master_file(latest, ck.STATE) if latest else None)
+    ds_raw = load_deepspeed_json(src) if (src := deepspeed_source(cfg)) else None
+    ds_conf, built = None, {"optimizer": "trainer (AdamW)", "scheduler": f"trainer ({cfg.schedule})"}
+    if ds_raw is not None:
+        hidden = int(getattr(model.config, "hidden_size", 0) or 0)
+        ds_conf, built = resolve_deepspeed_config(
+            ds_raw, cfg, world=world, hidden_size=hidden, total_steps=total, warmup_steps=warmup_steps(cfg, total), where=str(src)
+        )
+    facts = replace(facts, counts={**facts.counts, "optimizer": built["optimizer"], "scheduler": built["scheduler"]})
+    accelerator = make_accelerator(cfg, out, ds_conf)
+    ds_sched = ds_conf is not None and "scheduler" in ds_conf
+    if ds_conf is not None and "optimizer" in ds_conf:
+        from accelerate.utils import DummyOptim
+
+        optimizer = DummyOptim(param_groups(model, cfg.weight_decay), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        optimizer = make_optimizer(model, cfg)
+    if ds_sched:
+        from accelerate.utils import DummyScheduler
+
+        scheduler = DummyScheduler(optimizer, total_num_steps=total, warmup_num_steps=warmup_steps(cfg, total))
+        model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    else:
+        scheduler = make_scheduler(optimizer, cfg, total)
+        model, optimizer = accelerator.prepare(model, optimizer)  # our scheduler is stepped by us
+    deepspeed = is_deepspeed(accelerator)
+    state_scheduler = None if ds_sched else scheduler  # DeepSpeed saves its own
+    start, total_before = 0, 0
+    if latest is not None:
+        load_resume_state(accelerator, model, optimizer, state_scheduler, latest / ck.STATE)
         start = int(meta["step"])
         total_before = int(meta.get("total_supervised_tokens") or 0)
         if main:
-            _trim_log(out / LOG_NAME, start)
-    elif main:
-        (out / LOG_NAME).unlink(missing_ok=True)  # a fresh run starts a fresh log
+            trim_log(out / LOG_NAME, start)
     if cfg.trackers:
         accelerator.init_trackers("sfteval-sft", config={k: str(v) for k, v in cfg.to_dict().items()})
-
-    def eval_now() -> float | None:
-        if eval_data is None:
-            return None
-        return evaluate(accelerator, model, _eval_batches(eval_data.samples, cfg, pad_id, rank, world))
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    trained_ends = _trained_end_ids(data.samples, p.template.end_ids)
+    eval_batches = _eval_batches(eval_data.samples, cfg, pad_id, rank, world) if eval_data is not None else None
 
     model.train()
     bar = tqdm(total=total, initial=start, disable=not (main and cfg.progress), desc="sft", unit="step")
@@ -265,11 +269,15 @@ def train(cfg: TrainConfig) -> TrainResult:  # noqa: C901 - the recipe reads top
         epoch, k, n_in_epoch = plans.locate(step)
         mbs = step_batches(plans.plan(epoch), k, rank=rank, world=world, accum=cfg.grad_accum)
         batches = [micro_batch_tensors(data.samples, mb, pad_id, packed=cfg.packing) for mb in mbs]
-        loss, n_tok = train_step(accelerator, model, batches)
-        norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm or float("inf"))
         lr = scheduler.get_last_lr()[0]
+        loss, n_tok = train_step(accelerator, model, batches)
+        if deepspeed:  # the engine clipped and stepped at the end of the last backward
+            norm = model.get_global_grad_norm()
+        else:
+            norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm or float("inf"))
         optimizer.step()
-        scheduler.step()
+        if not ds_sched:
+            scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         dt = time.perf_counter() - t0
         loop_seconds += dt
@@ -281,18 +289,19 @@ def train(cfg: TrainConfig) -> TrainResult:  # noqa: C901 - the recipe reads top
         done = step + 1
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.4f}")
-        evaluated = eval_data is not None and ((cfg.eval_steps and done % cfg.eval_steps == 0) or done == total)
+        evaluated = eval_batches is not None and ((cfg.eval_steps and done % cfg.eval_steps == 0) or done == total)
         if evaluated:
-            eval_loss = eval_now()
+            eval_loss = evaluate(accelerator, model, eval_batches)
         if done % cfg.logging_steps == 0 or done == total or evaluated:
             last_train_loss = interval["loss"] / max(interval["tokens"], 1)
             row = {
+                "run_id": facts.run_id,
                 "step": done,
                 "epoch": round(epoch_f, 4),
                 "train_loss": last_train_loss,
                 **({"eval_loss": eval_loss} if evaluated else {}),
                 "lr": lr,
-                "grad_norm": float(norm),
+                "grad_norm": _as_float(norm),
                 "tokens_per_s": interval["tokens"] / max(interval["seconds"], 1e-9),
                 "supervised_tokens": interval["tokens"],
                 "total_supervised_tokens": total_before + session_tokens,
@@ -300,7 +309,7 @@ def train(cfg: TrainConfig) -> TrainResult:  # noqa: C901 - the recipe reads top
             if main:
                 append_jsonl(out / LOG_NAME, [row])
             if cfg.trackers:
-                accelerator.log({k2: v for k2, v in row.items() if k2 != "step"}, step=done)
+                accelerator.log({k2: v for k2, v in row.items() if k2 not in ("step", "run_id")}, step=done)
             interval = {"loss": 0.0, "tokens": 0, "seconds": 0.0}
         if done == total or (cfg.save_steps and done % cfg.save_steps == 0):
             progress = {
@@ -311,17 +320,19 @@ def train(cfg: TrainConfig) -> TrainResult:  # noqa: C901 - the recipe reads top
                 "total_supervised_tokens": total_before + session_tokens,
             }
             last_saved = ck.save_checkpoint(
-                accelerator, model, tokenizer, out, step=done, facts=facts, progress=progress, eos_ids=trained_ends + sorted(end_ids)
+                accelerator, model, optimizer, state_scheduler, tokenizer, out, step=done, facts=facts,
+                progress=progress, eos_ids=trained_ends + sorted(p.template.end_ids), saved_dtype=p.saved_dtype,
             )
             if main:
-                ck.rotate(out, cfg.keep_last)
+                outputs.record_checkpoint(out, last_saved.name)
+                outputs.rotate(out, cfg.keep_last, facts.run_id, newest=last_saved.name)
             accelerator.wait_for_everyone()
     bar.close()
     if last_saved is None:  # resumed from the final checkpoint: nothing left to do
         last_saved = ck.latest_checkpoint(out)
         meta = ck.read_meta(last_saved)
         epoch_f, last_train_loss, eval_loss = meta["epoch"], meta["train_loss"], meta["eval_loss"]
-    merged = _save_merged(accelerator, model, tokenizer, out, last_saved) if cfg.lora.enabled and cfg.lora.save_merged else None
+    merged = _save_merged(accelerator, p, tokenizer, out, last_saved) if cfg.lora.enabled and cfg.lora.save_merged else None
     if cfg.trackers:
         accelerator.end_training()
     return TrainResult(
@@ -337,34 +348,51 @@ def train(cfg: TrainConfig) -> TrainResult:  # noqa: C901 - the recipe reads top
         tokens_per_s=session_tokens / loop_seconds if loop_seconds else 0.0,
         dropped=dict(data.dropped),
         merged_dir=merged,
+        run_id=facts.run_id,
+        truncated=data.truncated,
     )
 
 
-def _save_merged(accelerator: Any, model: Any, tokenizer: Any, out: Path, ckpt: Path) -> str | None:
-    """OUT/merged/: LoRA folded into the base weights, a plain model folder (atomic)."""
+def _as_float(norm: Any) -> float | None:
+    if norm is None:
+        return None
+    if hasattr(norm, "full_tensor"):  # FSDP2 returns a DTensor
+        norm = norm.full_tensor()
+    return float(norm)
+
+
+def _save_merged(accelerator: Any, p: Any, tokenizer: Any, out: Path, ckpt: Path) -> str:
+    """OUT/merged/: the adapter folded into the base (in the base's dtype), a plain model folder (atomic)."""
     import json
     import shutil
 
     from sfteval.fileio import atomic_write_json
+    from sfteval.train.model import save_merged
 
     if accelerator.is_main_process:
         tmp, final = out / ".tmp-merged", out / "merged"
         shutil.rmtree(tmp, ignore_errors=True)
-        merged = accelerator.unwrap_model(model).merge_and_unload()
-        merged.save_pretrained(tmp, safe_serialization=True)
+        save_merged(p.base, json.loads((ckpt / "sfteval.json").read_text(encoding="utf-8")).get("base_revision"), p.saved_dtype, ckpt, tmp)
         tokenizer.save_pretrained(tmp)
         shutil.copy(ckpt / "generation_config.json", tmp / "generation_config.json")
         meta = json.loads((ckpt / "sfteval.json").read_text(encoding="utf-8"))
-        atomic_write_json(tmp / "sfteval.json", {**meta, "adapter": False, "merged_from": str(ckpt)})
-        shutil.rmtree(final, ignore_errors=True)
+        atomic_write_json(tmp / "sfteval.json", {**meta, "adapter": False, "merged_from": str(ckpt.resolve())})
+        if final.exists():  # this run's earlier merge (a resumed run re-merging)
+            trash = out / ".trash-merged"
+            shutil.rmtree(trash, ignore_errors=True)
+            final.rename(trash)
+            shutil.rmtree(trash)
         tmp.rename(final)
     accelerator.wait_for_everyone()
     return str(out / "merged")
 
-
 def main(argv: list[str] | None = None) -> int:
     try:
-        result = train(config_from_args(argv))
+        cfg, ns = parse_args(argv)
+        if ns.dry_run:
+            print(dry_run(cfg, color=sys.stdout.isatty()))
+            return 0
+        result = train(cfg)
     except SftevalError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code

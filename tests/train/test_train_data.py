@@ -92,7 +92,7 @@ def test_mask_is_right_where_separate_tokenization_is_wrong(markers):
     conv = Conversation("c", (Message("user", "What is A?"), Message("assistant", "The answer is B.")), "mem:1")
     enc = encode(conv, tok, end_token_ids(tok))
     merged = tok.convert_tokens_to_ids("\nT")
-    first = enc.mask.index(True)
+    first = int(enc.mask.argmax())
     assert enc.input_ids[first] == merged  # the boundary token carries the response's 'T'
     assert tok.decode([t for t, m in zip(enc.input_ids, enc.mask) if m]) == "\nThe answer is B.</s>"
 
@@ -103,19 +103,28 @@ def test_mask_is_right_where_separate_tokenization_is_wrong(markers):
     assert not naive.startswith("T") and "he answer" in naive  # the 'T' is never trained
 
 
-def test_truncation_cuts_prompt_from_left_and_drops_what_cannot_fit(tiny_tokenizer):
+def test_truncation_keeps_whole_turns_dropping_the_oldest_first(tiny_tokenizer):
     ends = end_token_ids(tiny_tokenizer)
-    conv = Conversation("t", (Message("user", "word " * 200), Message("assistant", "Short answer.")), "mem:1")
+    im_end = tiny_tokenizer.convert_tokens_to_ids("<|im_end|>")
+    old = (Message("user", "old question " * 20), Message("assistant", "old answer " * 10))
+    conv = Conversation("t", (Message("system", "Be brief."), *old, Message("user", "Now?"), Message("assistant", "Short answer.")), "mem:1")
     full = encode(conv, tiny_tokenizer, ends)
-    out = truncate(full, 32, tiny_tokenizer.bos_token_id)
-    assert isinstance(out, Encoded) and len(out) == 32
+    assert len(full) > 40
+    kept, dropped, truncated = encode_all([conv], tiny_tokenizer, cutoff_len=40, end_ids=ends)
+    assert truncated == 1 and not dropped
+    out = kept[0]
+    # the system prompt and the last exchange, rendered whole: same ids as that shorter conversation
+    short = Conversation("t", (Message("system", "Be brief."), Message("user", "Now?"), Message("assistant", "Short answer.")), "mem:1")
+    want = encode(short, tiny_tokenizer, ends)
+    assert out.input_ids.tolist() == want.input_ids.tolist()[: len(out)]
     assert out.input_ids[0] == tiny_tokenizer.bos_token_id
-    assert trained_text(tiny_tokenizer, out) == "Short answer.<|im_end|>"
-    assert out.input_ids[-1] == tiny_tokenizer.convert_tokens_to_ids("<|im_end|>")  # the trailing newline is gone
+    assert trained_text(tiny_tokenizer, out) == "Short answer.<|im_end|>"  # no orphaned end token of the dropped turn
+    assert out.input_ids[-1] == im_end  # the trailing newline is gone
+    assert tiny_tokenizer.decode(out.input_ids.tolist()).count("<|im_start|>") == 3  # no header cut mid-way
 
     long = Conversation("l", (Message("user", "q"), Message("assistant", "answer " * 100)), "mem:2")
-    kept, dropped = encode_all([conv, long], tiny_tokenizer, cutoff_len=32, end_ids=ends)
-    assert len(kept) == 1 and dropped == {"response_too_long": 1}
+    kept, dropped, truncated = encode_all([conv, long], tiny_tokenizer, cutoff_len=40, end_ids=ends)
+    assert len(kept) == 1 and dropped == {"response_too_long": 1} and truncated == 1
     assert all(k.n_supervised > 0 for k in kept)
 
 
@@ -176,7 +185,7 @@ def test_every_format_and_file_type_gives_the_same_samples(tmp_path: Path, tiny_
     (tmp_path / "m.json").write_text(json.dumps(messages))
     files.append(tmp_path / "m.json")
     ends = end_token_ids(tiny_tokenizer)
-    got = [[(s.input_ids, s.mask) for s in load_encoded([str(f)], tiny_tokenizer, cutoff_len=128, end_ids=ends).samples] for f in files]
+    got = [[(s.input_ids.tolist(), s.mask.tolist()) for s in load_encoded([str(f)], tiny_tokenizer, cutoff_len=128, end_ids=ends).samples] for f in files]
     assert all(g == got[0] for g in got)
 
 

@@ -32,17 +32,24 @@ def model(tiny_model):
     return AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
 
 
-@pytest.fixture
-def accelerator():
+def make_accelerator(accum: int):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
+    from accelerate.utils import GradientAccumulationPlugin
 
     AcceleratorState._reset_state()
-    return Accelerator(cpu=True)
+    return Accelerator(cpu=True, gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=accum, sync_with_dataloader=False))
+
+
+@pytest.fixture
+def accelerator():
+    return make_accelerator(1)
 
 
 def grads_after(accelerator, model, micro_batches):
     model.zero_grad(set_to_none=True)
+    if accelerator.gradient_accumulation_steps != len(micro_batches):
+        accelerator = make_accelerator(len(micro_batches))
     loss, n = train_step(accelerator, model, micro_batches)
     return loss, n, {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
 

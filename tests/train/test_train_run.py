@@ -84,7 +84,7 @@ def test_resumed_run_ends_with_the_same_weights_and_a_complete_checkpoint(dropou
     # what a checkpoint says about itself
     ck = a / "checkpoint-6"
     meta = json.loads((ck / "sfteval.json").read_text())
-    assert meta["schema"] == "sfteval.checkpoint/1" and meta["step"] == 6 and meta["base_model"] == str(dropout_model)
+    assert meta["schema"] == "sfteval.checkpoint/1" and meta["step"] == 6 and meta["base_model"] == str(dropout_model.resolve())
     assert meta["data_files"][0]["sha256"] and meta["counts"]["samples"] == 24 and meta["dropped"] == {}
     assert meta["config"]["micro_batch_size"] == 2 and meta["packages"]["torch"]
     assert meta["train_loss"] is not None and meta["eval_loss"] is not None and "git_sha" in meta
@@ -93,15 +93,15 @@ def test_resumed_run_ends_with_the_same_weights_and_a_complete_checkpoint(dropou
 
     tok = AutoTokenizer.from_pretrained(ck)
     assert tok.convert_tokens_to_ids("<|im_end|>") in gen["eos_token_id"] and gen["pad_token_id"] not in gen["eos_token_id"]
-    assert tok.chat_template and (ck / "accelerate_state").is_dir()
+    assert tok.chat_template and (ck / "resume_state").is_dir()
     rows = [json.loads(x) for x in (a / "train_log.jsonl").read_text().splitlines()]
     assert all(LOG_KEYS <= r.keys() for r in rows) and "eval_loss" in rows[-1]
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]  # it learns
 
 
 def test_rotation_keeps_the_newest(tiny_model, sft_data, tmp_path):
-    train(base_cfg(tiny_model, sft_data, tmp_path, max_steps=4, save_steps=1, keep_last=2, eval_data=()))
-    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["checkpoint-3", "checkpoint-4"]
+    train(base_cfg(tiny_model, sft_data, tmp_path / "out", max_steps=4, save_steps=1, keep_last=2, eval_data=()))
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.is_dir()) == ["checkpoint-3", "checkpoint-4"]
 
 
 def test_lora_saves_adapter_and_an_equivalent_merged_model(tiny_model, sft_data, tmp_path):
@@ -112,7 +112,7 @@ def test_lora_saves_adapter_and_an_equivalent_merged_model(tiny_model, sft_data,
     from sfteval.train.config import LoraSettings
 
     lora = LoraSettings(enabled=True, r=4, alpha=8, dropout=0.0, save_merged=True)
-    res = train(base_cfg(tiny_model, sft_data, tmp_path, max_steps=2, save_steps=None, lora=lora, packing=True, cutoff_len=128,
+    res = train(base_cfg(tiny_model, sft_data, tmp_path / "out", max_steps=2, save_steps=None, lora=lora, packing=True, cutoff_len=128,
                          gradient_checkpointing=True, eval_data=()))
     ck = Path(res.final_checkpoint)
     trained_b = [v for k, v in weights(ck).items() if "lora_B" in k]
@@ -130,12 +130,13 @@ def test_lora_saves_adapter_and_an_equivalent_merged_model(tiny_model, sft_data,
 
 
 def test_resume_refuses_changed_data_or_batches(tiny_model, sft_data, tmp_path):
-    train(base_cfg(tiny_model, sft_data, tmp_path, max_steps=1, eval_data=()))
+    out = tmp_path / "out"
+    train(base_cfg(tiny_model, sft_data, out, max_steps=1, eval_data=()))
     with pytest.raises(SftevalError, match="cannot resume with different micro_batch_size"):
-        train(base_cfg(tiny_model, sft_data, tmp_path, max_steps=2, resume=True, micro_batch_size=3, eval_data=()))
+        train(base_cfg(tiny_model, sft_data, out, max_steps=2, resume=True, micro_batch_size=3, eval_data=()))
     sft_data["train"].write_text(sft_data["train"].read_text() + json.dumps({"instruction": "a", "output": "b"}) + "\n")
     with pytest.raises(SftevalError, match="data changed"):
-        train(base_cfg(tiny_model, sft_data, tmp_path, max_steps=2, resume=True, eval_data=()))
+        train(base_cfg(tiny_model, sft_data, out, max_steps=2, resume=True, eval_data=()))
 
 
 def test_toml_knobs_and_flags_override(tmp_path):
@@ -153,7 +154,7 @@ def test_toml_knobs_and_flags_override(tmp_path):
 
 
 def test_bf16_run_trains(tiny_model, sft_data, tmp_path):
-    res = train(base_cfg(tiny_model, sft_data, tmp_path, max_steps=2, save_steps=None, precision="bf16", eval_data=()))
+    res = train(base_cfg(tiny_model, sft_data, tmp_path / "out", max_steps=2, save_steps=None, precision="bf16", eval_data=()))
     assert res.train_loss is not None and res.train_loss == res.train_loss  # not NaN
 
 
