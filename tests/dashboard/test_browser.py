@@ -171,3 +171,6 @@ def test_rater_link_in_chromium_reaches_only_the_rate_page(rater_server, browser
     body = _wait_text(browser, f"0 of {len(store.order_for('round-1', 'ben'))} rated")
     assert "Ana" not in body
     _shot(browser, tmp_path, "rater-ben.png")
+    log = (tmp_path / "rater-server.log").read_text()
+    for token in (*tokens.values(), other):  # never logged, by us or by the server
+        assert token.split(".")[1] not in log
