@@ -34,6 +34,8 @@ from sfteval.errors import SftevalError
 from sfteval import runstate
 from sfteval.fileio import append_jsonl, atomic_write_json, iter_jsonl, sha256_file, sha256_text, truncate_torn_tail
 from sfteval.kinds import BuildContext, Built, get_kind
+from sfteval import preflight
+from sfteval.hub import localize
 from sfteval.prompts import make_renderer
 from sfteval.provenance import environment, fingerprint
 from sfteval.runlock import RunLock
@@ -106,7 +108,9 @@ def execute_run(cfg: RunConfig, backend: Backend | None = None, report: Reporter
     """Run (or resume) one evaluation; returns the run folder."""
     from sfteval.replay import load_replay
 
+    cfg = localize(cfg)  # a hub id becomes its snapshot folder (the fingerprint records repo id + commit)
     specs, skipped = _specs(cfg)
+    specs = preflight.prepare(specs, cfg)  # --data / --fewshot-data in place
     replayed = load_replay(cfg.replay, [s.name for s in specs]) if cfg.replay else None
     if cfg.replay:
         model = {"kind": "replay", "path": None, "fingerprint": {"replay": cfg.replay, "sha256": sha256_file(cfg.replay)}}
@@ -123,12 +127,14 @@ def execute_run(cfg: RunConfig, backend: Backend | None = None, report: Reporter
     if cfg.checkpoint:
         from sfteval.backends.hf import load_tokenizer
 
-        tokenizer = load_tokenizer(cfg.checkpoint)
+        tokenizer = load_tokenizer(cfg.checkpoint, cfg.engine.trust_remote_code)
     renderer = make_renderer(tokenizer, cfg.chat_template)
+    # Every benchmark's data read and checked now, before any model or engine starts.
+    built = preflight.build_all(specs, lambda s: BuildContext(renderer, preflight.data_override(s, cfg), cfg.limit, cfg.seed))
     label = _label(cfg)
     run_id = plan_id(label, model_key, specs, cfg, backend_name)
     run_dir = Path(cfg.out) / "runs" / run_id
-    plan = _Plan(specs, skipped, replayed, model, backend_name, why, renderer, label, run_id, run_dir)
+    plan = _Plan(specs, skipped, replayed, model, backend_name, why, renderer, label, run_id, run_dir, built)
     lock = RunLock(run_dir).acquire()  # refuses a second live writer, naming its pid
     try:
         return _execute_locked(cfg, plan, backend, report)
@@ -153,6 +159,7 @@ class _Plan:
     label: str
     run_id: str
     run_dir: Path
+    built: dict[str, Built]  # by preflight.build_all
 
 
 def _has_samples(run_dir: Path) -> bool:
@@ -201,8 +208,7 @@ def _execute_locked(cfg: RunConfig, plan: _Plan, backend: Backend | None, report
     try:
         for spec in plan.specs:
             kind = get_kind(spec.kind)
-            ctx = BuildContext(plan.renderer, cfg.data.get(spec.name) or (cfg.train_data if spec.name == "train" else None), cfg.limit, cfg.seed)
-            built = kind.build(spec, ctx)
+            built = plan.built[spec.name]
             t0 = time.perf_counter()
             source = None
             if replayed:
