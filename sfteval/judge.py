@@ -131,7 +131,9 @@ def combine(item_id: str, replies: dict[str, str]) -> ItemVerdict:
     a, b = prefs["base_first"], prefs["tuned_first"]
     outcome = ("win" if a == "tuned" else "loss" if a == "base" else "tie") if a == b else "tie"
     first = float(np.mean([1.0 if v == "A" else 0.0 if v == "B" else 0.5 for v in verdicts.values()]))
-    return ItemVerdict(item_id, verdicts, prefs, outcome, a == b, first, dict(replies))
+    # consistent: the same verdict survived the swap (an unparsed reply is no verdict)
+    consistent = a == b and None not in verdicts.values()
+    return ItemVerdict(item_id, verdicts, prefs, outcome, consistent, first, dict(replies))
 
 
 def item_scores(v: ItemVerdict) -> dict[str, float]:

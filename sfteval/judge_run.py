@@ -121,12 +121,47 @@ class BackendJudge:
             self._backend.close()
 
 
-def pair_items(base_run: Path, tuned_run: Path, benchmark: str, limit: int | None) -> list[PairItem]:
-    from sfteval.runs import load_samples_by_id, sample_output
+# The run-folder reader is being replaced (sfteval.runs -> the typed sfteval.runfolder);
+# these three calls work with either, as plain dicts.
+def load_results(run: Path) -> dict[str, Any]:
+    try:
+        from sfteval.runfolder import read_results
+    except ImportError:
+        from sfteval.runs import load_results as old
 
-    base = load_samples_by_id(base_run, benchmark)
-    tuned = load_samples_by_id(tuned_run, benchmark)
-    items = [PairItem(i, question_text(str(b.get("prompt") or "")), sample_output(b), sample_output(tuned[i]))
+        return old(run)
+    return read_results(run).to_dict()
+
+
+def load_samples(run: Path, benchmark: str) -> dict[str, dict[str, Any]]:
+    try:
+        from sfteval.runfolder import read_samples, samples_file
+    except ImportError:
+        from sfteval.runs import load_samples_by_id
+
+        return load_samples_by_id(run, benchmark)
+    return {i: s.to_dict() for i, s in read_samples(samples_file(run, benchmark)).items()}
+
+
+def _common(base_run: Path, tuned_run: Path) -> list[str]:
+    try:
+        from sfteval.runfolder import common_benchmarks
+    except ImportError:
+        from sfteval.runs import common_benchmarks
+    return list(common_benchmarks(base_run, tuned_run))
+
+
+def _output(sample: dict[str, Any]) -> str:
+    if sample.get("output") is not None:
+        return str(sample["output"])
+    outs = sample.get("outputs") or []
+    return str(outs[0]) if outs else ""
+
+
+def pair_items(base_run: Path, tuned_run: Path, benchmark: str, limit: int | None) -> list[PairItem]:
+    base = load_samples(base_run, benchmark)
+    tuned = load_samples(tuned_run, benchmark)
+    items = [PairItem(i, question_text(str(b.get("prompt") or "")), _output(b), _output(tuned[i]))
              for i, b in base.items() if i in tuned]
     if not items:
         raise SftevalError(f"the two runs share no item ids on '{benchmark}'", path=str(tuned_run), field="benchmark")
@@ -134,16 +169,12 @@ def pair_items(base_run: Path, tuned_run: Path, benchmark: str, limit: int | Non
 
 
 def _is_generative(run: Path, benchmark: str) -> bool:
-    from sfteval.runs import iter_samples
-
-    first = next(iter_samples(run, benchmark), None)
+    first = next(iter(load_samples(run, benchmark).values()), None)
     return first is not None and first.get("finish_reason") != "loglik"
 
 
 def _benchmarks(base_run: Path, tuned_run: Path, wanted: Sequence[str]) -> list[str]:
-    from sfteval.runs import common_benchmarks
-
-    common = common_benchmarks(base_run, tuned_run)
+    common = _common(base_run, tuned_run)
     if wanted:
         missing = [b for b in wanted if b not in common]
         if missing:
@@ -172,7 +203,6 @@ def run_judge(base_run: str | Path, tuned_run: str | Path, s: JudgeSettings, mod
               progress: Progress | None = None) -> Path:
     """Judge (or resume judging) every item; returns the judge run folder."""
     from sfteval.provenance import environment
-    from sfteval.runs import load_results
 
     base_run, tuned_run = Path(base_run), Path(tuned_run)
     base_res, tuned_res = load_results(base_run), load_results(tuned_run)
@@ -200,7 +230,7 @@ def run_judge(base_run: str | Path, tuned_run: str | Path, s: JudgeSettings, mod
             unparsed = sum(v is None for r in rows for v in r["meta"]["verdicts"].values())
             metrics = aggregate(scores, seed=s.seed, resamples=s.resamples)
             results[f"judge_{bench}"] = {
-                "kind": "judge", "general": False,
+                "kind": "judge", "role": "target", "general": False,
                 "description": f"pairwise judge of '{bench}': tuned vs base, both orders per item",
                 "n": len(rows),
                 "metrics": {k: v.to_dict() for k, v in metrics.items()},
@@ -289,7 +319,6 @@ def record_votes(run_dir: str | Path, db: str, study: str | None = None) -> tupl
     benchmark (created if missing). Items outside the study are skipped; votes already
     there are kept (the store refuses a second vote). Returns (study, rater, votes written)."""
     from sfteval.ratings import VoteStore, build_study, tuned_side
-    from sfteval.runs import load_results, load_samples_by_id
 
     run_dir = Path(run_dir)
     res = load_results(run_dir)
@@ -307,7 +336,7 @@ def record_votes(run_dir: str | Path, db: str, study: str | None = None) -> tupl
             study_id = built.study_id
         assert study_id is not None
         items = set(store.item_ids(study_id))
-        for item_id, row in load_samples_by_id(run_dir, bench_key).items():
+        for item_id, row in load_samples(run_dir, bench_key).items():
             if item_id not in items:
                 continue
             side = tuned_side(study_id, rater, item_id)
