@@ -136,7 +136,7 @@ def _language_factory() -> Any:
 
 def language_available() -> bool:
     try:
-        import langdetect  # noqa: F401
+        import langdetect  # noqa: F401  (only whether it imports)
     except ImportError:
         return False
     return True
