@@ -1,5 +1,6 @@
-"""A reports folder holding damaged results.json files: every page still renders, each
-listing page names the skipped file and why, and the readable runs stay usable (#15)."""
+"""A reports folder holding damaged results.json files (and a damaged comparison.json and
+sweep.json): every page still renders, each page names the skipped file and why, and
+the readable runs, comparison and sweep stay usable (#15)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,10 @@ def corrupt_env(reports: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     for name, raw in BROKEN.items():
         (out / "runs" / name).mkdir()
         (out / "runs" / name / "results.json").write_bytes(raw)
+    (out / "compare" / "broken").mkdir(parents=True)
+    (out / "compare" / "broken" / "comparison.json").write_bytes(b'{"schema": "sfteval.compare/1", "ba')
+    (out / "sweeps" / "aaa-broken").mkdir(parents=True)  # sorts first: the page opens on it
+    (out / "sweeps" / "aaa-broken" / "sweep.json").write_bytes(b"\x00\x01")
     monkeypatch.setenv("SFTEVAL_REPORTS", str(out))
     monkeypatch.setenv("SFTEVAL_RATINGS_DB", str(tmp_path / "ratings.sqlite3"))
     return out
@@ -41,6 +46,13 @@ def test_every_page_renders_beside_corrupt_runs(corrupt_env: Path, page: str) ->
         for name in BROKEN:
             assert str(corrupt_env / "runs" / name / "results.json") in warned, (name, warned)
         assert "malformed JSON" in warned and "schema" in warned  # and why
+    if page == "compare":
+        assert str(corrupt_env / "compare" / "broken" / "comparison.json") in "\n".join(w.value for w in at.warning)
+        assert at.dataframe[0].value is not None  # the readable comparison is still shown
+    if page == "checkpoints":
+        assert str(corrupt_env / "sweeps" / "aaa-broken" / "sweep.json") in "\n".join(e.value for e in at.error)
+        at.selectbox(key="ck_sweep").select_index(1).run()  # the readable sweep still opens
+        assert not at.exception and at.selectbox(key="ck_metric").value == "heldout/rougeL"
 
 
 def test_readable_runs_still_listed_and_paired(corrupt_env: Path) -> None:
