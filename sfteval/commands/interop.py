@@ -1,0 +1,77 @@
+"""`sfteval import lm-eval DIR` and `sfteval export lm-eval RUN`: lm-evaluation-harness in and out.
+
+Import turns lm-eval's `--log_samples` output into sfteval run folders, so `compare`,
+`gate`, `report` and the dashboard work on any lm-eval task with paired statistics.
+Export writes a run's metrics as an lm-eval results file for leaderboard tooling.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+import_app = typer.Typer(help="Bring another harness's results in as sfteval run folders.", no_args_is_help=True)
+export_app = typer.Typer(help="Write a run in another harness's results format.", no_args_is_help=True)
+
+IMPORT_HELP = """Import lm-eval's per-sample logs as sfteval run folders (one per model).
+
+\b
+  lm_eval --model hf --model_args pretrained=BASE --tasks mmlu,gsm8k \\
+      --output_path lmeval-base --log_samples
+  lm_eval ... pretrained=TUNED ... --output_path lmeval-tuned --log_samples
+  sfteval import lm-eval lmeval-base --name base
+  sfteval import lm-eval lmeval-tuned --name tuned
+  sfteval compare reports/runs/base-* reports/runs/tuned-*
+
+Reads the current layout (results_<date>.json + samples_<task>_<date>.jsonl) and the
+one before it (results.json + <model>_<task>.jsonl). Metrics averaged per sample get
+sfteval's intervals; their values equal lm-eval's exactly.
+"""
+
+
+@import_app.command("lm-eval", help=IMPORT_HELP)
+def import_lm_eval(
+    folder: Path = typer.Argument(..., help="lm_eval's --output_path folder (or one results file)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Run label (default: the model's folder name)."),
+    out: Path = typer.Option(Path("reports"), "--out", help="Reports folder to write runs/<label>-<hash>/ into."),
+    target: list[str] = typer.Option([], "--target", help="A task that is the fine-tuning's target (repeatable); "
+                                     "others count as general (forgetting checks)."),
+) -> None:
+    from sfteval.interop.lmeval_import import import_lmeval
+    from sfteval.runfolder import read_results
+
+    for run_dir in import_lmeval(folder, out, name=name, targets=target):
+        res = read_results(run_dir)
+        typer.echo(f"imported {len(res.benchmarks)} task(s) -> {run_dir}")
+        for b, r in res.benchmarks.items():
+            est = r.primary()
+            shown = "-" if est is None else f"{r.primary_metric} {est.value:.4f} [{est.ci95[0]:.4f}, {est.ci95[1]:.4f}]"
+            typer.echo(f"  {b}: n={r.n} {shown}")
+    raise typer.Exit(0)
+
+
+@export_app.command("lm-eval")
+def export_lm_eval(
+    run: Path = typer.Argument(..., help="An sfteval run folder."),
+    output: Optional[Path] = typer.Option(None, "--out", "-o", help="File to write (default: standard output)."),
+) -> None:
+    """Write a run's metrics in lm-eval's aggregated-results schema."""
+    from sfteval.fileio import atomic_write_text
+    from sfteval.interop.lmeval_export import export_lmeval
+
+    text = json.dumps(export_lmeval(run), indent=2, ensure_ascii=False) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        atomic_write_text(output, text)
+        typer.echo(f"wrote {output}", err=True)
+    raise typer.Exit(0)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(import_app, name="import")
+    app.add_typer(export_app, name="export")
