@@ -25,6 +25,7 @@ COMMANDS: tuple[str, ...] = (
     "sfteval.commands.report",
     "sfteval.commands.dashboard",
     "sfteval.commands.ratings",
+    "sfteval.commands.interop",
     "sfteval.commands.demo",
     "sfteval.commands.judge",
 )
