@@ -52,7 +52,7 @@ def base_dtype_name(model: str, revision: str | None) -> str:
     return DTYPES.get(name, "float32")
 
 
-def _check_qlora() -> None:
+def check_qlora() -> None:
     import torch
 
     if not torch.cuda.is_available():
@@ -75,7 +75,7 @@ def load_model(cfg: TrainConfig, base: str, *, resume_from: Path | None = None, 
     if cfg.lora.enabled and cfg.precision == "bf16":
         kwargs["dtype"] = torch.bfloat16
     if cfg.lora.qlora:
-        _check_qlora()
+        check_qlora()
         from transformers import BitsAndBytesConfig
 
         kwargs["quantization_config"] = BitsAndBytesConfig(

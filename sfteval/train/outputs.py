@@ -158,7 +158,8 @@ def rotate(out: Path, keep_last: int, run_id: str, newest: str) -> list[Path]:
                 ours.append(p)
         except (OSError, ValueError):
             continue  # unreadable: not provably ours, so never deleted
-    gone = [p for p in ours[: max(0, len(ours) - keep_last)] if p.name != newest]
+    rest = [p for p in ours if p.name != newest]  # the newest always stays, and counts as one kept
+    gone = rest[: max(0, len(rest) - (keep_last - 1))]
     for p in gone:
         trash = p.with_name(f".trash-{p.name}")
         p.rename(trash)

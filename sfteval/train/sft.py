@@ -162,11 +162,13 @@ def train(cfg: TrainConfig) -> TrainResult:  # noqa: C901 - the recipe reads top
     from sfteval.train.batching import micro_batch_tensors, step_batches
     from sfteval.train.distributed import deepspeed_source, is_deepspeed, load_deepspeed_json, make_accelerator, resolve_deepspeed_config
     from sfteval.train.loop import evaluate, make_optimizer, make_scheduler, param_groups, train_step, warmup_steps
-    from sfteval.train.model import load_model
+    from sfteval.train.model import check_qlora, load_model
     from sfteval.train.prepare import check_resume, prepare, trim_log
     from sfteval.train.resume import load_resume_state, master_file
 
     cfg = cfg.validate()
+    if cfg.lora.qlora:
+        check_qlora()  # before anything is written
     out = Path(cfg.output)
     state = PartialState()
     world, rank, main = state.num_processes, state.process_index, state.is_main_process
