@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from sfteval.paired import (
+    bh_qvalues,
     bootstrap_means,
     compare_paired,
     holm,
@@ -15,6 +16,9 @@ from sfteval.paired import (
     paired_bootstrap,
     paired_t,
     retention,
+    tango_interval,
+    tango_pvalue,
+    tango_z,
 )
 
 
@@ -57,12 +61,15 @@ def test_compare_paired_flips_and_test_choice() -> None:
     base = [1, 1, 1, 0, 0, 1]
     tuned = [0, 1, 1, 1, 0, 0]
     r = compare_paired(base, tuned, seed=1, resamples=500)
-    assert (r.lost, r.gained, r.binary, r.test) == (2, 1, True, "mcnemar-exact")
+    assert (r.lost, r.gained, r.binary, r.test) == (2, 1, True, "mcnemar-score")
     assert r.delta.value == pytest.approx(-1 / 6)
-    assert r.delta.method == "paired-bootstrap(B=500,seed=1)"
+    assert r.delta.method == "tango-score"
+    assert r.p_exact == pytest.approx(mcnemar_exact(2, 1))
     assert r.retention == pytest.approx((3 / 6) / (4 / 6))
     cont = compare_paired([0.1, 0.5, 0.3], [0.2, 0.4, 0.6], seed=0, resamples=200)
-    assert cont.test == "paired-t" and not cont.binary and cont.lost == 0
+    assert cont.test == "bounded-score" and not cont.binary and cont.lost == 0
+    unbounded = compare_paired([1.5, 7.0, 3.0], [2.0, 4.0, 6.5])
+    assert unbounded.test == "paired-t"
 
 
 def test_bootstrap_is_reproducible_from_its_recorded_seed() -> None:
@@ -73,9 +80,13 @@ def test_bootstrap_is_reproducible_from_its_recorded_seed() -> None:
     assert a == b and a.ci95 != c.ci95
 
 
-def test_identical_runs_give_a_zero_width_interval() -> None:
+def test_identical_runs_are_not_a_zero_width_interval() -> None:
+    """[0, 0] is not a confidence interval: no discordant pair among n items still
+    leaves a drop of about 3.8/n points possible (Tango's bound), shrinking with n."""
     r = compare_paired([1, 0, 1, 1], [1, 0, 1, 1], seed=0, resamples=300)
-    assert r.delta.ci95 == (0.0, 0.0) and r.p_value == 1.0
+    assert r.p_value == 1.0 and r.delta.ci95[0] < -0.2 and r.delta.ci95[1] > 0.2
+    big = compare_paired([1, 0] * 500, [1, 0] * 500)
+    assert -0.01 < big.delta.ci95[0] < -0.001 and big.degenerate is None
 
 
 def test_paired_t_degenerate_cases() -> None:
@@ -98,6 +109,43 @@ def test_multinomial_and_index_resampling_agree_in_distribution() -> None:
     reps = bootstrap_means(cont, seed=3, resamples=1000)
     assert reps.mean() == pytest.approx(cont.mean(), abs=0.02)
     assert reps.std() == pytest.approx(cont.std(ddof=1) / math.sqrt(cont.size), rel=0.1)
+
+
+def test_tango_at_zero_is_mcnemar_and_interval_inverts_the_test() -> None:
+    """Cross-checks against statsmodels: Tango's statistic at a difference of 0 is the
+    McNemar score statistic, and the interval's ends are where the one-sided p is 2.5%."""
+    mcnemar = pytest.importorskip("statsmodels.stats.contingency_tables").mcnemar
+    for gained, lost, concordant in ((5, 12, 40), (30, 10, 60), (1, 0, 19), (0, 7, 3)):
+        n = gained + lost + concordant
+        ref = mcnemar([[concordant, lost], [gained, 0]], exact=False, correction=False)
+        assert tango_z(gained, lost, n, 0.0) ** 2 == pytest.approx(ref.statistic)
+        lo, hi = tango_interval(gained, lost, n)
+        assert tango_pvalue(gained, lost, n, lo, "above") == pytest.approx(0.025, abs=1e-6)
+        assert tango_pvalue(gained, lost, n, hi, "below") == pytest.approx(0.025, abs=1e-6)
+        # the interval excludes 0 exactly when the McNemar score test rejects at 5%
+        r = compare_paired([1] * lost + [0] * gained + [1] * concordant, [0] * lost + [1] * gained + [1] * concordant)
+        assert (lo > 0 or hi < 0) == (r.p_value < 0.05)
+
+
+def test_tango_restricted_mle_matches_a_numerical_optimum() -> None:
+    from scipy.optimize import minimize_scalar
+
+    b, c, n, d0 = 14, 6, 90, -0.05
+    m = n - b - c
+
+    def nll(x: float) -> float:
+        return -(b * np.log(x + d0) + c * np.log(x) + m * np.log(1 - 2 * x - d0))
+
+    x = minimize_scalar(nll, bounds=(max(0, -d0) + 1e-9, (1 - d0) / 2 - 1e-9), method="bounded",
+                        options={"xatol": 1e-12}).x
+    z = (b - c - n * d0) / np.sqrt(n * (2 * x + d0 * (1 - d0)))
+    assert tango_z(b, c, n, d0) == pytest.approx(z, rel=1e-6)
+
+
+def test_bh_qvalues_match_statsmodels() -> None:
+    multipletests = pytest.importorskip("statsmodels.stats.multitest").multipletests
+    p = np.random.default_rng(4).uniform(0, 0.3, size=15)
+    assert bh_qvalues(p) == pytest.approx(list(multipletests(p, method="fdr_bh")[1]))
 
 
 def _coverage_binary(n: int, trials: int, seed: int) -> float:

@@ -5,9 +5,18 @@ bert-score, evaluate), so our numbers are theirs; what we add is the choice of s
 the record of them, and offline behaviour. Heavy imports happen inside the functions.
 
 - BLEU: sacrebleu defaults (13a tokenizer, mixed case, exp smoothing), 0-100 scale.
-  The corpus score pools n-gram counts over all pairs, so it is NOT the mean of the
-  sentence scores; sentence scores use effective order (sacrebleu.sentence_bleu's
-  default) so a short hypothesis without 4-gram matches is not forced to 0.
+  One name, one statistic: `bleu` is always corpus BLEU (results, comparisons, gate,
+  report, dashboard). The corpus score pools n-gram counts over all pairs, so it is NOT
+  the mean of the sentence scores; that per-item mean is a different metric named
+  `sentence_bleu` (effective order, sacrebleu.sentence_bleu's default, so a short
+  hypothesis without 4-gram matches is not forced to 0). Intervals for `bleu` resample
+  items' sufficient statistics (`bleu_statistics`: lengths and n-gram match/total
+  counts) with a vectorised bootstrap (`sfteval.bootstrap`; B = 10,000 by default, a
+  seed per benchmark; the interval is t(n-1) bootstrap standard errors on the log scale,
+  so it stays in (0, 100]); a comparison resamples base and tuned with the same counts
+  (`paired_corpus_bleu`: the paired bootstrap of Koehn 2004 / sacrebleu's `--paired-bs`,
+  with a t-scaled interval and the p-value of the same statistic). `bleu_from_stats` reproduces sacrebleu's
+  `compute_bleu` (exp smoothing, no effective order) on arrays; a test checks equality.
 - ROUGE: rouge-score's RougeScorer(rouge1, rouge2, rougeL, use_stemmer=True), F-measure.
   Its default tokenizer keeps only [a-z0-9] tokens, so non-Latin text scores 0.
 - BERTScore: F1 from bert-score without idf and without baseline rescaling. A pair with
@@ -30,13 +39,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from sfteval.errors import SftevalError
 
 __all__ = [
     "bertscore_f1",
+    "bleu_from_stats",
     "bleu_signature",
+    "bleu_statistics",
     "corpus_bleu",
+    "corpus_bleu_estimate",
     "evaluate_metric",
+    "paired_corpus_bleu",
     "resolve_bertscore_model",
     "rouge",
     "sentence_bleu",
@@ -69,6 +84,91 @@ def sentence_bleu(hyps: Sequence[str], refs: Sequence[str]) -> list[float]:
     _check_pairs(hyps, refs)
     bleu = BLEU(effective_order=True)  # what sacrebleu.sentence_bleu uses
     return [float(bleu.sentence_score(h, [r]).score) for h, r in zip(hyps, refs)]
+
+
+BLEU_ORDER = 4
+
+
+def bleu_statistics(hyps: Sequence[str], refs: Sequence[str]) -> np.ndarray:
+    """(n, 2 + 2*4) per-item sufficient statistics of corpus BLEU, sacrebleu's own:
+    hypothesis length, reference length, matching n-grams (n = 1..4), hypothesis n-grams."""
+    from sacrebleu.metrics import BLEU
+
+    _check_pairs(hyps, refs)
+    if not hyps:
+        return np.zeros((0, 2 + 2 * BLEU_ORDER))
+    return np.asarray(BLEU()._extract_corpus_statistics(list(hyps), [list(refs)]), dtype=np.float64)
+
+
+def bleu_from_stats(sums: np.ndarray) -> np.ndarray:
+    """Corpus BLEU (0-100) of each row of summed statistics, shape (m, 10) -> (m,).
+
+    The same arithmetic as sacrebleu's BLEU.compute_bleu with its defaults (exp
+    smoothing: the k-th order without a match gets precision 100 / (2^k * total);
+    brevity penalty exp(1 - r/c); no effective order, so an order with no n-grams at all
+    scores 0), vectorised over rows.
+    """
+    s = np.atleast_2d(np.asarray(sums, dtype=np.float64))
+    sys_len, ref_len = s[:, 0], s[:, 1]
+    correct, total = s[:, 2:2 + BLEU_ORDER], s[:, 2 + BLEU_ORDER:2 + 2 * BLEU_ORDER]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bp = np.where(sys_len < ref_len, np.where(sys_len > 0, np.exp(1 - ref_len / sys_len), 0.0), 1.0)
+        zero = correct == 0
+        smooth = 2.0 ** np.cumsum(zero, axis=1)
+        prec = np.where(zero, 100.0 / (smooth * total), 100.0 * correct / total)
+        score = bp * np.exp(np.log(prec).mean(axis=1))
+    dead = ~np.any(correct > 0, axis=1) | np.any(total <= 0, axis=1)
+    return np.where(dead, 0.0, score)
+
+
+def corpus_bleu_estimate(hyps: Sequence[str], refs: Sequence[str], *, seed: int, resamples: int = 10_000) -> Any:
+    """Corpus BLEU with a bootstrap 95% interval over items (an `Estimate`)."""
+    from sfteval.bootstrap import bootstrap_t, sum_replicates
+    from sfteval.types import Estimate
+
+    stats = bleu_statistics(hyps, refs)
+    n = stats.shape[0]
+    method = f"corpus-bleu-bootstrap-t(log,B={resamples},seed={seed})"
+    if n == 0:
+        return Estimate(float("nan"), float("nan"), (float("nan"), float("nan")), 0, method)
+    theta, reps, _ = sum_replicates(stats, bleu_from_stats, resamples=resamples, seed=seed)
+    if n < 2:
+        return Estimate(theta, float("nan"), (float("nan"), float("nan")), n, method)
+    lo, hi, _ = bootstrap_t(theta, reps, n, log=True)
+    return Estimate(theta, float(reps.std(ddof=1)), (max(0.0, lo), min(100.0, hi)), n, method)
+
+
+def paired_corpus_bleu(base_hyps: Sequence[str], tuned_hyps: Sequence[str], refs: Sequence[str], *,
+                       seed: int, resamples: int = 10_000) -> dict[str, Any]:
+    """Paired bootstrap of corpus BLEU: base and tuned resampled with the same item counts.
+
+    Returns {"base", "tuned", "delta"} Estimates, "p_value" (two-sided, inverting the
+    delta's interval at 0, so test and interval agree), "retention" and "inference" (what
+    `sfteval.paired.one_sided_p` needs for a test at another threshold).
+    """
+    from sfteval.bootstrap import bootstrap_t, bootstrap_t_pvalue, sum_replicates
+    from sfteval.types import Estimate
+
+    sb, st = bleu_statistics(base_hyps, refs), bleu_statistics(tuned_hyps, refs)
+    n = sb.shape[0]
+
+    def delta_stat(b: np.ndarray, t: np.ndarray) -> np.ndarray:
+        return bleu_from_stats(t) - bleu_from_stats(b)
+
+    base = corpus_bleu_estimate(base_hyps, refs, seed=seed, resamples=resamples)
+    tuned = corpus_bleu_estimate(tuned_hyps, refs, seed=seed, resamples=resamples)
+    method = f"paired-corpus-bleu-bootstrap-t(B={resamples},seed={seed})"
+    if n < 2:
+        nan = float("nan")
+        return {"base": base, "tuned": tuned, "delta": Estimate(nan, nan, (nan, nan), n, method), "p_value": nan,
+                "retention": None, "inference": {}}
+    theta, reps, _ = sum_replicates((sb, st), delta_stat, resamples=resamples, seed=seed)
+    lo, hi, se = bootstrap_t(theta, reps, n)
+    p = min(1.0, 2 * min(bootstrap_t_pvalue(theta, se, n, 0.0, "below"), bootstrap_t_pvalue(theta, se, n, 0.0, "above")))
+    delta = Estimate(theta, se, (max(-100.0, lo), min(100.0, hi)), n, method)
+    ret = tuned.value / base.value if base.value > 0 else None
+    inference = {"family": "t", "n": n, "mean": theta, "se": se, "df": n - 1}
+    return {"base": base, "tuned": tuned, "delta": delta, "p_value": p, "retention": ret, "inference": inference}
 
 
 def bleu_signature() -> str:
