@@ -157,7 +157,7 @@ def save_checkpoint(
             unwrapped.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
             _absolute_base(tmp, facts)
         else:
-            cast = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in state_dict.items()}
+            cast = _cast_keeping_ties(state_dict, dtype)
             lossy = any(v.is_floating_point() and v.dtype != dtype for v in state_dict.values())
             # the fp32 master copy goes into the resume state only when the saved weights are narrower
             master = unique_state(state_dict) if lossy else None
@@ -194,6 +194,21 @@ def save_checkpoint(
         tmp.rename(final)
     accelerator.wait_for_everyone()
     return final
+
+
+def _cast_keeping_ties(state: dict[str, Any], dtype: Any) -> dict[str, Any]:
+    """Cast floating tensors to `dtype`; tied tensors (one storage) stay one tensor, so they are saved once."""
+    done: dict[int, Any] = {}
+    out = {}
+    for k, v in state.items():
+        if not v.is_floating_point():
+            out[k] = v
+            continue
+        ptr = v.data_ptr()
+        if ptr not in done:
+            done[ptr] = v.to(dtype)
+        out[k] = done[ptr]
+    return out
 
 
 def _absolute_base(folder: Path, facts: RunFacts) -> None:
