@@ -8,6 +8,8 @@ and an instruction asking for the `#### N` line.
 Metrics: `exact_match_strict` (the last `#### N` in the output) and
 `exact_match_flexible` (the last number anywhere), both after number normalisation.
 Their gap is a format-drift signal: right answers in the wrong shape.
+With `prompt_style = "lm-eval"` / `extract = "lm-eval"` in [options] the benchmark
+reproduces lm-eval's prompts and answer rules instead (kinds/math_lmeval.py).
 Not covered: symbolic answers (fractions as text, expressions); they score as wrong.
 """
 
@@ -40,6 +42,10 @@ class MathKind:
     name = "math"
 
     def build(self, spec: BenchmarkSpec, ctx: BuildContext) -> Built:
+        if spec.options.get("prompt_style") == "lm-eval":  # gsm8k_lmeval, gsm8k_cot
+            from sfteval.kinds.math_lmeval import build_lmeval
+
+            return build_lmeval(spec, ctx)
         loaded = load_rows(spec, ctx.data_path)
         chat = ctx.renderer.chat
         k = spec.prompt.chat_fewshot if chat else spec.prompt.num_fewshot
@@ -90,6 +96,10 @@ class MathKind:
     def score(
         self, spec: BenchmarkSpec, samples: Sequence[Sample], outputs: Sequence[Generation | Loglik]
     ) -> list[ScoreRecord]:
+        if spec.options.get("extract") == "lm-eval":
+            from sfteval.kinds.math_lmeval import score_lmeval
+
+            return score_lmeval(spec, samples, outputs)
         records = []
         for sample, out in zip(samples, outputs):
             texts = output_texts(out)
