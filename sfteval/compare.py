@@ -16,25 +16,34 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from sfteval.diagnoses import DIAGNOSES
-from sfteval.diagnoses.common import est_dict, num, output_text
+from sfteval.diagnoses.common import est_dict, num
 from sfteval.diagnoses.context import CompareSettings, DiagnosisInput
 from sfteval.diagnoses.forgetting import forgetting_verdict
 from sfteval.diagnoses.training import load_training, training_sources
 from sfteval.errors import SftevalError
-from sfteval.fileio import atomic_write_json, read_json
 from sfteval.overlap import NGRAM, RUN, SHARE
 from sfteval.paired import PairedResult, compare_paired, holm
-from sfteval.runfolder import Run, is_run_dir, load_run
+from sfteval.runfolder import (
+    COMPARE_SCHEMA,
+    BenchmarkResult,
+    Run,
+    RunSummary,
+    SampleLine,
+    is_run_dir,
+    read_comparison,
+    write_comparison,
+)
+from sfteval.runfolder import read_run as load_run
 
-# re-exported: callers import the settings and the loader from here
-__all__ = ["CompareSettings", "Run", "compare_runs", "is_run_dir", "load_run"]
+# re-exported: callers import the settings, the loader and the writer from here
+__all__ = ["COMPARE_SCHEMA", "CompareSettings", "Run", "compare_runs", "is_run_dir", "load_run", "read_comparison",
+           "write_comparison"]
 
-COMPARE_SCHEMA = "sfteval.compare/1"
-DEFAULT_GENERAL = ("mmlu", "gsm8k", "humaneval")
 TOP_FLIPS = 5
 MAX_IDS_IN_MISMATCH = 20
 PROMPT_TAIL_CHARS = 2000
@@ -72,39 +81,39 @@ def find_mismatches(base: Run, tuned: Run, benches: list[str]) -> list[dict[str,
     """Everything that differs between the runs in what shapes prompts and scoring."""
     out: list[dict[str, Any]] = []
     for key in ("name", "dtype"):
-        b, t = (base.results.get("backend") or {}).get(key), (tuned.results.get("backend") or {}).get(key)
+        b, t = base.results.backend.get(key), tuned.results.backend.get(key)
         if b != t:
             out.append(_mismatch(None, f"backend.{key}", b, t, False))
     # how prompts were rendered (chat template used or not, its hash, BOS text): all blocking
-    bp = _flatten(base.results.get("prompting") or {}, "prompting")
-    tp = _flatten(tuned.results.get("prompting") or {}, "prompting")
+    bp = _flatten(dict(base.results.prompting), "prompting")
+    tp = _flatten(dict(tuned.results.prompting), "prompting")
     for key in sorted(set(bp) | set(tp)):
         if bp.get(key) != tp.get(key):
             out.append(_mismatch(None, key, bp.get(key), tp.get(key), True))
     for name in benches:
         bi, ti = base.benchmarks[name], tuned.benchmarks[name]
-        bs, ts = _flatten(bi.get("settings") or {}, "settings"), _flatten(ti.get("settings") or {}, "settings")
+        bs, ts = _flatten(dict(bi.settings), "settings"), _flatten(dict(ti.settings), "settings")
         for key in sorted(set(bs) | set(ts)):
             if bs.get(key) != ts.get(key):
                 out.append(_mismatch(name, key, bs.get(key), ts.get(key), key not in NON_BLOCKING_SETTINGS))
-        b_sha, t_sha = (bi.get("data") or {}).get("sha256"), (ti.get("data") or {}).get("sha256")
+        b_sha, t_sha = bi.data.get("sha256"), ti.data.get("sha256")
         if b_sha != t_sha:
             out.append(_mismatch(name, "data.sha256", b_sha, t_sha, True))
         brows, trows = base.samples[name], tuned.samples[name]
         aligned = [i for i in brows if i in trows]
-        differ = [i for i in aligned if brows[i].get("prompt_hash") != trows[i].get("prompt_hash")]
+        differ = [i for i in aligned if brows[i].prompt_hash != trows[i].prompt_hash]
         if differ:
             first = differ[0]
             out.append(_mismatch(name, "samples.prompt_hash", None, None, True, len(differ),
                                  differ[:MAX_IDS_IN_MISMATCH])
-                       | {"example": _first_difference(first, brows[first].get("prompt"), trows[first].get("prompt"))})
+                       | {"example": _first_difference(first, brows[first].prompt, trows[first].prompt)})
         only = [i for i in brows if i not in trows] + [i for i in trows if i not in brows]
         if only:
             out.append(_mismatch(name, "samples.ids", len(brows), len(trows), False, len(only),
                                  only[:MAX_IDS_IN_MISMATCH]))
-        if bi.get("prompts_digest") != ti.get("prompts_digest") and not differ and not only:
+        if bi.prompts_digest != ti.prompts_digest and not differ and not only:
             # digests differ although every item's prompt hash agrees: the digest itself is suspect
-            out.append(_mismatch(name, "prompts_digest", bi.get("prompts_digest"), ti.get("prompts_digest"), True))
+            out.append(_mismatch(name, "prompts_digest", bi.prompts_digest, ti.prompts_digest, True))
     return out
 
 
@@ -126,17 +135,12 @@ def describe_mismatch(m: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------- per benchmark
 
 
-def _score(row: dict[str, Any], metric: str) -> float | None:
-    v = (row.get("scores") or {}).get(metric)
-    return None if v is None else float(v)
-
-
-def paired_scores(brows: dict[str, dict[str, Any]], trows: dict[str, dict[str, Any]], metric: str
+def paired_scores(brows: Mapping[str, SampleLine], trows: Mapping[str, SampleLine], metric: str
                   ) -> tuple[list[str], list[float], list[float]]:
     ids, b, t = [], [], []
     for i, row in brows.items():
         if i in trows:
-            bv, tv = _score(row, metric), _score(trows[i], metric)
+            bv, tv = row.score(metric), trows[i].score(metric)
             if bv is not None and tv is not None:
                 ids.append(i)
                 b.append(bv)
@@ -145,7 +149,7 @@ def paired_scores(brows: dict[str, dict[str, Any]], trows: dict[str, dict[str, A
 
 
 def metric_entry(res: PairedResult, ids: list[str], b: list[float], t: list[float],
-                 bi: dict[str, Any], ti: dict[str, Any], metric: str) -> dict[str, Any]:
+                 bi: BenchmarkResult, ti: BenchmarkResult, metric: str) -> dict[str, Any]:
     flips = None
     if res.binary:
         lost = [i for i, x, y in zip(ids, b, t) if x == 1.0 and y == 0.0]
@@ -155,8 +159,8 @@ def metric_entry(res: PairedResult, ids: list[str], b: list[float], t: list[floa
         "binary": res.binary,
         "base": est_dict(res.base),
         "tuned": est_dict(res.tuned),
-        "base_reported": (bi.get("metrics") or {}).get(metric),
-        "tuned_reported": (ti.get("metrics") or {}).get(metric),
+        "base_reported": _reported(bi, metric),
+        "tuned_reported": _reported(ti, metric),
         "delta": est_dict(res.delta),
         "p_value": num(res.p_value),
         "test": res.test,
@@ -166,25 +170,30 @@ def metric_entry(res: PairedResult, ids: list[str], b: list[float], t: list[floa
     }
 
 
-def _flip_example(direction: str, i: str, brow: dict[str, Any], trow: dict[str, Any]) -> dict[str, Any]:
+def _reported(entry: BenchmarkResult, metric: str) -> dict[str, Any] | None:
+    est = entry.metrics.get(metric)
+    return est.to_dict() if est is not None else None
+
+
+def _flip_example(direction: str, i: str, brow: SampleLine, trow: SampleLine) -> dict[str, Any]:
     return {
         "direction": direction, "id": i,
-        "prompt": str(brow.get("prompt") or "")[-PROMPT_TAIL_CHARS:],
-        "reference": brow.get("reference"),
-        "base_output": output_text(brow), "tuned_output": output_text(trow),
-        "base_answer": brow.get("answer"), "tuned_answer": trow.get("answer"),
+        "prompt": brow.prompt[-PROMPT_TAIL_CHARS:],
+        "reference": brow.reference,
+        "base_output": brow.output, "tuned_output": trow.output,
+        "base_answer": brow.answer, "tuned_answer": trow.answer,
     }
 
 
-def _breakdown(bi: dict[str, Any], ti: dict[str, Any], metric: str) -> dict[str, Any]:
+def _breakdown(bi: BenchmarkResult, ti: BenchmarkResult, metric: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for key, groups in (bi.get("breakdown") or {}).items():
-        tgroups = (ti.get("breakdown") or {}).get(key) or {}
+    for key, groups in bi.breakdown.items():
+        tgroups = ti.breakdown.get(key, {})
         rows = {}
-        for g, metrics in (groups or {}).items():
-            be, te = (metrics or {}).get(metric), (tgroups.get(g) or {}).get(metric)
-            if be and te:
-                rows[g] = {"base": be, "tuned": te, "delta": num(float(te["value"]) - float(be["value"]))}
+        for g, metrics in groups.items():
+            be, te = metrics.get(metric), tgroups.get(g, {}).get(metric)
+            if be is not None and te is not None:
+                rows[g] = {"base": be.to_dict(), "tuned": te.to_dict(), "delta": num(te.value - be.value)}
         if rows:
             out[key] = rows
     return out
@@ -193,8 +202,8 @@ def _breakdown(bi: dict[str, Any], ti: dict[str, Any], metric: str) -> dict[str,
 def compare_benchmark(name: str, base: Run, tuned: Run, settings: CompareSettings, general: bool) -> dict[str, Any]:
     bi, ti = base.benchmarks[name], tuned.benchmarks[name]
     brows, trows = base.samples[name], tuned.samples[name]
-    metric_names = [m for m in (bi.get("metrics") or {}) if m in (ti.get("metrics") or {})]
-    primary = bi.get("primary_metric") or (metric_names[0] if metric_names else None)
+    metric_names = [m for m in bi.metrics if m in ti.metrics]
+    primary = bi.primary_metric or (metric_names[0] if metric_names else None)
     metrics: dict[str, Any] = {}
     for metric in metric_names:
         ids, b, t = paired_scores(brows, trows, metric)
@@ -203,7 +212,7 @@ def compare_benchmark(name: str, base: Run, tuned: Run, settings: CompareSetting
         res = compare_paired(b, t, seed=settings.seed, resamples=settings.resamples)
         metrics[metric] = metric_entry(res, ids, b, t, bi, ti, metric)
     entry: dict[str, Any] = {
-        "kind": bi.get("kind"), "general": general, "primary_metric": primary,
+        "kind": bi.kind, "general": general, "primary_metric": primary,
         "n_base": len(brows), "n_tuned": len(trows), "n_aligned": sum(1 for i in brows if i in trows),
         "metrics": metrics, "forgetting": None, "top_flips": [], "breakdown": {},
     }
@@ -227,15 +236,13 @@ def compare_benchmark(name: str, base: Run, tuned: Run, settings: CompareSetting
 
 
 def run_summary(run: Run) -> dict[str, Any]:
-    model = run.results.get("model") or {}
-    return {"run_id": run.run_id, "label": run.results.get("label"), "path": str(run.path),
-            "model_path": model.get("path"), "fingerprint": (model.get("fingerprint") or {}).get("digest")}
+    model = run.results.model
+    return RunSummary(run.run_id, run.results.label or None, str(run.path), model.path, model.digest).to_dict()
 
 
-def _is_general(name: str, info: dict[str, Any], settings: CompareSettings) -> bool:
-    """results.json's flag; runs that predate the flag fall back to the default list."""
-    flagged = bool(info["general"]) if "general" in info else name in DEFAULT_GENERAL
-    return flagged or name in settings.general
+def _is_general(name: str, info: BenchmarkResult, settings: CompareSettings) -> bool:
+    """The benchmark's declared role (`general`), or named general by --general."""
+    return info.general or name in settings.general
 
 
 def compare_runs(base: Run, tuned: Run, settings: CompareSettings = CompareSettings()) -> dict[str, Any]:
@@ -304,21 +311,3 @@ def json_safe(obj: Any) -> Any:
 
 def default_out(reports: str | Path, comparison: dict[str, Any]) -> Path:
     return Path(reports) / "compare" / f"{comparison['base']['run_id']}__{comparison['tuned']['run_id']}"
-
-
-def write_comparison(comparison: dict[str, Any], out_dir: str | Path) -> Path:
-    path = Path(out_dir) / "comparison.json"
-    atomic_write_json(path, comparison)
-    return path
-
-
-def load_comparison(path: str | Path) -> dict[str, Any]:
-    """A comparison.json (or the folder holding one), refusing other schemas."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "comparison.json"
-    data = read_json(path)
-    if not isinstance(data, dict) or data.get("schema") != COMPARE_SCHEMA:
-        got = data.get("schema") if isinstance(data, dict) else type(data).__name__
-        raise SftevalError(f"expected schema {COMPARE_SCHEMA!r}, got {got!r}", path=str(path), field="schema")
-    return data

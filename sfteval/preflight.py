@@ -33,7 +33,8 @@ def prepare(specs: Sequence[BenchmarkSpec], cfg: RunConfig) -> list[BenchmarkSpe
 
 
 def data_override(spec: BenchmarkSpec, cfg: RunConfig) -> str | None:
-    return cfg.data.get(spec.name) or (cfg.train_data if spec.name == "train" else None)
+    """--data NAME=PATH, else --train-data for the benchmark whose declared role is `train`."""
+    return cfg.data.get(spec.name) or (cfg.train_data if spec.role == "train" else None)
 
 
 def build_all(specs: Sequence[BenchmarkSpec], context: Callable[[BenchmarkSpec], BuildContext]) -> dict[str, Built]:

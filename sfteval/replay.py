@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from sfteval.errors import SftevalError
 from sfteval.fileio import iter_jsonl
-from sfteval.types import Generation
+from sfteval.types import FINISH_REASONS, Generation
 
 
 def load_replay(path: str, benchmarks: Sequence[str]) -> ReplaySource:
@@ -40,6 +40,9 @@ def load_replay(path: str, benchmarks: Sequence[str]) -> ReplaySource:
         if sid in table[bench]:
             raise SftevalError(f"duplicate id '{sid}' for benchmark '{bench}'", path=path, line=line, field="id")
         reason = str(row.get("finish_reason", "unknown"))
+        if reason not in FINISH_REASONS:
+            raise SftevalError(f"unknown finish reason {reason!r}", path=path, line=line, field="finish_reason",
+                               hint=f"one of: {', '.join(FINISH_REASONS)} (or leave it out)")
         table[bench][sid] = (line, Generation(tuple(texts), tuple([reason] * len(texts))))
     return ReplaySource(path, table)
 

@@ -30,6 +30,7 @@ from typing import Any
 from sfteval.fileio import atomic_write_text
 from sfteval.report_blocks import Block, Figure, Pre, Section, Table
 from sfteval.report_sections import comparison_sections, run_sections
+from sfteval.runfolder import RunResults
 
 __all__ = ["Block", "Figure", "Pre", "Section", "Table", "build_report", "render_html", "render_markdown",
            "write_report"]
@@ -114,4 +115,4 @@ def build_report(data: dict[str, Any], run_dir: str | Path | None = None) -> tup
     """(title, sections) for a comparison.json dict, or for results.json + its run folder."""
     if str(data.get("schema", "")).startswith("sfteval.compare/"):
         return comparison_sections(data)
-    return run_sections(data, run_dir)
+    return run_sections(RunResults.from_dict(data), run_dir)

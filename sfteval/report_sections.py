@@ -28,7 +28,8 @@ from sfteval.report_blocks import (
     plots_note,
 )
 from sfteval.report_plots import forest_plot, group_bars, sweep_plot
-from sfteval.runfolder import load_run
+from sfteval.runfolder import RunResults, read_run
+from sfteval.runfolder.records import finite
 
 
 def _clip(text: Any, n: int = FLIP_TEXT_CHARS) -> str:
@@ -259,36 +260,34 @@ def comparison_sections(c: dict[str, Any]) -> tuple[str, list[Section]]:
 # ----------------------------------------------------------------------------- single run
 
 
-def run_sections(results: dict[str, Any], run_dir: str | Path | None) -> tuple[str, list[Section]]:
-    model = results.get("model") or {}
-    title = f"sfteval run: {results.get('label') or results.get('run_id')}"
+def run_sections(results: RunResults, run_dir: str | Path | None) -> tuple[str, list[Section]]:
+    title = f"sfteval run: {results.label or results.run_id}"
     missing: list[str] = []
     rows, bars = [], []
-    for b, e in results["benchmarks"].items():
-        for m, est in (e.get("metrics") or {}).items():
-            primary = m == e.get("primary_metric")
-            rows.append((b, m + (" *" if primary else ""), fmt(est.get("value")), fmt_ci(est.get("ci95")),
-                         str(est.get("n")), str(est.get("method"))))
-            if primary and est.get("value") is not None:
-                bars.append((f"{b}/{m}", float(est["value"]), None, est.get("stderr"), None))
-    sections = [Section("Run", (f"Run `{results.get('run_id')}`, model {model.get('path')}, backend "
-                                f"{(results.get('backend') or {}).get('name')}, finished {results.get('finished')}.",)),
+    for b, e in results.benchmarks.items():
+        for m, est in e.metrics.items():
+            primary = m == e.primary_metric
+            rows.append((b, m + (" *" if primary else ""), fmt(finite(est.value)),
+                         fmt_ci([finite(est.ci95[0]), finite(est.ci95[1])]), str(est.n), est.method))
+            if primary and finite(est.value) is not None:
+                bars.append((f"{b}/{m}", est.value, None, finite(est.stderr), None))
+    sections = [Section("Run", (f"Run `{results.run_id}`, model {results.model.path}, backend "
+                                f"{results.backend.get('name')}, finished {results.finished}.",)),
                 Section("Scores", (Table(("benchmark", "metric", "value", "95% CI", "n", "method"), tuple(rows)),
                                    "* primary metric",
                                    *figure("scores", group_bars("primary metrics (95% CI)", bars),
                                            "Primary metrics", missing)))]
     blocks: list[Block] = []
-    for b, e in results["benchmarks"].items():
-        for key, groups in (e.get("breakdown") or {}).items():
-            metric = e.get("primary_metric")
-            g = {k: {"base": v[metric], "tuned": v[metric]} for k, v in groups.items() if metric in v}
-            rows_g = [(k, float(v["base"]["value"]), None, v["base"].get("stderr"), None)
-                      for k, v in sorted(g.items())][:MAX_GROUPS]
+    for b, e in results.benchmarks.items():
+        metric = e.primary_metric
+        for key, groups in e.breakdown.items():
+            rows_g = [(g, ms[metric].value, None, finite(ms[metric].stderr), None)
+                      for g, ms in sorted(groups.items()) if metric in ms][:MAX_GROUPS]
             blocks += figure(f"groups_{b}_{key}", group_bars(f"{b} by {key}", rows_g), f"{b} by {key}", missing)
     if blocks:
         sections.append(Section("Per-group scores", tuple(blocks)))
     if run_dir is not None:
-        run = load_run(run_dir)
+        run = read_run(run_dir)
         hrows = []
         for b, samples in run.samples.items():
             h = drift_diagnosis.health(samples)

@@ -32,14 +32,25 @@ from sfteval.benchmarks import BenchmarkSpec, load_spec, resolve_benchmarks
 from sfteval.config import RunConfig
 from sfteval.errors import SftevalError
 from sfteval import runstate
-from sfteval.fileio import append_jsonl, atomic_write_json, iter_jsonl, sha256_file, sha256_text, truncate_torn_tail
-from sfteval.kinds import BuildContext, Built, get_kind
+from sfteval.fileio import sha256_file, sha256_text, truncate_torn_tail
+from sfteval.kinds import BuildContext, Built, ScoreRecord, get_kind
 from sfteval import preflight
 from sfteval.hub import localize
 from sfteval.prompts import make_renderer
 from sfteval.provenance import environment, fingerprint
+from sfteval.preflight import data_override
+from sfteval.runfolder import (
+    BenchmarkResult,
+    ModelInfo,
+    RunResults,
+    SampleLine,
+    append_samples,
+    iter_sample_lines,
+    prompts_digest,
+    write_results,
+)
 from sfteval.runlock import RunLock
-from sfteval.types import RUN_SCHEMA, Generation, GenRequest, Loglik, Sample, to_dict
+from sfteval.types import Generation, GenRequest, Loglik, Sample
 
 Reporter = Callable[[str, int, int], None]  # (benchmark, done, total)
 
@@ -69,15 +80,18 @@ def _specs(cfg: RunConfig) -> tuple[list[BenchmarkSpec], dict[str, str]]:
     skipped: dict[str, str] = {}
     kept = []
     for s in specs:
-        needs_data = s.kind == "reference" and not (s.data.local or s.data.hub)
-        given = cfg.data.get(s.name) or (cfg.train_data if s.name == "train" else None)
+        kind = get_kind(s.kind)
+        needs_data = getattr(kind, "user_data", False) and not (s.data.local or s.data.hub)
+        given = data_override(s, cfg)
         if needs_data and not given:
             if cfg.benchmarks and s.name in cfg.benchmarks:
                 raise SftevalError(f"benchmark '{s.name}' needs data", field="data", hint=f"pass --data {s.name}=PATH")
             skipped[s.name] = f"no data: pass --data {s.name}=PATH"
             continue
-        extra = {"bertscore_model": cfg.bertscore_model, "bootstrap_seed": cfg.seed, "bootstrap_resamples": cfg.bootstrap_resamples}
-        kept.append(dataclasses.replace(s, options={**s.options, **extra}) if s.kind == "reference" else s)
+        run_level = {"bertscore_model": cfg.bertscore_model, "bootstrap_seed": cfg.seed,
+                     "bootstrap_resamples": cfg.bootstrap_resamples}
+        extra = {k: run_level[k] for k in getattr(kind, "run_options", ())}
+        kept.append(dataclasses.replace(s, options={**s.options, **extra}) if extra else s)
     unknown = set(cfg.data) - {s.name for s in specs}
     if unknown:
         raise SftevalError(f"--data names benchmark(s) not selected: {', '.join(sorted(unknown))}", field="data")
@@ -204,7 +218,7 @@ def _execute_locked(cfg: RunConfig, plan: _Plan, backend: Backend | None, report
             load_s[0] = time.perf_counter() - t
         return opened[0]
 
-    results: dict[str, Any] = {}
+    results: dict[str, BenchmarkResult] = {}
     try:
         for spec in plan.specs:
             kind = get_kind(spec.kind)
@@ -236,26 +250,16 @@ def _execute_locked(cfg: RunConfig, plan: _Plan, backend: Backend | None, report
             timing = session_timing(_fill(spec, kind, built, hashes, path, chunk, source, report, progress))
             records = _read_ordered(path, built.samples)
             agg = kind.aggregate(spec, records)
-            results[spec.name] = {
-                "kind": spec.kind,
-                "general": spec.general,
-                "description": spec.description,
-                "n": len(records),
-                "metrics": {k: v.to_dict() for k, v in agg.metrics.items()},
-                "primary_metric": agg.primary,
-                "breakdown": to_dict(agg.breakdown),
-                "settings": built.settings,
-                "data": built.data,
-                "prompts_digest": sha256_text("".join(f"{i}:{hashes[i]}\n" for i in sorted(hashes))),
-                "samples_file": f"samples/{spec.name}.jsonl",
-                "timing": {},
-                "source": spec.source,
-            }
             aggregate_s = round(time.perf_counter() - t0 - sum(timing.values()), 3)
             info = opened[0].info() if opened else None
             state = runstate.add_session_work(state, start, spec.name, {**timing, "aggregate_s": aggregate_s},
                                               state.sessions[-1]["new_samples"].get(spec.name, 0), info)
-            results[spec.name]["timing"] = state.timings[spec.name]
+            results[spec.name] = BenchmarkResult(
+                name=spec.name, kind=spec.kind, role=spec.role, description=spec.description, n=len(records),
+                metrics=agg.metrics, primary_metric=agg.primary, breakdown=agg.breakdown, settings=built.settings,
+                data=built.data, prompts_digest=prompts_digest(hashes), samples_file=f"samples/{spec.name}.jsonl",
+                timing=state.timings[spec.name], source=spec.source,
+            )
     finally:
         for b in opened:
             if b is not backend:
@@ -265,32 +269,25 @@ def _execute_locked(cfg: RunConfig, plan: _Plan, backend: Backend | None, report
         (run_dir / runstate.PROGRESS_NAME).unlink(missing_ok=True)
         return run_dir
     backend_info = state.backend or {"name": backend_name}
-    doc = {
-        "schema": RUN_SCHEMA,
-        "run_id": run_id,
-        "label": plan.label,
-        "created": state.created,
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model": plan.model,
-        "config": cfg.to_dict(),
-        "environment": environment(),
-        "backend": {**backend_info, "selected_because": plan.why},
-        "prompting": plan.renderer.info(),
-        "skipped": plan.skipped,
-        "benchmarks": results,
-        "sessions": list(state.sessions),
-    }
-    atomic_write_json(run_dir / "results.json", doc)
+    extra: dict[str, Any] = {"sessions": list(state.sessions)}
+    doc = RunResults(
+        run_id=run_id, label=plan.label, created=state.created,
+        finished=datetime.now(timezone.utc).isoformat(timespec="seconds"), model=ModelInfo.from_dict(plan.model),
+        config=cfg.to_dict(), environment=environment(), backend={**backend_info, "selected_because": plan.why},
+        prompting=plan.renderer.info(), skipped=plan.skipped, benchmarks=results, extra=extra,
+    )
+    write_results(run_dir, doc)  # the one place results.json is written
     (run_dir / runstate.PROGRESS_NAME).unlink(missing_ok=True)  # results.json carries it all now
     return run_dir
 
 
-def _finished_as_planned(run_dir: Path, results: dict[str, Any]) -> bool:
+def _finished_as_planned(run_dir: Path, results: dict[str, BenchmarkResult]) -> bool:
     """results.json is there and holds every planned benchmark with the same samples."""
     try:
         old = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
         benches = old["benchmarks"]
-        return set(benches) == set(results) and all(_canon(benches[b]) == _canon(r) for b, r in results.items())
+        return set(benches) == set(results) and all(_canon(benches[b]) == _canon(r.to_dict())
+                                                    for b, r in results.items())
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False  # unreadable or not ours: rewrite it from the samples
 
@@ -310,14 +307,9 @@ def _fill(
     truncate_torn_tail(path)
     done: set[str] = set()
     if path.is_file():
-        for line, rec in iter_jsonl(path):
-            sid = str(rec.get("id"))
-            if sid in done:
-                raise SftevalError(
-                    f"sample id '{sid}' appears twice", path=str(path), line=line, field="id",
-                    hint="two writers appended to this file (before run folders were locked): delete this run folder and re-run",
-                )
-            if sid not in hashes or rec.get("prompt_hash") != hashes[sid]:
+        for line, rec in iter_sample_lines(path):  # refuses an id seen twice (file:line)
+            sid = rec.id
+            if sid not in hashes or rec.prompt_hash != hashes[sid]:
                 raise SftevalError(
                     f"sample '{sid}' on disk was made from a different prompt than this run builds",
                     path=str(path), line=line, field="prompt_hash",
@@ -336,7 +328,7 @@ def _fill(
         t1 = time.perf_counter()
         scored = kind.score(spec, todo, outputs)
         t2 = time.perf_counter()
-        append_jsonl(path, [_line(s, o, r, hashes[s.id]) for s, o, r in zip(todo, outputs, scored)])
+        append_samples(path, [_line(s, o, r, hashes[s.id]) for s, o, r in zip(todo, outputs, scored)])
         gen_s, score_s, new = gen_s + t1 - t0, score_s + t2 - t1, new + len(todo)
         done.update(s.id for s in todo)
         if progress:
@@ -353,22 +345,20 @@ def _from_backend(backend: Backend, todo: list[Sample]) -> list[Generation | Log
     return list(backend.loglikelihood(reqs))
 
 
-def _line(sample: Sample, out: Generation | Loglik, rec, prompt_hash: str) -> dict[str, Any]:
-    line: dict[str, Any] = {"id": sample.id, "prompt": sample.prompt, "prompt_hash": prompt_hash}
+def _line(sample: Sample, out: Generation | Loglik, rec: ScoreRecord, prompt_hash: str) -> SampleLine:
     if isinstance(out, Generation):
-        if len(out.texts) == 1:
-            line.update(output=out.texts[0], finish_reason=out.finish_reasons[0])
-        else:
-            line.update(outputs=list(out.texts), finish_reasons=list(out.finish_reasons))
+        outputs, reasons = tuple(out.texts), tuple(out.finish_reasons)
         if out.num_tokens:
             rec.meta.setdefault("num_tokens", list(out.num_tokens) if len(out.num_tokens) > 1 else out.num_tokens[0])
-    else:
-        line.update(output=rec.answer, finish_reason="loglik")
-    line.update(answer=rec.answer, reference=sample.reference, scores=rec.scores, meta={**sample.meta, **rec.meta})
-    return line
+    else:  # scored by log-likelihood: the chosen continuation stands in for an output
+        outputs, reasons = ("" if rec.answer is None else str(rec.answer),), ("loglik",)
+    return SampleLine(id=sample.id, prompt=sample.prompt, prompt_hash=prompt_hash, outputs=outputs,
+                      finish_reasons=reasons, answer=rec.answer, reference=sample.reference, scores=rec.scores,
+                      meta={**sample.meta, **rec.meta})
 
 
 def _read_ordered(path: Path, samples: Sequence[Sample]) -> list[dict[str, Any]]:
+    """The benchmark's lines in sample order, as the dicts `Kind.aggregate` reads."""
     order = {s.id: i for i, s in enumerate(samples)}
-    records = [rec for _, rec in iter_jsonl(path) if str(rec.get("id")) in order]
-    return sorted(records, key=lambda r: order[str(r["id"])])
+    records = [rec for _, rec in iter_sample_lines(path) if rec.id in order]
+    return [r.to_dict() for r in sorted(records, key=lambda r: order[r.id])]

@@ -32,12 +32,10 @@ from typing import Any
 
 from sfteval.config import RunConfig
 from sfteval.errors import SftevalError
-from sfteval.fileio import atomic_write_json, iter_jsonl, read_json
-
-SWEEP_SCHEMA = "sfteval.sweep/1"
+from sfteval.runfolder import SWEEP_SCHEMA, SweepRecord, read_results, write_sweep
+from sfteval.runfolder import read_train_log as read_log_file
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
 TRAIN_LOG = "train_log.jsonl"
-TRAIN_LOG_FIELDS = ("step", "epoch", "train_loss", "eval_loss", "lr", "grad_norm", "tokens_per_s")
 WEIGHTS = ("*.safetensors", "*.bin", "*.pt", "*.gguf")
 
 
@@ -66,7 +64,7 @@ def read_train_log(root: Path) -> list[dict[str, Any]]:
     path = root / TRAIN_LOG
     if not path.is_file():
         return []
-    return [{k: row[k] for k in TRAIN_LOG_FIELDS if k in row} for _, row in iter_jsonl(path, tolerate_torn_tail=True)]
+    return [row.to_dict() for row in read_log_file(path)]  # the TRAIN_LOG_FIELDS columns
 
 
 def parse_select(select: str | None, first_metrics: dict[str, dict[str, Any]], primary: dict[str, str]) -> tuple[str, str, str]:
@@ -118,11 +116,11 @@ def run_sweep(root: str | Path, cfg: RunConfig, select: str | None = None) -> Pa
         run_cfg = dataclasses.replace(cfg, checkpoint=str(path), label=f"{name}-step{step}")
         run_dir = runner.execute_run(run_cfg)
         gc.collect()  # the runner closed the engine; let its memory go before the next one
-        results = read_json(run_dir / "results.json")
-        metrics = {b: r["metrics"] for b, r in results["benchmarks"].items()}
+        results = read_results(run_dir)
+        metrics = {b: {m: e.to_dict() for m, e in r.metrics.items()} for b, r in results.benchmarks.items()}
         if chosen is None:  # check the selection on the first run, not after the last
-            chosen = parse_select(select, metrics, {b: r.get("primary_metric", "") for b, r in results["benchmarks"].items()})
-        entries.append({"step": step, "path": str(path), "run_id": results["run_id"], "run_dir": str(run_dir), "metrics": metrics})
+            chosen = parse_select(select, metrics, {b: r.primary_metric or "" for b, r in results.benchmarks.items()})
+        entries.append({"step": step, "path": str(path), "run_id": results.run_id, "run_dir": str(run_dir), "metrics": metrics})
         bench, metric, mode = chosen
         doc = {
             "schema": SWEEP_SCHEMA,
@@ -132,7 +130,7 @@ def run_sweep(root: str | Path, cfg: RunConfig, select: str | None = None) -> Pa
             "select": {"metric": f"{bench}/{metric}", "mode": mode},
             "best": best_of(entries, bench, metric, mode),
         }
-        atomic_write_json(out_dir / "sweep.json", doc)
+        write_sweep(out_dir / "sweep.json", SweepRecord.from_dict(doc))
     print_table(doc)
     return out_dir
 

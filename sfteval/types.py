@@ -8,12 +8,25 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-RUN_SCHEMA = "sfteval.run/1"
-SAMPLE_SCHEMA = "sfteval.sample/1"
+RUN_SCHEMA = "sfteval.run/1"  # results.json (sfteval.runfolder.records.RunResults)
+SAMPLE_SCHEMA = "sfteval.sample/1"  # a samples/<bench>.jsonl line (sfteval.runfolder.records.SampleLine)
 
-FinishReason = Literal["stop", "length", "eos", "error"]
+# Why a generation ended (docs/run-format.md); the run-folder writer refuses any other value.
+# stop: a stop string; eos: the end-of-sequence token (or end of turn); length: the token
+# budget; error: the backend failed on this request; loglik: scored by log-likelihood,
+# nothing generated; unknown: a replayed output whose file did not say.
+FinishReason = Literal["stop", "length", "eos", "error", "loglik", "unknown"]
+
+# What a benchmark measures, declared in its TOML (`role = ...`):
+# target: the task the fine-tuning aims at (held-out SFT data); train: a sample of the SFT
+# training data, scored like the target (the gap measures overfitting); general: a skill
+# the tuned model should keep (counts toward catastrophic-forgetting checks).
+Role = Literal["target", "train", "general"]
+
+FINISH_REASONS: tuple[str, ...] = get_args(FinishReason)
+ROLES: tuple[str, ...] = get_args(Role)
 
 
 @dataclass(frozen=True)
@@ -48,7 +61,7 @@ class GenRequest:
 @dataclass(frozen=True)
 class Generation:
     texts: tuple[str, ...]
-    finish_reasons: tuple[str, ...]
+    finish_reasons: tuple[FinishReason, ...]
     num_tokens: tuple[int, ...] = ()
 
 

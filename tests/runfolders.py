@@ -5,7 +5,9 @@
 `write_sweep(...)` writes `out/sweeps/<name>/sweep.json`; `write_sft(...)` writes an SFT
 file in the `messages` format. Metrics in results.json are the means of the per-sample
 scores with the same error bars `sfteval.stats.mean_estimate` gives, so a reader sees
-what the runner would have written. Shared with the dashboard tests: keep it stable.
+what the runner would have written. Files go through the runner's own writer
+(`sfteval.runfolder.write`: sample lines, results.json, prompts_digest, sweep.json), so
+the fixtures cannot drift from the format. Shared with the dashboard tests: keep it stable.
 """
 
 from __future__ import annotations
@@ -17,18 +19,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sfteval.fileio import atomic_write_json
+from sfteval.runfolder import (
+    BenchmarkResult,
+    ModelInfo,
+    RunResults,
+    SampleLine,
+    SweepRecord,
+    append_samples,
+    prompts_digest,
+    write_results,
+)
+from sfteval.runfolder import write_sweep as write_sweep_file
+from sfteval.runfolder.records import legacy_role
 from sfteval.stats import mean_estimate
 
 
 def sha(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def prompts_digest(ids: Sequence[str], prompt_hashes: Sequence[str]) -> str:
-    """sha256 over the sorted (id, prompt_hash) pairs, one `id\\thash` line each."""
-    lines = sorted(f"{i}\t{h}" for i, h in zip(ids, prompt_hashes))
-    return sha("\n".join(lines))
 
 
 @dataclass
@@ -39,6 +46,7 @@ class FakeBench:
     scores: dict[str, Sequence[float]]  # metric -> per-item score
     kind: str = "choice"
     general: bool = False
+    role: str | None = None  # default: general when `general`, else train/target by name (legacy_role)
     primary_metric: str | None = None  # default: the first metric
     ids: Sequence[str] | None = None
     prompts: Sequence[str] | None = None
@@ -63,58 +71,51 @@ class FakeBench:
     def n(self) -> int:
         return len(next(iter(self.scores.values())))
 
+    @property
+    def bench_role(self) -> str:
+        return self.role or legacy_role(self.name, {"general": self.general})
+
 
 def _item(values: Sequence[Any] | None, i: int, default: Any) -> Any:
     return default if values is None else values[i]
 
 
-def samples_of(bench: FakeBench) -> list[dict[str, Any]]:
+def samples_of(bench: FakeBench) -> list[SampleLine]:
     rows = []
     for i in range(bench.n):
         sid = str(_item(bench.ids, i, str(i)))
         prompt = _item(bench.prompts, i, f"Question {sid}: what is {sid} plus {sid}?\nAnswer:")
         answer = _item(bench.answers, i, str(2 * i))
-        rows.append(
-            {
-                "id": sid,
-                "prompt": prompt,
-                "prompt_hash": sha(prompt),
-                "output": _item(bench.outputs, i, f" The answer is {answer}."),
-                "finish_reason": _item(bench.finish_reasons, i, "stop"),
-                "answer": answer,
-                "reference": _item(bench.references, i, str(2 * i)),
-                "scores": {m: float(v[i]) for m, v in bench.scores.items()},
-                "meta": dict(_item(bench.meta, i, {})),
-            }
-        )
+        rows.append(SampleLine(
+            id=sid, prompt=prompt, prompt_hash=sha(prompt),
+            outputs=(_item(bench.outputs, i, f" The answer is {answer}."),),
+            finish_reasons=(_item(bench.finish_reasons, i, "stop"),),
+            answer=answer, reference=_item(bench.references, i, str(2 * i)),
+            scores={m: float(v[i]) for m, v in bench.scores.items()}, meta=dict(_item(bench.meta, i, {})),
+        ))
     return rows
 
 
-def bench_entry(bench: FakeBench, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    metrics = {m: mean_estimate([r["scores"][m] for r in rows]).to_dict() for m in bench.scores}
-    entry: dict[str, Any] = {
-        "kind": bench.kind,
-        "general": bench.general,
-        "n": len(rows),
-        "metrics": metrics,
-        "primary_metric": bench.primary_metric or next(iter(bench.scores)),
-        "settings": bench.settings,
-        "data": {"source": f"/data/{bench.name}.jsonl", "split": "test", "sha256": bench.data_sha, "rows": len(rows)},
-        "prompts_digest": prompts_digest([r["id"] for r in rows], [r["prompt_hash"] for r in rows]),
-        "samples_file": f"samples/{bench.name}.jsonl",
-        "timing": {"generate_s": 0.1, "score_s": 0.01},
-    }
+def bench_entry(bench: FakeBench, rows: list[SampleLine]) -> BenchmarkResult:
+    breakdown = {}
     if bench.breakdown_by:
-        groups: dict[str, list[dict[str, Any]]] = {}
+        groups: dict[str, list[SampleLine]] = {}
         for r in rows:
-            groups.setdefault(str(r["meta"][bench.breakdown_by]), []).append(r)
-        entry["breakdown"] = {
+            groups.setdefault(str(r.meta[bench.breakdown_by]), []).append(r)
+        breakdown = {
             bench.breakdown_by: {
-                g: {m: mean_estimate([r["scores"][m] for r in rs]).to_dict() for m in bench.scores}
+                g: {m: mean_estimate([float(r.scores[m]) for r in rs]) for m in bench.scores}
                 for g, rs in sorted(groups.items())
             }
         }
-    return entry
+    return BenchmarkResult(
+        name=bench.name, kind=bench.kind, role=bench.bench_role, n=len(rows),
+        metrics={m: mean_estimate([float(r.scores[m]) for r in rows]) for m in bench.scores},
+        primary_metric=bench.primary_metric or next(iter(bench.scores)), settings=bench.settings,
+        data={"source": f"/data/{bench.name}.jsonl", "split": "test", "sha256": bench.data_sha, "rows": len(rows)},
+        prompts_digest=prompts_digest({r.id: r.prompt_hash for r in rows}), samples_file=f"samples/{bench.name}.jsonl",
+        breakdown=breakdown, timing={"generate_s": 0.1, "score_s": 0.01},
+    )
 
 
 def write_run(
@@ -135,28 +136,24 @@ def write_run(
     entries = {}
     for bench in benches:
         rows = samples_of(bench)
-        text = "".join(json.dumps(r) + "\n" for r in rows)
-        (run_dir / "samples" / f"{bench.name}.jsonl").write_text(text, encoding="utf-8")
+        path = run_dir / "samples" / f"{bench.name}.jsonl"
+        path.unlink(missing_ok=True)  # rewritten whole, as a fresh run would
+        append_samples(path, rows)
         entries[bench.name] = bench_entry(bench, rows)
-    results = {
-        "schema": "sfteval.run/1",
-        "run_id": run_id,
-        "label": label,
-        "created": "2026-11-23T17:00:00Z",
-        "finished": "2026-11-23T17:01:00Z",
-        "model": {
-            "path": model_path or f"/ckpt/{label}",
-            "kind": "checkpoint",
-            "fingerprint": {"path": model_path or f"/ckpt/{label}", "files": {}, "digest": fingerprint},
-            "trainer": trainer or {},
-        },
-        "config": {"benchmarks": [b.name for b in benches], "suite": None, "backend": backend, "limit": None,
-                   "seed": seed, "chat_template": "auto", "data": {}},
-        "environment": {"python": "3.11", "platform": "test", "git_sha": None, "packages": {}, "device": "cpu"},
-        "backend": {"name": backend, "dtype": "float32", "device": "cpu", "batch_size": 16},
-        "benchmarks": entries,
-    }
-    atomic_write_json(run_dir / "results.json", results)
+    results = RunResults(
+        run_id=run_id, label=label, created="2026-11-23T17:00:00Z", finished="2026-11-23T17:01:00Z",
+        model=ModelInfo(
+            kind="checkpoint", path=model_path or f"/ckpt/{label}",
+            fingerprint={"path": model_path or f"/ckpt/{label}", "files": {}, "digest": fingerprint},
+            trainer=trainer or {},
+        ),
+        config={"benchmarks": [b.name for b in benches], "suite": None, "backend": backend, "limit": None,
+                "seed": seed, "chat_template": "auto", "data": {}},
+        environment={"python": "3.11", "platform": "test", "git_sha": None, "packages": {}, "device": "cpu"},
+        backend={"name": backend, "dtype": "float32", "device": "cpu", "batch_size": 16},
+        benchmarks=entries,
+    )
+    write_results(run_dir, results)
     (run_dir / "run.log").write_text("synthetic run written by tests/runfolders.py\n", encoding="utf-8")
     return run_dir
 
@@ -200,5 +197,4 @@ def write_sweep(
         "best": {"step": best["step"], "run_id": best["run_id"], "value": best["metrics"][bench][metric]["value"]},
     }
     path = Path(out) / "sweeps" / name / "sweep.json"
-    atomic_write_json(path, data)
-    return path
+    return write_sweep_file(path, SweepRecord.from_dict(data))

@@ -161,7 +161,7 @@ def test_non_binary_metric_uses_paired_t_and_no_flips(tmp_path: Path) -> None:
     base = write_run(tmp_path, "base", [FakeBench("heldout", {"rougeL": b}, kind="reference")])
     tuned = write_run(tmp_path, "tuned", [FakeBench("heldout", {"rougeL": t}, kind="reference")])
     m = compare_runs(load_run(base), load_run(tuned), CompareSettings(resamples=300))["benchmarks"]["heldout"]["metrics"]["rougeL"]
-    assert m["test"] == "bounded-score" and m["flips"] is None and m["delta"]["ci95"][0] > 0
+    assert m["test"] == "paired-t" and m["flips"] is None and m["delta"]["ci95"][0] > 0
 
 
 def test_load_run_errors_name_file_line_field(tmp_path: Path) -> None:

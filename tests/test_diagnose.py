@@ -14,6 +14,7 @@ from sfteval.diagnoses.overfitting import train_heldout
 from sfteval.diagnoses.sweep import sweep_analysis
 from sfteval.diagnoses.training import training_sources
 from sfteval.overlap import OverlapIndex, common_hashes, ngram_hashes, tokens
+from sfteval.runfolder import RUN_SCHEMA, RunResults, SampleLine
 
 WORDS = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa "
          "quebec romeo sierra tango uniform victor whiskey xray yankee zulu").split()
@@ -57,8 +58,8 @@ def test_repetition() -> None:
     assert repetition("too short") == 0.0
 
 
-def _drift_rows(outputs: list[str], finish: list[str], answers: list[object]) -> dict[str, dict]:
-    return {str(i): {"id": str(i), "output": o, "finish_reason": f, "answer": a, "scores": {}}
+def _drift_rows(outputs: list[str], finish: list[str], answers: list[object]) -> dict[str, SampleLine]:
+    return {str(i): SampleLine.from_dict({"id": str(i), "output": o, "finish_reason": f, "answer": a, "scores": {}})
             for i, (o, f, a) in enumerate(zip(outputs, finish, answers))}
 
 
@@ -121,7 +122,8 @@ def test_memorisation_and_contamination_end_to_end(tmp_path: Path) -> None:
     base = write_run(tmp_path, "base", benches(held_b, scores_b))
     tuned = write_run(tmp_path, "tuned", benches(held_t, scores_t), trainer=trainer)
     assert training_sources((), load_run(tuned).results) == [sft]  # found via trainer metadata
-    stale = {"model": {"trainer": {"data_files": [{"path": str(sft), "sha256": "0" * 64}]}}}
+    stale = RunResults.from_dict({"schema": RUN_SCHEMA, "benchmarks": {},
+                                  "model": {"trainer": {"data_files": [{"path": str(sft), "sha256": "0" * 64}]}}})
     assert training_sources((), stale) == []  # the file changed since training: not what it saw
     c = compare_runs(load_run(base), load_run(tuned), CompareSettings(resamples=300))
     mem = c["overfitting"]["memorisation"]
@@ -148,10 +150,10 @@ def _est(v: float, se: float) -> dict:
 
 
 def test_train_heldout_gap_flags_only_a_gap_that_grew() -> None:
-    def results(train: float, held: float) -> dict:
-        return {"benchmarks": {"train": {"primary_metric": "rougeL", "metrics": {"rougeL": _est(train, 0.02)}},
-                               "offline_heldout": {"primary_metric": "rougeL",
-                                                   "metrics": {"rougeL": _est(held, 0.02)}}}}
+    def results(train: float, held: float) -> RunResults:
+        return RunResults.from_dict({"schema": RUN_SCHEMA, "benchmarks": {
+            "train": {"role": "train", "primary_metric": "rougeL", "metrics": {"rougeL": _est(train, 0.02)}},
+            "offline_heldout": {"role": "target", "primary_metric": "rougeL", "metrics": {"rougeL": _est(held, 0.02)}}}})
 
     grew = train_heldout(results(0.30, 0.28), results(0.80, 0.40))
     assert grew["flag"] and grew["tuned"]["gap"]["value"] == pytest.approx(0.40)

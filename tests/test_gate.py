@@ -96,12 +96,12 @@ def test_evaluate_comparison_verdicts_and_junit(tmp_path: Path) -> None:
 def test_max_drop_on_a_single_run_is_an_error(tmp_path: Path) -> None:
     run = write_run(tmp_path, "base", [FakeBench("mmlu", {"accuracy": [1, 0, 1, 1]})])
     with pytest.raises(SftevalError, match="need a comparison"):
-        evaluate(Rules(min={}, max_drop={"*": 0.05}), load_run(run).results)
+        evaluate(Rules(min={}, max_drop={"*": 0.05}), load_run(run).results.to_dict())
 
 
 def test_inconclusive_exit_code_and_fail_mode(tmp_path: Path) -> None:
     run = write_run(tmp_path, "base", [FakeBench("mmlu", {"accuracy": [1, 0, 1, 0, 1, 1, 0, 1]})])
-    results = load_run(run).results
+    results = load_run(run).results.to_dict()
     assert evaluate(Rules(min={"mmlu": 0.6}, max_drop={}), results).exit_code == 3
     assert evaluate(Rules(min={"mmlu": 0.6}, max_drop={}, inconclusive="fail"), results).exit_code == 1
 

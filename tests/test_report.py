@@ -92,9 +92,9 @@ def test_render_roundtrip_of_blocks() -> None:
 def test_report_without_matplotlib_says_what_it_left_out(comparison_dir: Path, monkeypatch: pytest.MonkeyPatch,
                                                          tmp_path: Path) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails as if not installed
-    from sfteval.compare import load_comparison
+    from sfteval.runfolder import read_comparison
 
-    title, sections = build_report(load_comparison(comparison_dir))
+    title, sections = build_report(read_comparison(comparison_dir).to_dict())
     md_path, _ = write_report(title, sections, tmp_path / "noplots")
     md = md_path.read_text()
     assert "## Plots left out" in md and "Deltas of the primary metrics" in md

@@ -133,20 +133,18 @@ def test_a_run_killed_after_its_last_sample_keeps_the_backend_info(tiny_model: P
     infos: list[dict] = []
     real_info = HFBackend.info
     monkeypatch.setattr(HFBackend, "info", lambda self: infos.append(real_info(self)) or infos[-1])
-    real_write = runner.atomic_write_json
+    real_write = runner.write_results
 
-    def die_on_results(path, obj):
-        if Path(path).name == "results.json":
-            raise KeyboardInterrupt  # killed between the last sample and results.json
-        real_write(path, obj)
+    def die_on_results(run_dir, results):  # the runner's one writer of results.json
+        raise KeyboardInterrupt  # killed between the last sample and results.json
 
-    monkeypatch.setattr(runner, "atomic_write_json", die_on_results)
+    monkeypatch.setattr(runner, "write_results", die_on_results)
     with pytest.raises(KeyboardInterrupt):
         execute_run(_cfg(tiny_model, tmp_path, limit=4))
     run_dir = next((tmp_path / "runs").iterdir())
     progress = read_json(run_dir / "progress.json")
     _next_second()
-    monkeypatch.setattr(runner, "atomic_write_json", real_write)
+    monkeypatch.setattr(runner, "write_results", real_write)
     monkeypatch.setattr(runner, "backend_class", lambda name: NoModel)
     doc = read_json(execute_run(_cfg(tiny_model, tmp_path, limit=4)) / "results.json")
     assert {k: v for k, v in doc["backend"].items() if k != "selected_because"} == infos[0]

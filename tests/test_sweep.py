@@ -152,7 +152,7 @@ def test_two_trainer_folders_named_out_keep_separate_sweep_records(tiny_model: P
     """Both used to write reports/sweeps/out/sweep.json, the second over the first (#15)."""
     import shutil
 
-    from sfteval.runs import list_sweeps, load_sweep
+    from sfteval.runfolder import list_sweeps, read_sweep
 
     roots = [tmp_path / "a" / "out", tmp_path / "b" / "out"]
     shutil.copytree(tiny_model, roots[0] / "checkpoint-10")
@@ -169,4 +169,4 @@ def test_two_trainer_folders_named_out_keep_separate_sweep_records(tiny_model: P
     (old / "sweep.json").write_text(json.dumps({**docs[0], "source": "/elsewhere/out"}))
     found = list_sweeps(tmp_path / "reports")
     assert set(found) == {dirs[0] / "sweep.json", dirs[1] / "sweep.json", old / "sweep.json"}
-    assert all(load_sweep(p)["schema"] == "sfteval.sweep/1" for p in found)
+    assert all(read_sweep(p).schema == "sfteval.sweep/1" for p in found)

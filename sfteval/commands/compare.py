@@ -23,7 +23,7 @@ def _as_run(path: Path, run_kwargs: dict) -> Path:
     """A run folder as is; a checkpoint folder is evaluated first (same settings for both)."""
     from sfteval.compare import is_run_dir
 
-    from sfteval.runs import is_unfinished_run
+    from sfteval.runfolder import is_unfinished_run
 
     if is_run_dir(path):
         return path

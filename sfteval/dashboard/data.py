@@ -21,7 +21,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from sfteval import runs as runs_io
+from sfteval import runfolder
+from sfteval.runfolder import SampleLine
 from sfteval.ratings import VoteStore
 
 STATUS_ORDER = ("regression", "improvement", "same", "unscored", "only base", "only tuned")
@@ -50,7 +51,7 @@ def stamp(path: str | Path) -> tuple[int, int]:
 
 
 def _runs_stamp(reports: Path) -> tuple[tuple[str, tuple[int, int]], ...]:
-    root = runs_io.runs_root(reports)
+    root = runfolder.runs_root(reports)
     if not root.is_dir():
         return ()
     return tuple(sorted((d.name, stamp(d / "results.json")) for d in root.iterdir() if d.is_dir()))
@@ -58,11 +59,11 @@ def _runs_stamp(reports: Path) -> tuple[tuple[str, tuple[int, int]], ...]:
 
 # `key` is unused in the bodies: it is there so the cache sees the files' stamps.
 @st.cache_data(show_spinner=False, max_entries=8)
-def _scan_runs(reports: str, key: Any) -> runs_io.RunScan:
-    return runs_io.scan_runs(reports)
+def _scan_runs(reports: str, key: Any) -> runfolder.RunScan:
+    return runfolder.scan_runs(reports)
 
 
-def list_runs(reports: Path) -> list[runs_io.RunInfo]:
+def list_runs(reports: Path) -> list[runfolder.RunInfo]:
     """The readable runs; each unreadable one is named on the page with the reason."""
     scan = _scan_runs(str(reports), _runs_stamp(reports))
     for u in scan.unreadable:
@@ -72,7 +73,7 @@ def list_runs(reports: Path) -> list[runs_io.RunInfo]:
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _results(run_dir: str, key: Any) -> dict[str, Any]:
-    return runs_io.load_results(run_dir)
+    return runfolder.read_results(run_dir).to_dict()
 
 
 def results(run_dir: Path) -> dict[str, Any]:
@@ -81,7 +82,8 @@ def results(run_dir: Path) -> dict[str, Any]:
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _json_file(path: str, kind: str, key: Any) -> dict[str, Any]:
-    return runs_io.load_comparison(path) if kind == "comparison" else runs_io.load_sweep(path)
+    record = runfolder.read_comparison(path) if kind == "comparison" else runfolder.read_sweep(path)
+    return record.to_dict()
 
 
 def comparison(path: Path) -> dict[str, Any]:
@@ -108,10 +110,10 @@ def metric_names(run_dir: Path, benchmark: str) -> list[str]:
     return names
 
 
-def _score(sample: dict[str, Any] | None, metric: str) -> float | None:
+def _score(sample: SampleLine | None, metric: str) -> float | None:
     if sample is None:
         return None
-    value = (sample.get("scores") or {}).get(metric)
+    value = sample.scores.get(metric)
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
@@ -132,8 +134,8 @@ def pair_samples(base_dir: str | Path, tuned_dir: str | Path, benchmark: str, me
     # of them form cycles, so it is paused while reading (a known, measurable win).
     gc.disable()
     try:
-        base = runs_io.load_samples_by_id(base_dir, benchmark)
-        tuned = runs_io.load_samples_by_id(tuned_dir, benchmark)
+        base = runfolder.read_samples(runfolder.samples_file(base_dir, benchmark))
+        tuned = runfolder.read_samples(runfolder.samples_file(tuned_dir, benchmark))
     finally:
         gc.enable()
     ids = list(base) + [i for i in tuned if i not in base]
@@ -149,14 +151,14 @@ def pair_samples(base_dir: str | Path, tuned_dir: str | Path, benchmark: str, me
         cols["delta"].append(None if bs is None or ts is None else ts - bs)
         cols["base_score"].append(bs)
         cols["tuned_score"].append(ts)
-        cols["base_answer"].append(_text(b, "answer"))
-        cols["tuned_answer"].append(_text(t, "answer"))
-        cols["reference"].append(_text(either, "reference"))
-        cols["prompt"].append(_text(either, "prompt"))
-        cols["base_output"].append(runs_io.sample_output(b) if b is not None else "")
-        cols["tuned_output"].append(runs_io.sample_output(t) if t is not None else "")
-        cols["base_finish"].append(_text(b, "finish_reason"))
-        cols["tuned_finish"].append(_text(t, "finish_reason"))
+        cols["base_answer"].append(_text(b and b.answer))
+        cols["tuned_answer"].append(_text(t and t.answer))
+        cols["reference"].append(_text(either and either.reference))
+        cols["prompt"].append(either.prompt if either is not None else "")
+        cols["base_output"].append(b.output if b is not None else "")
+        cols["tuned_output"].append(t.output if t is not None else "")
+        cols["base_finish"].append(b.finish_reason if b is not None else "")
+        cols["tuned_finish"].append(t.finish_reason if t is not None else "")
     # Text stays in object columns: pandas 3 would otherwise copy every prompt into an
     # Arrow string column up front (tens of MB for a 10k-item run) for no gain here.
     numeric = ("delta", "base_score", "tuned_score")
@@ -168,10 +170,7 @@ def pair_samples(base_dir: str | Path, tuned_dir: str | Path, benchmark: str, me
     return df.reset_index(drop=True)
 
 
-def _text(sample: dict[str, Any] | None, key: str) -> str:
-    if sample is None:
-        return ""
-    value = sample.get(key)
+def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
@@ -183,7 +182,7 @@ def _pairs(base_dir: str, tuned_dir: str, benchmark: str, metric: str, key: Any)
 
 
 def pairs(base_dir: Path, tuned_dir: Path, benchmark: str, metric: str) -> pd.DataFrame:
-    key = (stamp(runs_io.samples_path(base_dir, benchmark)), stamp(runs_io.samples_path(tuned_dir, benchmark)))
+    key = (stamp(runfolder.samples_file(base_dir, benchmark)), stamp(runfolder.samples_file(tuned_dir, benchmark)))
     return _pairs(str(base_dir), str(tuned_dir), benchmark, metric, key)
 
 

@@ -13,7 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from sfteval.fileio import read_json
+from sfteval.runfolder import read_comparison
 from sfteval.sweep import sweep_dir
 
 SUMMARY_SCHEMA = "sfteval.demo/1"
@@ -28,7 +28,7 @@ def _delta(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def _findings(comparison_dir: Path) -> dict[str, Any]:
-    comp = read_json(comparison_dir / "comparison.json")
+    comp = read_comparison(comparison_dir).to_dict()
     benches = comp["benchmarks"]
     return {
         "comparison": str(comparison_dir / "comparison.json"),

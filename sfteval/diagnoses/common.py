@@ -1,5 +1,5 @@
 """Small helpers every diagnosis shares: JSON-safe numbers, "not available" records,
-estimates as dicts, and the first output / finish reason of a sample line.
+estimates as dicts, and which benchmarks play the train and held-out roles.
 
 Not covered: statistics (`sfteval.paired`, `sfteval.stats`) and reading files
 (`sfteval.runfolder`).
@@ -8,8 +8,9 @@ Not covered: statistics (`sfteval.paired`, `sfteval.stats`) and reading files
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any
+
+from sfteval.runfolder import RunResults
 
 MAX_ITEMS = 50  # flagged items listed per benchmark in comparison.json
 
@@ -29,28 +30,11 @@ def est_dict(e: Any) -> dict[str, Any]:
             "n": e.n, "method": e.method}
 
 
-def output_text(row: Mapping[str, Any]) -> str:
-    """The (first) raw output of a sample; n > 1 runs store a list under `outputs`."""
-    if row.get("output") is not None:
-        return str(row["output"])
-    outs = row.get("outputs") or []
-    return str(outs[0]) if outs else ""
-
-
-def finish_reason(row: Mapping[str, Any]) -> str:
-    if row.get("finish_reason") is not None:
-        return str(row["finish_reason"])
-    reasons = row.get("finish_reasons") or []
-    return str(reasons[0]) if reasons else ""
-
-
-TRAIN_BENCH, HELDOUT_BENCH = "train", "heldout"
-
-
-def find_bench(names: Any, role: str) -> str | None:
-    """The benchmark playing `role` ("train" | "heldout"): that exact name, else one
-    ending in `_<role>` (the offline suite's `offline_heldout`)."""
-    names = list(names)
-    if role in names:
-        return role
-    return next((n for n in names if n.endswith(f"_{role}")), None)
+def train_and_heldout(results: RunResults) -> tuple[str | None, str | None]:
+    """(train, heldout): the benchmark declaring role `train` (scored on SFT training
+    data) and the held-out benchmark it is measured against: the first `target`
+    benchmark of the same kind (any `target` one when there is no train benchmark)."""
+    train = next(iter(results.with_role("train")), None)
+    kind = results.benchmarks[train].kind if train is not None else None
+    held = next((b for b in results.with_role("target") if kind is None or results.benchmarks[b].kind == kind), None)
+    return train, held

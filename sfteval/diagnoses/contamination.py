@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sfteval.diagnoses.common import TRAIN_BENCH, est_dict, find_bench, unavailable
+from sfteval.diagnoses.common import est_dict, train_and_heldout, unavailable
 from sfteval.diagnoses.context import CompareSettings, DiagnosisInput
 from sfteval.diagnoses.memorisation import NO_TRAINING
 from sfteval.diagnoses.training import Training
@@ -23,13 +23,14 @@ def contamination(base: Run, tuned: Run, training: Training | None, per_bench: M
         return unavailable(NO_TRAINING)
     out: dict[str, Any] = {"available": True, "training_sources": list(training.sources),
                            "n_training": len(training.ids), "benchmarks": {}}
+    train, _ = train_and_heldout(tuned.results)
     for name, rows in tuned.samples.items():
-        if name == find_bench(tuned.samples, TRAIN_BENCH) or name not in per_bench:
+        if name == train or name not in per_bench:
             continue
-        prompts = [str(r.get("prompt") or "") for r in rows.values()]
+        prompts = [r.prompt for r in rows.values()]
         items, flagged_ids = [], set()
         prompt_ov = training.texts.check_many(prompts, ignore_shared=True)
-        refs = {sid: r["reference"] for sid, r in rows.items() if isinstance(r.get("reference"), str)}
+        refs = {sid: r.reference for sid, r in rows.items() if isinstance(r.reference, str)}
         ref_ov = dict(zip(refs, training.texts.check_many(list(refs.values()))))
         for sid, po in zip(rows, prompt_ov):
             ro = ref_ov.get(sid)
@@ -51,15 +52,12 @@ def _clean_scores(name: str, base: Run, tuned: Run, entry: Mapping[str, Any], fl
     if not metric:
         return None
     brows, trows = base.samples[name], tuned.samples[name]
-    ids = [i for i in brows if i in trows and i not in flagged
-           and (brows[i].get("scores") or {}).get(metric) is not None
-           and (trows[i].get("scores") or {}).get(metric) is not None]
-    if not ids:
+    pairs = [(brows[i].score(metric), trows[i].score(metric)) for i in brows if i in trows and i not in flagged]
+    kept = [(b, t) for b, t in pairs if b is not None and t is not None]
+    if not kept:
         return {"metric": metric, "n": 0, "base": None, "tuned": None, "delta": None}
-    res = compare_paired([float(brows[i]["scores"][metric]) for i in ids],
-                         [float(trows[i]["scores"][metric]) for i in ids],
-                         seed=settings.seed, resamples=settings.resamples)
-    return {"metric": metric, "n": len(ids), "base": est_dict(res.base), "tuned": est_dict(res.tuned),
+    res = compare_paired([b for b, _ in kept], [t for _, t in kept], seed=settings.seed, resamples=settings.resamples)
+    return {"metric": metric, "n": len(kept), "base": est_dict(res.base), "tuned": est_dict(res.tuned),
             "delta": est_dict(res.delta)}
 
 

@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from sfteval.diagnoses.common import finish_reason, num, output_text
+from sfteval.diagnoses.common import num
 from sfteval.diagnoses.context import DiagnosisInput
+from sfteval.runfolder import SampleLine
 from sfteval.overlap import ngram_hashes, tokens
 from sfteval.paired import is_binary, mcnemar_exact, paired_t
 
@@ -33,24 +34,21 @@ def repetition(text: str, n: int = REPETITION_N) -> float:
     return 0.0 if h.size == 0 else 1.0 - np.unique(h).size / h.size
 
 
-def _length(row: Mapping[str, Any]) -> float:
-    nt = (row.get("meta") or {}).get("num_tokens")
-    if isinstance(nt, list):
-        nt = nt[0] if nt else None
-    return float(nt) if isinstance(nt, (int, float)) else float(len(output_text(row).split()))
+def _length(row: SampleLine) -> float:
+    nt = row.num_tokens
+    return nt if nt is not None else float(len(row.output.split()))
 
 
-def _failed(row: Mapping[str, Any]) -> float:
-    return 1.0 if row.get("answer") is None else 0.0
+def _failed(row: SampleLine) -> float:
+    return 1.0 if row.answer is None else 0.0
 
 
-def _truncated(row: Mapping[str, Any]) -> float:
-    return 1.0 if finish_reason(row) == "length" else 0.0
+def _truncated(row: SampleLine) -> float:
+    return 1.0 if row.finish_reason == "length" else 0.0
 
 
-def _leaks(row: Mapping[str, Any]) -> float:
-    out = output_text(row)
-    return 1.0 if any(tok in out for tok in TEMPLATE_TOKENS) else 0.0
+def _leaks(row: SampleLine) -> float:
+    return 1.0 if any(tok in row.output for tok in TEMPLATE_TOKENS) else 0.0
 
 
 # per-item measures shared by `drift` (base vs tuned) and `health` (one run)
@@ -58,12 +56,12 @@ ITEM_MEASURES = {
     "extraction_failure_rate": _failed,
     "output_tokens": _length,
     "truncation_rate": _truncated,
-    "repetition": lambda r: repetition(output_text(r)),
+    "repetition": lambda r: repetition(r.output),
     "template_leak_rate": _leaks,
 }
 
 
-def health(rows: Mapping[str, Mapping[str, Any]]) -> dict[str, float | None]:
+def health(rows: Mapping[str, SampleLine]) -> dict[str, float | None]:
     """One run's output health: the mean of each per-item measure."""
     vals = list(rows.values())
     return {name: (num(float(np.mean([f(r) for r in vals]))) if vals else None) for name, f in ITEM_MEASURES.items()}
@@ -83,8 +81,7 @@ def _change(b: Sequence[float], t: Sequence[float]) -> dict[str, Any]:
             "delta": num(float(tt.mean() - bb.mean())), "p_value": num(p), "test": test}
 
 
-def drift(brows: Mapping[str, Mapping[str, Any]], trows: Mapping[str, Mapping[str, Any]], alpha: float
-          ) -> dict[str, Any]:
+def drift(brows: Mapping[str, SampleLine], trows: Mapping[str, SampleLine], alpha: float) -> dict[str, Any]:
     ids = [i for i in brows if i in trows]
     pairs = [(brows[i], trows[i]) for i in ids]
 
@@ -94,13 +91,13 @@ def drift(brows: Mapping[str, Mapping[str, Any]], trows: Mapping[str, Mapping[st
     result: dict[str, Any] = {name: per_item(f) for name, f in ITEM_MEASURES.items()}
     result["strict_flexible_gap"] = None
     strict, flex = "exact_match_strict", "exact_match_flexible"
-    if pairs and all(strict in (r.get("scores") or {}) and flex in (r.get("scores") or {}) for p in pairs for r in p):
-        result["strict_flexible_gap"] = per_item(lambda r: float(r["scores"][flex]) - float(r["scores"][strict]))
+    if pairs and all(strict in r.scores and flex in r.scores for p in pairs for r in p):
+        result["strict_flexible_gap"] = per_item(lambda r: float(r.scores[flex]) - float(r.scores[strict]))
     ob, ot = result["output_tokens"]["base"], result["output_tokens"]["tuned"]
     result["length_ratio"] = num(ot / ob) if ob and ot is not None else None
     counts: dict[str, int] = {}
     for _, t in pairs:
-        out = output_text(t)
+        out = t.output
         for tok in TEMPLATE_TOKENS:
             if tok in out:
                 counts[tok] = counts.get(tok, 0) + out.count(tok)

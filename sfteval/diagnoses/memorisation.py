@@ -9,20 +9,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sfteval.diagnoses.common import HELDOUT_BENCH, MAX_ITEMS, TRAIN_BENCH, find_bench, output_text, unavailable
+from sfteval.diagnoses.common import MAX_ITEMS, train_and_heldout, unavailable
 from sfteval.diagnoses.context import DiagnosisInput
 from sfteval.diagnoses.training import Training
 from sfteval.overlap import OverlapIndex
-from sfteval.runfolder import Run
+from sfteval.runfolder import Run, SampleLine
 from sfteval.stats import mean_estimate
 
 NO_TRAINING = "no training data (pass --train-data, or record it in the checkpoint's sfteval.json)"
 
 
-def overlap_rate(rows: Mapping[str, Mapping[str, Any]], index: OverlapIndex, training: Training) -> dict[str, Any]:
+def overlap_rate(rows: Mapping[str, SampleLine], index: OverlapIndex, training: Training) -> dict[str, Any]:
     """Share of `rows` whose output overlaps `index`, with the first flagged items."""
     flags, items = [], []
-    overlaps = index.check_many([output_text(r) for r in rows.values()])
+    overlaps = index.check_many([r.output for r in rows.values()])
     for sid, ov in zip(rows, overlaps):
         flagged = ov.flagged()
         flags.append(1.0 if flagged else 0.0)
@@ -38,8 +38,7 @@ def memorisation(base: Run, tuned: Run, training: Training | None) -> dict[str, 
         return unavailable(NO_TRAINING)
     out: dict[str, Any] = {"available": True, "training_sources": list(training.sources),
                            "n_training": len(training.ids)}
-    held = find_bench(tuned.samples, HELDOUT_BENCH)
-    train = find_bench(tuned.samples, TRAIN_BENCH)
+    train, held = train_and_heldout(tuned.results)
     if held is not None:
         out["heldout"] = {
             "benchmark": held,

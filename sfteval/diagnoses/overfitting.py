@@ -8,37 +8,41 @@ Not covered: a paired gap (train and heldout are different items, so the CI is u
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any
 
 from sfteval.diagnoses import memorisation, sweep
-from sfteval.diagnoses.common import HELDOUT_BENCH, TRAIN_BENCH, find_bench, num, unavailable
+from sfteval.diagnoses.common import num, train_and_heldout, unavailable
 from sfteval.diagnoses.context import DiagnosisInput
+from sfteval.runfolder import RunResults
 from sfteval.stats import Z95
 
 
-def _gap(results: Mapping[str, Any], metric: str) -> dict[str, Any] | None:
-    benches = results.get("benchmarks") or {}
-    train, held = find_bench(benches, TRAIN_BENCH), find_bench(benches, HELDOUT_BENCH)
-    tr = ((benches.get(train) or {}).get("metrics") or {}).get(metric) if train else None
-    ho = ((benches.get(held) or {}).get("metrics") or {}).get(metric) if held else None
-    if not tr or not ho:
+def _stderr(x: float) -> float:
+    return x if math.isfinite(x) else 0.0
+
+
+def _gap(results: RunResults, metric: str) -> dict[str, Any] | None:
+    train, held = train_and_heldout(results)
+    tr = results.benchmarks[train].metrics.get(metric) if train else None
+    ho = results.benchmarks[held].metrics.get(metric) if held else None
+    if tr is None or ho is None:
         return None
-    value = float(tr["value"]) - float(ho["value"])
-    se = math.sqrt(float(tr.get("stderr") or 0.0) ** 2 + float(ho.get("stderr") or 0.0) ** 2)
+    value = tr.value - ho.value
+    se = math.sqrt(_stderr(tr.stderr) ** 2 + _stderr(ho.stderr) ** 2)
     gap = {"value": num(value), "stderr": num(se), "ci95": [num(value - Z95 * se), num(value + Z95 * se)],
            "method": "normal(unpaired)"}
-    return {"train": tr, "heldout": ho, "gap": gap}
+    return {"train": tr.to_dict(), "heldout": ho.to_dict(), "gap": gap}
 
 
-def train_heldout(base_results: Mapping[str, Any], tuned_results: Mapping[str, Any]) -> dict[str, Any]:
-    benches = tuned_results.get("benchmarks") or {}
-    train, held = find_bench(benches, TRAIN_BENCH), find_bench(benches, HELDOUT_BENCH)
+def train_heldout(base_results: RunResults, tuned_results: RunResults) -> dict[str, Any]:
+    train, held = train_and_heldout(tuned_results)
     if train is None or held is None:
-        return unavailable("the tuned run has no `train` and `heldout` benchmarks (sfteval run --train-data)")
-    metric = benches[held].get("primary_metric")
-    if metric not in ((benches[train].get("metrics")) or {}):
-        return unavailable(f"`train` does not report the heldout metric {metric!r}")
+        return unavailable("the tuned run has no benchmarks with roles `train` and `target` "
+                           "(sfteval run --train-data)")
+    benches = tuned_results.benchmarks
+    metric = benches[held].primary_metric
+    if metric not in benches[train].metrics:
+        return unavailable(f"`{train}` does not report the heldout metric {metric!r}")
     tuned = _gap(tuned_results, metric)
     base = _gap(base_results, metric)
     assert tuned is not None

@@ -6,22 +6,21 @@ Not covered: running the sweep (`sfteval.sweep`) and any selection-bias correcti
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from sfteval.errors import SftevalError
-from sfteval.fileio import read_json
-
-SWEEP_SCHEMA = "sfteval.sweep/1"
+from sfteval.runfolder import SweepRecord, TrainLogRow, read_sweep
 
 
-def loss_analysis(log: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    steps = [int(r["step"]) for r in log if r.get("train_loss") is not None]
-    train = [float(r["train_loss"]) for r in log if r.get("train_loss") is not None]
-    ev = [(int(r["step"]), float(r["eval_loss"])) for r in log if r.get("eval_loss") is not None]
+def loss_analysis(log: Sequence[TrainLogRow]) -> dict[str, Any]:
+    steps = [r.step for r in log if r.train_loss is not None]
+    train = [float(r.train_loss) for r in log if r.train_loss is not None]
+    ev = [(r.step, float(r.eval_loss)) for r in log if r.eval_loss is not None]
     base = {"steps": steps, "train_loss": train, "eval_steps": [s for s, _ in ev], "eval_loss": [v for _, v in ev]}
     if len(ev) < 2:
         return {"available": False, "reason": "fewer than two eval_loss rows in the train log", **base}
@@ -37,26 +36,28 @@ def loss_analysis(log: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             "train_loss_before": tb, "train_loss_after": ta, "diverging": diverging, **base}
 
 
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
 def sweep_analysis(path: str | Path) -> dict[str, Any]:
-    data = read_json(path)
-    if not isinstance(data, dict) or data.get("schema") != SWEEP_SCHEMA:
-        raise SftevalError(f"expected schema {SWEEP_SCHEMA!r}", path=str(path), field="schema")
-    select = data.get("select") or {}
-    sel, mode = str(select.get("metric") or ""), str(select.get("mode") or "max")
+    return analyse(read_sweep(path), str(path))
+
+
+def analyse(sweep: SweepRecord, path: str) -> dict[str, Any]:
+    sel, mode = sweep.select_metric, sweep.select_mode
     if "/" not in sel:
-        raise SftevalError("select.metric must be 'bench/metric'", path=str(path), field="select.metric")
+        raise SftevalError("select.metric must be 'bench/metric'", path=path, field="select.metric")
     bench, metric = sel.split("/", 1)
     points = []
-    for i, ck in enumerate(data.get("checkpoints") or []):
-        est = ((ck.get("metrics") or {}).get(bench) or {}).get(metric)
-        if "step" not in ck:
-            raise SftevalError("checkpoint has no 'step'", path=str(path), field=f"checkpoints[{i}].step")
-        if est:
-            points.append({"step": int(ck["step"]), "run_id": ck.get("run_id"), "value": float(est["value"]),
-                           "ci95": list(est.get("ci95") or [None, None])})
+    for ck in sweep.checkpoints:
+        est = ck.metric(bench, metric)
+        if est is not None:
+            points.append({"step": ck.step, "run_id": ck.run_id or None, "value": est.value,
+                           "ci95": [_finite(est.ci95[0]), _finite(est.ci95[1])]})
     points.sort(key=lambda p: p["step"])
-    out: dict[str, Any] = {"available": True, "path": str(path), "metric": sel, "mode": mode, "points": points,
-                           "loss": loss_analysis(data.get("train_log") or [])}
+    out: dict[str, Any] = {"available": True, "path": path, "metric": sel, "mode": mode, "points": points,
+                           "loss": loss_analysis(sweep.train_log)}
     if not points:
         return out | {"available": False, "reason": f"no checkpoint reports {sel}"}
     sign = 1.0 if mode == "max" else -1.0

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from sfteval.fileio import sha256_file
 from sfteval.overlap import OverlapIndex
+from sfteval.runfolder import RunResults
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class Training:
     texts: OverlapIndex  # every turn
 
 
-def training_sources(explicit: Sequence[str], tuned_results: Mapping[str, Any]) -> list[Path]:
+def training_sources(explicit: Sequence[str], tuned_results: RunResults) -> list[Path]:
     """--train-data paths, else the training files the tuned checkpoint's sfteval.json names.
 
     The trainer records `data_files: [{"path", "sha256"}]` (eval files are kept apart and
@@ -33,7 +33,7 @@ def training_sources(explicit: Sequence[str], tuned_results: Mapping[str, Any]) 
     """
     if explicit:
         return [Path(p) for p in explicit]
-    trainer = (tuned_results.get("model") or {}).get("trainer") or {}
+    trainer = tuned_results.model.trainer
     entries = trainer.get("data_files") or trainer.get("data") or []
     if isinstance(entries, (str, Mapping)):
         entries = [entries]

@@ -41,6 +41,10 @@ def _metrics(spec: BenchmarkSpec) -> list[str]:
 
 class ReferenceKind:
     name = "reference"
+    # The data is the user's own (no catalog source): without --data the benchmark is skipped.
+    user_data = True
+    # Run-level settings this kind reads from spec.options (the runner copies them in).
+    run_options = ("bertscore_model", "bootstrap_seed", "bootstrap_resamples")
 
     def build(self, spec: BenchmarkSpec, ctx: BuildContext) -> Built:
         _metrics(spec)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sfteval.errors import SftevalError
-from sfteval.runs import load_results, load_samples_by_id, sample_output
+from sfteval.runfolder import read_results, read_samples, samples_file
 
 Choice = Literal["A", "B", "tie", "both_bad"]
 CHOICES: tuple[str, ...] = ("A", "B", "tie", "both_bad")
@@ -121,28 +121,28 @@ def build_study(
     `limit` keeps a hash-chosen subset (the same every time). The prompt shown is the
     base run's; both runs' prompts may differ by chat template, which reveals no side.
     """
-    base_res, tuned_res = load_results(base_run), load_results(tuned_run)
-    base_id = str(base_res.get("run_id") or Path(base_run).name)
-    tuned_id = str(tuned_res.get("run_id") or Path(tuned_run).name)
+    base_typed, tuned_typed = read_results(base_run), read_results(tuned_run)
+    base_res, tuned_res = base_typed.to_dict(), tuned_typed.to_dict()
+    base_id = base_typed.run_id or Path(base_run).name
+    tuned_id = tuned_typed.run_id or Path(tuned_run).name
     if Path(base_run).resolve() == Path(tuned_run).resolve():
         raise SftevalError("base and tuned are the same run", path=str(base_run), hint="pick two different runs")
     if overlap < 1:
         raise SftevalError(f"overlap must be at least 1, got {overlap}", field="overlap")
     if study_id is not None:
         check_study_name(study_id, base_res, tuned_res)
-    base = load_samples_by_id(base_run, benchmark)
-    tuned = load_samples_by_id(tuned_run, benchmark)
+    base = read_samples(samples_file(base_run, benchmark, base_typed))
+    tuned = read_samples(samples_file(tuned_run, benchmark, tuned_typed))
     sid = study_id or f"{benchmark}-{digest(base_id, tuned_id, benchmark, str(limit)).hex()[:8]}"
     items = []
     for item_id, b in base.items():
         t = tuned.get(item_id)
         if t is None:
             continue
-        bo, to = sample_output(b), sample_output(t)
+        bo, to = b.output, t.output
         if skip_identical and bo.strip() == to.strip():
             continue
-        ref = b.get("reference")
-        items.append(StudyItem(item_id, str(b.get("prompt", "")), "" if ref is None else str(ref), bo, to))
+        items.append(StudyItem(item_id, b.prompt, "" if b.reference is None else str(b.reference), bo, to))
     if not items:
         raise SftevalError(
             f"the two runs share no item ids on '{benchmark}'", path=str(tuned_run), field=benchmark

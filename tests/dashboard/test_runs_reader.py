@@ -1,4 +1,4 @@
-"""sfteval.runs (the light run-folder reader) and the Samples page's data path."""
+"""sfteval.runfolder's listing and readers, and the Samples page's data path."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from dash_helpers import run_ids
 from data import filter_pairs, pair_samples
 
-from sfteval import runs
+from sfteval import runfolder as runs
 from sfteval.errors import SftevalError
 
 
@@ -19,7 +19,7 @@ def test_list_runs_and_headline(reports: Path) -> None:
     heads = {h.benchmark: h for h in found[0].headline}
     assert heads["gsm8k"].metric == "exact_match_strict" and heads["chat"].metric == "rougeL"
     assert runs.list_sweeps(reports)[0].parent.name == "demo"
-    assert runs.load_comparison(runs.list_comparisons(reports)[0])["schema"] == "sfteval.compare/1"
+    assert runs.read_comparison(runs.list_comparisons(reports)[0]).schema == "sfteval.compare/1"
 
 
 def test_incomplete_run_is_listed_not_skipped(tmp_path: Path) -> None:
@@ -43,24 +43,24 @@ def test_samples_reader_torn_tail_and_bad_line(tmp_path: Path, monkeypatch: pyte
     (run / "samples").mkdir(parents=True)
     f = run / "samples" / "b.jsonl"
     f.write_text('{"id": "1", "output": "a"}\n\n{"id": "2", "outputs": ["b", "c"]}\n{"id": "3", "outp')
-    rows = list(runs.iter_samples(run, "b"))  # torn last line (a crash mid-write) is skipped
-    assert [r["id"] for r in rows] == ["1", "2"] and runs.sample_output(rows[1]) == "b"
+    rows = [s for _, s in runs.iter_sample_lines(f)]  # torn last line (a crash mid-write) is skipped
+    assert [r.id for r in rows] == ["1", "2"] and rows[1].output == "b" and rows[1].outputs == ("b", "c")
     f.write_text('{"id": "1"}\n{"id": 2,,}\n{"id": "3"}\n')
     with pytest.raises(SftevalError) as e:
-        list(runs.iter_samples(run, "b"))
+        list(runs.iter_sample_lines(f))
     assert e.value.line == 2 and str(f) in str(e.value)
     f.write_text('{"output": "no id"}\n')
     with pytest.raises(SftevalError, match="id"):
-        list(runs.iter_samples(run, "b"))
+        list(runs.iter_sample_lines(f))
 
 
 def test_wrong_schema_is_refused(tmp_path: Path) -> None:
     (tmp_path / "results.json").write_text(json.dumps({"schema": "other/9", "benchmarks": {}}))
     with pytest.raises(SftevalError, match="schema"):
-        runs.load_results(tmp_path)
+        runs.read_results(tmp_path)
     (tmp_path / "sweep.json").write_text(json.dumps({"schema": "sfteval.sweep/1", "checkpoints": [{"x": 1}]}))
     with pytest.raises(SftevalError, match="step"):
-        runs.load_sweep(tmp_path / "sweep.json")
+        runs.read_sweep(tmp_path / "sweep.json")
 
 
 def test_pair_samples_order_and_filters(reports: Path) -> None:

@@ -15,7 +15,7 @@ import streamlit as st
 
 from data import settings, sweep
 from sfteval.errors import SftevalError
-from sfteval.runs import list_sweeps, load_train_log
+from sfteval.runfolder import list_sweeps, read_train_log
 
 st.title("Checkpoints")
 cfg = settings()
@@ -58,7 +58,7 @@ else:
 log = data.get("train_log") or []
 source = Path(str(data.get("source") or ""))
 if not log and (source / "train_log.jsonl").is_file():
-    log = load_train_log(source / "train_log.jsonl")
+    log = [row.to_dict() for row in read_train_log(source / "train_log.jsonl")]
 st.subheader("Training loss")
 if not log:
     st.info("No train log in this sweep.")

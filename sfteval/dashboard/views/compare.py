@@ -16,7 +16,7 @@ import streamlit as st
 
 from data import comparison, settings
 from sfteval.errors import SftevalError
-from sfteval.runs import list_comparisons
+from sfteval.runfolder import list_comparisons
 
 st.title("Compare")
 cfg = settings()

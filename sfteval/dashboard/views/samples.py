@@ -13,7 +13,7 @@ import streamlit as st
 
 from data import STATUS_ORDER, filter_pairs, list_runs, metric_names, pairs, settings
 from sfteval.errors import SftevalError
-from sfteval.runs import common_benchmarks
+from sfteval.runfolder import common_benchmarks
 
 PAGE_SIZE = 10
 

@@ -1,0 +1,88 @@
+"""comparison.json (`sfteval.compare/1`, docs/compare-format.md) as a frozen dataclass.
+
+Typed here: the schema, the two runs compared, the settings and the per-benchmark
+entries' presence. The contents of each benchmark entry and of each diagnosis stay
+JSON objects (their producers in `sfteval.compare` / `sfteval.diagnoses` document
+them); every top-level key after `holm` is a diagnosis, kept in order under
+`diagnoses`.
+
+Not covered: computing a comparison (`sfteval.compare`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sfteval.runfolder.records import Where
+
+COMPARE_SCHEMA = "sfteval.compare/1"
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One side of a comparison: which run, which model."""
+
+    run_id: str
+    label: str | None
+    path: str
+    model_path: str | None
+    fingerprint: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "label": self.label, "path": self.path, "model_path": self.model_path,
+                "fingerprint": self.fingerprint}
+
+    @staticmethod
+    def from_dict(d: Any, where: Where, side: str) -> RunSummary:
+        if not isinstance(d, Mapping) or "run_id" not in d:
+            raise where.error(f"'{side}' must name the run compared", f"{side}.run_id")
+        return RunSummary(str(d["run_id"]), d.get("label"), str(d.get("path") or ""), d.get("model_path"),
+                          d.get("fingerprint"))
+
+
+_HEAD = ("schema", "created", "base", "tuned", "settings", "mismatches", "only_in_base", "only_in_tuned",
+         "benchmarks", "holm")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    base: RunSummary
+    tuned: RunSummary
+    created: str
+    settings: Mapping[str, Any]
+    benchmarks: Mapping[str, Mapping[str, Any]]
+    mismatches: tuple[Mapping[str, Any], ...] = ()
+    only_in_base: tuple[str, ...] = ()
+    only_in_tuned: tuple[str, ...] = ()
+    holm: Mapping[str, Any] = field(default_factory=dict)
+    diagnoses: Mapping[str, Any] = field(default_factory=dict)  # key -> that diagnosis' JSON object
+    schema: str = COMPARE_SCHEMA
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": self.schema, "created": self.created, "base": self.base.to_dict(),
+                "tuned": self.tuned.to_dict(), "settings": dict(self.settings),
+                "mismatches": [dict(m) for m in self.mismatches], "only_in_base": list(self.only_in_base),
+                "only_in_tuned": list(self.only_in_tuned), "benchmarks": {b: dict(e) for b, e in self.benchmarks.items()},
+                "holm": dict(self.holm), **self.diagnoses}
+
+    @staticmethod
+    def from_dict(d: Any, where: Where = Where()) -> Comparison:
+        if not isinstance(d, Mapping) or d.get("schema") != COMPARE_SCHEMA:
+            got = d.get("schema") if isinstance(d, Mapping) else type(d).__name__
+            raise where.error(f"expected schema {COMPARE_SCHEMA!r}, got {got!r}", "schema")
+        benches = d.get("benchmarks")
+        if not isinstance(benches, Mapping):
+            raise where.error("missing or malformed 'benchmarks' object", "benchmarks")
+        for b, e in benches.items():
+            if not isinstance(e, Mapping) or not isinstance(e.get("metrics", {}), Mapping):
+                raise where.error("a benchmark entry must be an object with 'metrics'", f"benchmarks.{b}")
+        return Comparison(
+            base=RunSummary.from_dict(d.get("base"), where, "base"),
+            tuned=RunSummary.from_dict(d.get("tuned"), where, "tuned"),
+            created=str(d.get("created") or ""), settings=dict(d.get("settings") or {}), benchmarks=dict(benches),
+            mismatches=tuple(d.get("mismatches") or ()), only_in_base=tuple(d.get("only_in_base") or ()),
+            only_in_tuned=tuple(d.get("only_in_tuned") or ()), holm=dict(d.get("holm") or {}),
+            diagnoses={k: v for k, v in d.items() if k not in _HEAD},
+        )
