@@ -40,6 +40,18 @@ def _sfteval(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "sfteval.cli", *args], capture_output=True, text=True)
 
 
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    """In process (no interpreter start-up): same exit codes for the paths used here."""
+    from typer.testing import CliRunner
+
+    from sfteval.cli import app
+
+    r = CliRunner().invoke(app, list(args))
+    if r.exception is not None and not isinstance(r.exception, SystemExit):
+        raise r.exception
+    return subprocess.CompletedProcess(args, r.exit_code, r.output, "")
+
+
 def _write(tmp_path: Path, items: list[dict], outputs: dict[str, str]) -> tuple[Path, Path]:
     data = tmp_path / "ifeval.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in items))
@@ -49,9 +61,9 @@ def _write(tmp_path: Path, items: list[dict], outputs: dict[str, str]) -> tuple[
 
 
 def _run(tmp_path: Path, data: Path, outs: Path, name: str) -> Path:
-    r = _sfteval("run", "--replay", str(outs), "--name", name, "-b", "ifeval", "--data", f"ifeval={data}",
-                 "--out", str(tmp_path))
-    assert r.returncode == 0, r.stderr
+    r = _cli("run", "--replay", str(outs), "--name", name, "-b", "ifeval", "--data", f"ifeval={data}",
+             "--out", str(tmp_path))
+    assert r.returncode == 0, r.stdout
     (run,) = (tmp_path / "runs").glob(f"{name}-*")
     return run
 
@@ -86,23 +98,31 @@ def test_replay_end_to_end(tmp_path: Path) -> None:
 
 
 def test_compare_and_gate_on_ifeval_metrics(tmp_path: Path) -> None:
-    data, outs = _write(tmp_path, ITEMS, OUTPUTS)
+    # the same four items six times over, so that the intervals can decide
+    items = [{**r, "key": 100 * k + r["key"]} for k in range(6) for r in ITEMS]
+    outputs = {str(100 * k + int(i)): o for k in range(6) for i, o in OUTPUTS.items()}
+    data, outs = _write(tmp_path, items, outputs)
     tuned = _run(tmp_path, data, outs, "tuned")
     base_outs = tmp_path / "base_outs.jsonl"
-    base_outs.write_text("".join(json.dumps({"id": k, "output": "Hello, world"}) + "\n" for k in OUTPUTS))
+    base_outs.write_text("".join(json.dumps({"id": k, "output": "Hello, world"}) + "\n" for k in outputs))
     base = _run(tmp_path, data, base_outs, "base")
     cmp_dir = tmp_path / "cmp"
-    r = _sfteval("compare", str(base), str(tuned), "--out", str(cmp_dir))
+    r = _cli("compare", str(base), str(tuned), "--out", str(cmp_dir))
     assert r.returncode == 0, r.stderr
     comp = json.loads(next(cmp_dir.rglob("comparison.json")).read_text())
     inst = comp["benchmarks"]["ifeval"]["metrics"]["instruction_strict"]
     b = json.loads((base / "results.json").read_text())["benchmarks"]["ifeval"]["metrics"]["instruction_strict"]["value"]
     assert inst["delta"]["value"] == pytest.approx(4 / 6 - b)  # the delta of the instruction-level metric
     rules = tmp_path / "gate.toml"
-    rules.write_text('[min]\n"ifeval/prompt_loose" = 0.01\n"ifeval/instruction_strict" = 0.99\n')
-    g = _sfteval("gate", str(tuned), "--rules", str(rules), "--out", str(tmp_path / "gate"))
-    assert g.returncode == 1, g.stdout  # instruction_strict's CI lies below 0.99: fail
-    assert "ifeval/instruction_strict" in g.stdout
+    rules.write_text('[max_drop]\n"ifeval/instruction_strict" = 0.05\n"ifeval/prompt_loose" = 0.05\n')
+    cmp_file = next(cmp_dir.rglob("comparison.json"))
+    g = _cli("gate", str(cmp_file), "--rules", str(rules), "--out", str(tmp_path / "gate"))
+    assert g.returncode == 0, g.stdout  # tuned follows more instructions: no drop
+    back = tmp_path / "back"
+    r = _cli("compare", str(tuned), str(base), "--out", str(back))  # the other way round: a large drop
+    assert r.returncode == 0, r.stderr
+    g = _cli("gate", str(next(back.rglob("comparison.json"))), "--rules", str(rules), "--out", str(tmp_path / "g2"))
+    assert g.returncode == 1 and "ifeval/instruction_strict" in g.stdout, g.stdout
 
 
 def test_bad_items_fail_before_any_model(tmp_path: Path) -> None:
@@ -142,9 +162,9 @@ def test_real_ifeval_prompts_build_and_score(tmp_path: Path) -> None:
     data = Path(__file__).resolve().parents[2] / "shared" / "data" / "ifeval" / "input_data.jsonl"
     rows = [json.loads(x) for x in data.read_text().splitlines() if x.strip()]
     outs = tmp_path / "outs.jsonl"
-    outs.write_text("".join(json.dumps({"id": str(r["key"]), "output": r["prompt"]}) + "\n" for r in rows[:60]))
-    r = _sfteval("run", "--replay", str(outs), "--name", "real", "-b", "ifeval", "--data", f"ifeval={data}",
-                 "--limit", "60", "--out", str(tmp_path))
-    assert r.returncode == 0, r.stderr
+    outs.write_text("".join(json.dumps({"id": str(r["key"]), "output": r["prompt"]}) + "\n" for r in rows[:20]))
+    r = _cli("run", "--replay", str(outs), "--name", "real", "-b", "ifeval", "--data", f"ifeval={data}",
+                 "--limit", "20", "--out", str(tmp_path))
+    assert r.returncode == 0, r.stdout
     res = json.loads(next((tmp_path / "runs").glob("real-*/results.json")).read_text())["benchmarks"]["ifeval"]
-    assert res["n"] == 60 and 0 <= res["metrics"]["prompt_strict"]["value"] <= res["metrics"]["prompt_loose"]["value"]
+    assert res["n"] == 20 and 0 <= res["metrics"]["prompt_strict"]["value"] <= res["metrics"]["prompt_loose"]["value"]
