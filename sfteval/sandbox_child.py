@@ -112,6 +112,39 @@ class _Setup:
         }
 
 
+def _reap(setup: _Setup, supervisors: set[int], block: bool = False) -> None:
+    """Reap finished supervisors and the programs they orphaned (we are the child
+    subreaper: a program's PID 1 outlives its supervisor by a moment). A supervisor's
+    host-folder /tmp goes with it."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        if pid in supervisors:
+            supervisors.discard(pid)
+            if setup.scratch_fd is not None:
+                import shutil
+
+                shutil.rmtree(f"sfteval-{pid}", dir_fd=setup.scratch_fd, ignore_errors=True)
+
+
+def _fork_when_possible(setup: _Setup, supervisors: set[int], patience_s: float = 5.0) -> int:
+    """fork, waiting while the last program's processes (which count in our pids
+    cgroup) finish dying; -1 if they never do."""
+    end = time.monotonic() + patience_s
+    while True:
+        _reap(setup, supervisors)
+        try:
+            return os.fork()
+        except BlockingIOError:
+            if time.monotonic() > end:
+                return -1
+            time.sleep(0.005)
+
+
 def _host_scratch() -> str:
     import tempfile
 
@@ -146,28 +179,32 @@ def _zygote_main(cfg: dict[str, Any]) -> None:
     gc.collect()
     gc.freeze()
     gc.disable()
-    exiting: list[int] = []  # supervisors that answered and are still exiting
+    supervisors: set[int] = set()  # answered, maybe still exiting
+    import sandbox_jail as jail
+
+    jail.libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphaned programs come to us
     while True:
         head = _read_exact(proto_in, 4)
         if not head:
-            for p in exiting:
-                os.waitpid(p, 0)
+            _reap(setup, supervisors, block=True)
             return
         req = json.loads(_read_exact(proto_in, struct.unpack("<I", head)[0]))
         limits = NS(**req["limits"])
         res_r, res_w = os.pipe()
-        pid = os.fork()
+        pid = _fork_when_possible(setup, supervisors)
+        if pid < 0:  # out of processes: an answer, not a dead zygote
+            os.close(res_r)
+            os.close(res_w)
+            _frame(proto_out, _result("error", "SandboxError", "fork: no process left in the cgroup"))
+            continue
         if pid == 0:
             try:
                 os.close(proto_in)
                 os.close(proto_out)
                 os.close(res_r)
-                body = _supervise(NS(**req["job"]), limits, setup)
+                _supervise(NS(**req["job"]), limits, setup, res_w)
             except BaseException as e:  # a supervisor bug must still produce an answer
-                body = _result("error", "SandboxError", f"supervisor: {e!r}")
-            _write_all(res_w, json.dumps(body).encode())
-            # Answer first: tearing down the namespaces at exit can take tens of ms.
-            os.close(res_w)
+                _write_all(res_w, json.dumps(_result("error", "SandboxError", f"supervisor: {e!r}")).encode())
             os._exit(0)
         os.close(res_w)
         out = bytearray()
@@ -183,143 +220,150 @@ def _zygote_main(cfg: dict[str, Any]) -> None:
                 break
             out += chunk
         os.close(res_r)
-        exiting.append(pid)
-        exiting = [p for p in exiting if os.waitpid(p, os.WNOHANG)[0] == 0]
+        supervisors.add(pid)
+        _reap(setup, supervisors)
         if not out:
             out = bytearray(json.dumps(_result("error", "SandboxError", "no answer")).encode())
         _write_all(proto_out, struct.pack("<I", len(out)) + bytes(out))
 
 
-def _supervise(job: Any, limits: Any, setup: _Setup) -> dict[str, Any]:
-    """Runs in a fresh child of the zygote: start judge and program, watch, label."""
+class _Answer:
+    """The supervisor's one answer to the zygote (from the judge, or from the clock's
+    signal handler); the process exits right after, and so, by PDEATHSIG, does the
+    program's PID 1 with its whole namespace."""
+
+    def __init__(self, fd: int, pid: int, isolated: bool) -> None:
+        self.fd, self.pid, self.isolated = fd, pid, isolated
+
+    def give(self, body: dict[str, Any]) -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})  # one answer only
+        try:
+            _write_all(self.fd, json.dumps(body).encode())
+            os.close(self.fd)
+        finally:
+            if not self.isolated:  # no PID namespace: kill what the program left
+                _killpg(self.pid)
+            os._exit(0)
+
+
+def _supervise(job: Any, limits: Any, setup: _Setup, answer_fd: int) -> None:
+    """Runs in a fresh child of the zygote: start the program, then be its judge while
+    a thread keeps the clock and drains the output. Never returns."""
     import random
-    import shutil
     import tempfile
 
     import sandbox_jail as jail
-    import sandbox_wire as wire
+    import sandbox_judge
 
     isolated = setup.mode != "unsafe"
     rng = random.SystemRandom()
     call_r, call_w = os.pipe()  # judge -> candidate
     reply_r, reply_w = os.pipe()  # candidate -> judge
-    verdict_r, verdict_w = os.pipe()  # judge -> us; the candidate never holds it
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
     start = time.monotonic()
-    judge_pid = os.fork()
-    if judge_pid == 0:
-        try:
-            for fd in (call_r, reply_w, verdict_r):
-                os.close(fd)
-            _lock_down(limits, setup, rng.randrange(1 << 20, 1 << 30) if setup.mode == "root" else None, judge=True)
-            import sandbox_judge
-
-            sandbox_judge.judge(job, call_w, reply_r, verdict_w)
-        except BaseException as e:  # a bug of ours: say so rather than "no verdict"
-            wire.send(verdict_w, b"B", wire.encode(("JudgeError", repr(e)[:500])))
-        finally:
-            os._exit(127)
-    for fd in (call_w, reply_r, verdict_w):
-        os.close(fd)
-
-    name = f"sfteval-{os.getpid()}-{rng.randrange(1 << 30)}"
-    ooms = setup.cgroups.oom_kills()
-    host_cwd, scratch_name = None, None
+    host_cwd = scratch_name = None
     if setup.scratch_fd is not None:
-        scratch_name = name
-        os.mkdir(name, 0o700, dir_fd=setup.scratch_fd)
+        scratch_name = f"sfteval-{os.getpid()}"
+        os.mkdir(scratch_name, 0o700, dir_fd=setup.scratch_fd)
         for sub in ("tmp", "shm"):
-            os.mkdir(f"{name}/{sub}", 0o1777, dir_fd=setup.scratch_fd)
+            os.mkdir(f"{scratch_name}/{sub}", 0o1777, dir_fd=setup.scratch_fd)
     if isolated:
-        flags = jail.CLONE_NEWPID | jail.CLONE_NEWNS | jail.CLONE_NEWIPC | jail.CLONE_NEWUTS
-        jail.check(jail.libc.unshare(flags), "unshare")
+        jail.check(jail.libc.unshare(jail.CLONE_NEWPID | jail.CLONE_NEWNS | jail.CLONE_NEWIPC | jail.CLONE_NEWUTS), "unshare")
     else:
         host_cwd = tempfile.mkdtemp(prefix="sfteval-exec-")
     uid = rng.randrange(1 << 20, 1 << 30) if setup.mode == "root" else None
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
+    ooms = setup.cgroups.oom_kills()
     pid = os.fork()
     if pid == 0:
         try:
-            os.close(out_r)
-            os.close(err_r)
-            os.close(verdict_r)
+            for fd in (out_r, err_r, call_w, reply_r, answer_fd):
+                os.close(fd)
             _candidate(job, limits, setup, uid, host_cwd, scratch_name, (out_w, err_w, call_r, reply_w))
         except BaseException as e:
             try:
+                import sandbox_wire as wire
+
                 wire.send(reply_w, b"X", wire.encode(("SandboxSetup", repr(e)[:500])))
             finally:
                 os._exit(126)
         os._exit(127)
     for fd in (out_w, err_w, call_r, reply_w):
         os.close(fd)
-
     pidfd = os.pidfd_open(pid)
-    bufs = {out_r: bytearray(), err_r: bytearray(), verdict_r: bytearray()}
-    keep = {out_r: limits.keep_output_bytes, err_r: limits.keep_output_bytes, verdict_r: 1 << 16}
-    open_fds, total, reason, exited = set(bufs), 0, "", False
-    deadline = start + limits.timeout_s
-    while verdict_r in open_fds:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            reason = "timeout"
-            break
-        ready = select.select(list(open_fds) + ([] if exited else [pidfd]), [], [], left)[0]
-        for fd in ready:
-            if fd == pidfd:
-                exited = True
-                if not isolated:  # leftovers of the group would keep the pipes open
-                    _killpg(pid)
-                continue
-            data = os.read(fd, 1 << 16)
-            if not data:
-                open_fds.discard(fd)
-                continue
-            if fd != verdict_r:
-                total += len(data)
-            room = keep[fd] - len(bufs[fd])
-            if room > 0:
-                bufs[fd] += data[:room]
-        if total > limits.max_output_bytes:
-            reason = "output"
-            break
-    verdict = bytes(bufs[verdict_r])
-    if not reason and verdict[4:5] == b"G":
+    answer = _Answer(answer_fd, pid, isolated)
+    # The judge: this process never ran untrusted code; from here on it holds only the
+    # test and plain data. It keeps no privilege (a fresh uid as root, no capabilities).
+    _lock_down(limits, setup, rng.randrange(1 << 20, 1 << 30) if setup.mode == "root" else None, judge=True)
+    pump = _Pump(limits, start, out_r, err_r, answer)
+    # The clock also runs while the (trusted) test computes between calls.
+    signal.signal(signal.SIGALRM, lambda *_: pump.end("timeout"))
+    signal.setitimer(signal.ITIMER_REAL, max(0.001, start + limits.timeout_s - time.monotonic()))
+    try:
+        verdict = sandbox_judge.verdict(job, call_w, reply_r, pump.wait)
+    except BaseException as e:  # a bug of ours: say so rather than "no verdict"
+        verdict = (b"B", ("JudgeError", repr(e)[:500]))
+    status, exited = None, bool(select.select([pidfd], [], [], 0)[0])
+    if verdict[0] == b"G" and not exited:
         # The candidate closed its channel: its exit status says why (a signal, the
         # memory cgroup, an exit code). It is exiting; give it the rest of the clock.
-        select.select([pidfd], [], [], max(0.0, min(1.0, deadline - time.monotonic())))
-    duration = time.monotonic() - start
-    exited_alone = bool(select.select([pidfd], [], [], 0)[0])
-    _drain(out_r, bufs[out_r], keep[out_r])
-    _drain(err_r, bufs[err_r], keep[err_r])
-    # SIGKILL to PID 1 of the namespace takes every process in it down with it.
-    status = _reap(pid, isolated)
-    _reap(judge_pid, True)
-    for fd in (out_r, err_r, verdict_r, pidfd):
-        os.close(fd)
+        left = start + limits.timeout_s - time.monotonic()
+        exited = bool(select.select([pidfd], [], [], max(0.0, min(1.0, left)))[0])
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    if exited:
+        status = os.waitpid(pid, 0)[1]
+    pump.drain()
     oom = setup.cgroups.oom_kills() > ooms
-    if setup.scratch_fd is not None:
-        shutil.rmtree(name, dir_fd=setup.scratch_fd, ignore_errors=True)
-    if host_cwd:
-        shutil.rmtree(host_cwd, ignore_errors=True)
-    return _label(reason, verdict, status, oom, exited_alone, duration, bufs[out_r], bufs[err_r], limits)
+    duration = time.monotonic() - start
+    answer.give(_label("", verdict, status, oom, duration, pump.bufs[0], pump.bufs[1], limits))
 
 
-def _drain(fd: int, buf: bytearray, keep: int) -> None:
-    while select.select([fd], [], [], 0)[0]:
+class _Pump:
+    """The clock and the output while the judge waits for the candidate: at the deadline
+    or past the output limit it answers (timeout / killed) and ends the process."""
+
+    def __init__(self, limits: Any, start: float, out_r: int, err_r: int, answer: _Answer) -> None:
+        self.limits, self.start, self.answer = limits, start, answer
+        self.fds = [out_r, err_r]
+        self.open = {out_r, err_r}
+        self.bufs = [bytearray(), bytearray()]
+        self.total = 0
+
+    def wait(self, fd: int) -> None:
+        deadline = self.start + self.limits.timeout_s
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.end("timeout")
+            ready = select.select([fd, *self.open], [], [], left)[0]
+            for r in ready:
+                if r != fd:
+                    self._read(r)
+            if self.total > self.limits.max_output_bytes:
+                self.end("output")
+            if fd in ready:
+                return
+
+    def _read(self, fd: int) -> None:
         data = os.read(fd, 1 << 16)
         if not data:
+            self.open.discard(fd)
             return
-        buf += data[: max(0, keep - len(buf))]
+        self.total += len(data)
+        buf = self.bufs[self.fds.index(fd)]
+        buf += data[: max(0, self.limits.keep_output_bytes - len(buf))]
 
+    def drain(self) -> None:
+        """What the program wrote before the verdict (it flushes before each reply)."""
+        for fd in list(self.open):
+            while fd in self.open and select.select([fd], [], [], 0)[0]:
+                self._read(fd)
 
-def _reap(pid: int, isolated: bool) -> int:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    if not isolated:
-        _killpg(pid)
-    return os.waitpid(pid, 0)[1]
+    def end(self, reason: str) -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        self.drain()
+        duration = time.monotonic() - self.start
+        self.answer.give(_label(reason, (b"", None), None, False, duration, self.bufs[0], self.bufs[1], self.limits))
 
 
 def _killpg(pid: int) -> None:
@@ -330,12 +374,11 @@ def _killpg(pid: int) -> None:
 
 
 def _label(
-    reason: str, verdict: bytes, status: int, oom: bool, exited_alone: bool, duration: float, out: bytearray, err: bytearray, limits: Any
-) -> dict[str, Any]:
-    import sandbox_wire as wire
-
-    code = os.waitstatus_to_exitcode(status)
-    exit_code, sig = (code, None) if code >= 0 else (None, -code)
+    reason: str, verdict: tuple[bytes, Any], status: int | None, oom: bool, duration: float,
+    out: bytearray, err: bytearray, limits: Any,
+) -> dict[str, Any]:  # fmt: skip
+    code = os.waitstatus_to_exitcode(status) if status is not None else None
+    exit_code, sig = (code, None) if code is None or code >= 0 else (None, -code)
     common = dict(
         duration_s=round(duration, 4),
         exit_code=exit_code,
@@ -347,11 +390,7 @@ def _label(
         return _result("timeout", None, f"wall clock over {limits.timeout_s}s", **common)
     if reason == "output":
         return _result("killed", "output limit", f"wrote over {limits.max_output_bytes} bytes", **common)
-    tag, body = verdict[4:5], verdict[5:]
-    try:
-        data = wire.decode(body) if body else None
-    except wire.BadData:
-        tag = b""
+    tag, data = verdict
     if tag == b"P":
         return _result("passed", **common)
     if tag == b"F":
@@ -364,13 +403,12 @@ def _label(
     if tag == b"G":
         if oom:
             return _result("killed", "memory limit", "the program's memory cgroup hit its limit", **common)
-        if not exited_alone:
+        if status is None:
             return _result("error", "ClosedChannel", "the program closed its channel to the judge", **common)
         if sig is not None:
             names = {signal.SIGXCPU: "cpu limit", signal.SIGXFSZ: "file size limit"}
             return _result("killed", names.get(sig) or signal.Signals(sig).name, f"killed by signal {sig}", **common)
-        if exit_code is not None:
-            return _result("error", "Exited", f"exited with code {exit_code} before the checks finished", **common)
+        return _result("error", "Exited", f"exited with code {exit_code} before the checks finished", **common)
     return _result("error", "JudgeError", "the judge gave no verdict", **common)
 
 
@@ -395,6 +433,10 @@ def _lock_down(limits: Any, setup: _Setup, uid: int | None, judge: bool, nproc: 
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
     if setup.mode == "unsafe":
+        if not judge:
+            import sandbox_jail as jail
+
+            jail.libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         return
     if uid is not None:
         os.setgroups([])

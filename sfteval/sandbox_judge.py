@@ -9,7 +9,8 @@ is untrusted, since the program may have replaced any of it.
 with the benchmark's trusted `context` (the prompt, for helpers such as HumanEval's
 `poly`), the test, and a stub under the entry point's name that forwards each call to
 the candidate as plain data (`sandbox_wire`) and returns the decoded answer. Only the
-judge writes the verdict, on a pipe the candidate never holds. So the asserts, the
+judge knows the verdict: it runs in the supervisor's process, which the candidate's
+PID namespace does not show. So the asserts, the
 test's globals, builtins and modules, `check`'s frame and bytecode and the verdict are
 all out of the candidate's reach; what it controls is the values it returns.
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 import builtins
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from sandbox_wire import BadData, Unencodable, decode, encode, recv, send
@@ -127,8 +129,8 @@ def _rebuild(name: str, msg: str) -> BaseException:
 
 
 class _Channel:
-    def __init__(self, out: int, inp: int) -> None:
-        self.out, self.inp = out, inp
+    def __init__(self, out: int, inp: int, wait: Callable[[int], None] | None) -> None:
+        self.out, self.inp, self.wait = out, inp, wait
         self.raised: dict[int, str] = {}  # id(exception) -> the candidate's type name
         self.broken: _Broken | None = None
 
@@ -138,7 +140,7 @@ class _Channel:
 
     def reply(self) -> tuple[bytes, bytes]:
         try:
-            frame = recv(self.inp)
+            frame = recv(self.inp, wait=self.wait)
         except BadData as e:
             raise self.fail("BadReply", f"malformed reply: {e}") from None
         if frame is None:
@@ -192,14 +194,14 @@ def _stub(channel: _Channel, name: str) -> Any:
     return candidate
 
 
-def judge(job: Any, call_w: int, reply_r: int, verdict_w: int) -> None:
-    """The judge's side: write exactly one verdict frame on `verdict_w`. Never returns.
+def verdict(job: Any, call_w: int, reply_r: int, wait: Callable[[int], None] | None = None) -> tuple[bytes, Any]:
+    """The judge's side: run the test against the stub; (tag, data):
 
-    Verdict tags: P passed; F assertion failed (message); E (type, message, source)
-    an exception of the test ("test") or raised by the candidate ("candidate");
-    G the candidate ended early; B malformed or unencodable data (kind, detail).
+    P passed; F assertion failed (message); E (type, message, source) an exception of
+    the test ("test") or raised by the candidate ("candidate"); G the candidate ended
+    early; B malformed or unencodable data (kind, detail).
     """
-    ch = _Channel(call_w, reply_r)
+    ch = _Channel(call_w, reply_r, wait)
     try:
         tag, body = ch.reply()
         if tag == b"X":
@@ -214,28 +216,23 @@ def judge(job: Any, call_w: int, reply_r: int, verdict_w: int) -> None:
             ns[job.entry_point] = stub
             exec(compile(job.test, "<test>", "exec"), ns)
             ns["check"](stub)
-        verdict = (b"P", b"") if ch.broken is None else _broken_verdict(ch.broken)
+        return (b"P", None) if ch.broken is None else _broken_verdict(ch.broken)
     except _Broken as b:
-        verdict = _broken_verdict(ch.broken or b)
+        return _broken_verdict(ch.broken or b)
     except _BadArgument as e:
-        verdict = (b"E", encode(("UnencodableArgument", str(e)[:500], "test")))
+        return b"E", ("UnencodableArgument", str(e)[:500], "test")
     except BaseException as e:
         if ch.broken is not None:
-            verdict = _broken_verdict(ch.broken)
-        elif id(e) in ch.raised:
-            verdict = (b"E", encode((ch.raised[id(e)], _text(e), "candidate")))
-        elif isinstance(e, AssertionError):
-            verdict = (b"F", encode(_text(e)))
-        else:
-            verdict = (b"E", encode((type(e).__name__, _text(e), "test")))
-    try:
-        send(verdict_w, *verdict)
-    finally:
-        os._exit(0)
+            return _broken_verdict(ch.broken)
+        if id(e) in ch.raised:
+            return b"E", (ch.raised[id(e)], _text(e), "candidate")
+        if isinstance(e, AssertionError):
+            return b"F", _text(e)
+        return b"E", (type(e).__name__, _text(e), "test")
 
 
-def _broken_verdict(b: _Broken) -> tuple[bytes, bytes]:
-    return (b"G", b"") if b.kind == "Gone" else (b"B", encode((b.kind, str(b)[:500])))
+def _broken_verdict(b: _Broken) -> tuple[bytes, Any]:
+    return (b"G", None) if b.kind == "Gone" else (b"B", (b.kind, str(b)[:500]))
 
 
 def _text(e: BaseException) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Callable
 from typing import Any
 
 MAX_DEPTH = 100
@@ -162,23 +163,27 @@ def send(fd: int, tag: bytes, payload: bytes = b"") -> None:
         view = view[os.write(fd, view) :]
 
 
-def recv(fd: int, limit: int = MAX_FRAME) -> tuple[bytes, bytes] | None:
-    """(tag, payload), or None at end of file. BadData for an oversized or cut frame."""
-    head = _read(fd, 4)
+def recv(fd: int, limit: int = MAX_FRAME, wait: Callable[[int], None] | None = None) -> tuple[bytes, bytes] | None:
+    """(tag, payload), or None at end of file. BadData for an oversized or cut frame.
+    `wait(fd)`, if given, returns when `fd` is readable (the supervisor drains the
+    program's output and keeps the clock meanwhile)."""
+    head = _read(fd, 4, wait)
     if head is None:
         return None
     n = _L.unpack(head)[0]
     if n < 1 or n > limit:
         raise BadData(f"frame of {n} bytes")
-    body = _read(fd, n)
+    body = _read(fd, n, wait)
     if body is None:
         raise BadData("frame cut short")
     return body[:1], body[1:]
 
 
-def _read(fd: int, n: int) -> bytes | None:
+def _read(fd: int, n: int, wait: Callable[[int], None] | None) -> bytes | None:
     chunks, got = [], 0
     while got < n:
+        if wait is not None:
+            wait(fd)
         chunk = os.read(fd, min(n - got, 1 << 20))
         if not chunk:
             return None
