@@ -13,7 +13,8 @@ if not.
 
 Covered: processes on one machine, and NFS clients where the kernel maps flock onto
 NFS byte-range locks (Linux >= 2.6.12 with a lock manager). Not covered: file systems
-without working locks (some FUSE mounts); there the lock is best effort.
+without working locks (some FUSE mounts): there the run goes on with a warning, and a
+second writer is caught only afterwards, by the duplicate-id refusal of every reader.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import Any
 from sfteval.errors import SftevalError
 
 LOCK_NAME = ".lock"
+NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)  # flock unsupported where the folder lives
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,12 @@ class RunLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as e:
+                if e.errno in NO_LOCKS:  # the file system cannot lock: go on, and say so
+                    sys.stderr.write(f"warning: {self.path}: this file system does not support locks "
+                                     f"({os.strerror(e.errno)}); nothing stops a second writer here\n")
+                    self._fd = fd
+                    self._record(fd)
+                    return self
                 os.close(fd)
                 if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     raise

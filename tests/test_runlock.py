@@ -84,3 +84,17 @@ def test_no_two_holders_at_once_under_a_storm_of_acquire_and_release(tmp_path: P
     assert all(p.returncode == 0 for p in procs)
     assert all(o.strip() == "done" for o in outs), outs  # no "OVERLAP"
     assert json.loads(count.read_text()) == 0
+
+
+def test_a_file_system_without_locks_warns_and_goes_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import errno
+    import fcntl
+
+    def no_locks(fd: int, op: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)  # what some FUSE mounts answer
+    with RunLock(tmp_path / "r") as lock:
+        assert lock.held
+    assert "does not support locks" in capsys.readouterr().err
