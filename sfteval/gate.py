@@ -1,21 +1,29 @@
-"""Rules -> verdict -> exit code: a regression gate judged on confidence intervals.
+"""Rules -> verdict -> exit code: a regression gate whose rules mean what they say.
 
 Rules (TOML; a file, or `[tool.sfteval.gate]` in ./pyproject.toml):
 
-    inconclusive = "inconclusive"     # or "fail": treat inconclusive checks as failures
+    inconclusive = "inconclusive"     # exit 3; or "fail" (exit 1), "warn" (exit 0 + annotation), "pass"
+    multiplicity = "holm"             # or "none"
     [min]                             # the score must be at least this
     "gsm8k/exact_match_strict" = 0.30
     "mmlu" = 0.25                     # a bare benchmark name means its primary metric
-    [max_drop]                        # tuned - base must not fall by more than this
+    [max_drop]                        # non-inferiority: tuned - base must not fall by more than d
     "*" = 0.05                        # every compared benchmark's primary metric
     "gsm8k" = 0.03                    # a named entry overrides "*"
+    no_drop = ["humaneval"]           # fails on ANY demonstrated drop ("*" for every benchmark)
 
-Semantics with the 95% CI [lo, hi] (docs/ci-gate.md says why):
-- min m:       pass lo >= m;   fail hi < m;                      else inconclusive.
-- max_drop d:  pass lo >= -d;  fail hi < 0 (a drop is shown, and d is not ruled out);
-               else inconclusive (no drop shown, but a drop of d is not ruled out either).
-Verdict: error (2) if a rule names a metric that is not there, else fail (1) if any check
-fails, else inconclusive (3) if any is, else pass (0).
+Semantics, with the one-sided tests of `sfteval.gate_checks` (for one check exactly the
+95% interval [lo, hi] rule; docs/ci-gate.md says why):
+- min m:       pass lo >= m;   fail hi < m;   else inconclusive.
+- max_drop d:  pass lo >= -d;  fail hi < -d;  else inconclusive (non-inferiority, ICH E9/E10).
+- no_drop:     fail hi < 0;    else pass (no drop is shown; the summary says how large a
+               drop could go unseen).
+- uninformative: a metric that measured nothing (zero variance in both runs, or every
+  answer failed extraction) decides nothing: never a pass, exit 2, said plainly.
+Fail decisions are Holm-adjusted across the rule set (multiplicity = "holm").
+Verdict: error (2) if a rule names a metric that is not there, else fail (1) if any
+check fails, else uninformative (2) if any check is, else inconclusive (3, or as
+`inconclusive` says) if any is, else pass (0).
 
 Not covered: rules on diagnoses (drift, contamination); they are reported, not gated.
 """
@@ -23,40 +31,33 @@ Not covered: rules on diagnoses (drift, contamination); they are reported, not g
 from __future__ import annotations
 
 import math
-import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from xml.etree import ElementTree as ET
 
 from sfteval.config import check_fields, load_toml
 from sfteval.errors import SftevalError
-from sfteval.fileio import atomic_write_text
+from sfteval.gate_checks import Check, boundary, decide, multiplicity_note
+from sfteval.gate_report import junit_xml, markdown_summary, warn_annotations, write_outputs
+from sfteval.paired import one_sided_p
+from sfteval.stats import interval_pvalue
 
-EXIT = {"pass": 0, "fail": 1, "error": 2, "inconclusive": 3}
-Z80 = 0.8416212335729143  # one-sided 80% power
-Z975 = 1.959963984540054
+__all__ = ["EXIT", "Check", "GateResult", "Rules", "evaluate", "judge_max_drop", "judge_min", "junit_xml",
+           "load_rules", "load_target", "markdown_summary", "parse_rules", "warn_annotations", "write_outputs"]
+
+EXIT = {"pass": 0, "warn": 0, "fail": 1, "error": 2, "uninformative": 2, "inconclusive": 3}
+INCONCLUSIVE_MODES = ("inconclusive", "fail", "warn", "pass")
+EXTRACTION_FAILURE_LIMIT = 0.95  # at or above this share, a run's extracted answers measured nothing
 
 
 @dataclass(frozen=True)
 class Rules:
     min: dict[str, float]
     max_drop: dict[str, float]
-    inconclusive: str = "inconclusive"  # or "fail"
+    inconclusive: str = "inconclusive"  # see INCONCLUSIVE_MODES
     source: str = ""
-
-
-@dataclass(frozen=True)
-class Check:
-    rule: str  # "min" | "max_drop"
-    target: str  # "bench/metric"
-    threshold: float
-    value: float | None
-    ci95: tuple[float | None, float | None]
-    verdict: str  # pass | fail | inconclusive | error
-    reason: str
-    detectable_drop: float | None = None  # drop caught with 80% power at this CI width
+    no_drop: tuple[str, ...] = ()
+    multiplicity: str = "holm"  # or "none"
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class GateResult:
     checks: tuple[Check, ...]
     subject: str  # what was gated (a run id or "base -> tuned")
     notes: tuple[str, ...] = ()
+    inconclusive_mode: str = "inconclusive"
 
 
 def _parse_table(raw: Any, name: str, path: str) -> dict[str, float]:
@@ -81,18 +83,32 @@ def _parse_table(raw: Any, name: str, path: str) -> dict[str, float]:
     return out
 
 
+def _parse_no_drop(raw: Any, path: str) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not all(isinstance(x, str) and x for x in raw):
+        raise SftevalError('no_drop must be a list of "bench[/metric]" names (or "*")', path=path, field="no_drop")
+    return tuple(raw)
+
+
 def parse_rules(table: dict[str, Any], source: str) -> Rules:
-    check_fields(table, {"min", "max_drop", "inconclusive"}, path=source)
+    check_fields(table, {"min", "max_drop", "no_drop", "inconclusive", "multiplicity"}, path=source)
     mode = table.get("inconclusive", "inconclusive")
-    if mode not in ("inconclusive", "fail"):
-        raise SftevalError("must be \"inconclusive\" or \"fail\"", path=source, field="inconclusive")
+    if mode not in INCONCLUSIVE_MODES:
+        raise SftevalError(f"must be one of {', '.join(repr(m) for m in INCONCLUSIVE_MODES)}", path=source,
+                           field="inconclusive")
+    mult = table.get("multiplicity", "holm")
+    if mult not in ("holm", "none"):
+        raise SftevalError("must be \"holm\" or \"none\"", path=source, field="multiplicity")
     rules = Rules(_parse_table(table.get("min"), "min", source), _parse_table(table.get("max_drop"), "max_drop", source),
-                  mode, source)
+                  mode, source, _parse_no_drop(table.get("no_drop"), source), mult)
     for key, d in rules.max_drop.items():
         if d < 0:
             raise SftevalError("max_drop must be >= 0 (a drop, in metric units)", path=source, field=f"max_drop.{key}")
-    if not rules.min and not rules.max_drop:
-        raise SftevalError("no rules: add a [min] or [max_drop] table", path=source)
+    if not rules.min and not rules.max_drop and not rules.no_drop:
+        raise SftevalError("no rules: add a [min] or [max_drop] table or a no_drop list", path=source)
     return rules
 
 
@@ -112,15 +128,24 @@ def load_rules(path: str | Path | None) -> Rules:
 
 
 def judge_min(lo: float, hi: float, m: float) -> str:
+    """The interval rule for one `min` check (no multiplicity)."""
     if lo >= m:
         return "pass"
     return "fail" if hi < m else "inconclusive"
 
 
 def judge_max_drop(lo: float, hi: float, d: float) -> str:
+    """Non-inferiority with margin d for one check: pass when the data rule out a drop
+    larger than d, fail when they show one, else inconclusive."""
     if lo >= -d:
         return "pass"
-    return "fail" if hi < 0 else "inconclusive"
+    return "fail" if hi < -d else "inconclusive"
+
+
+def judge_no_drop(lo: float, hi: float) -> str:
+    """Fails on any demonstrated drop."""
+    del lo
+    return "fail" if hi < 0 else "pass"
 
 
 def _targets(spec: dict[str, float], benches: dict[str, dict[str, Any]]) -> list[tuple[str, str, float, str]]:
@@ -150,42 +175,114 @@ def _error(rule: str, target: str, threshold: float, reason: str) -> Check:
     return Check(rule, target, threshold, None, (None, None), "error", reason)
 
 
+def _inference(entry: dict[str, Any]) -> dict[str, Any] | None:
+    """What the one-sided tests need: recorded by compare, or rebuilt from the flips of
+    a 0/1 metric whose interval is Tango's; None means "only the interval is known"."""
+    inf = entry.get("inference")
+    if isinstance(inf, dict) and inf.get("family"):
+        return inf
+    delta, flips = entry.get("delta") or {}, entry.get("flips") or {}
+    if str(delta.get("method", "")).startswith("tango") and flips and delta.get("n"):
+        return {"family": "tango", "n": int(delta["n"]), "gained": int(flips["gained"]), "lost": int(flips["lost"])}
+    return None
+
+
+def _pvalues(inf: dict[str, Any] | None, value: float, ci: tuple[float, float], x: float) -> tuple[float, float]:
+    """(p_fail, p_pass) at boundary x, inverting the check's own interval."""
+    pf = one_sided_p(inf, x, "below") if inf else float("nan")
+    pp = one_sided_p(inf, x, "above") if inf else float("nan")
+    if not math.isfinite(pf):
+        pf = interval_pvalue(value, ci, x, "below")
+    if not math.isfinite(pp):
+        pp = interval_pvalue(value, ci, x, "above")
+    return pf, pp
+
+
+def _zero_variance(entry: dict[str, Any]) -> str | None:
+    """Old comparisons (no recorded flag): both runs' scores without spread."""
+    b, t = entry.get("base") or {}, entry.get("tuned") or {}
+    flips = entry.get("flips") or {}
+    if entry.get("binary") and b.get("value") in (0.0, 1.0) and t.get("value") in (0.0, 1.0) \
+            and not flips.get("lost") and not flips.get("gained"):
+        return (f"zero variance in both runs: every item scores {b['value']:g} (base) and {t['value']:g} (tuned); "
+                "the metric measured nothing here")
+    return None
+
+
+def _delta_check(rule: str, target: str, threshold: float, entry: dict[str, Any]) -> Check:
+    delta = entry.get("delta")
+    ci = _ci(delta)
+    why = entry.get("uninformative") or _zero_variance(entry)
+    if delta is None or ci is None:
+        if why:
+            return Check(rule, target, threshold, None, (None, None), "uninformative", f"UNINFORMATIVE: {why}")
+        return _error(rule, target, threshold, f"rule {rule}: no {target} delta with a CI")
+    value, n = float(delta["value"]), int(delta.get("n") or 0) or None
+    if why:
+        return Check(rule, target, threshold, value, ci, "uninformative",
+                     f"UNINFORMATIVE: {why}; a [{ci[0]:+.4f}, {ci[1]:+.4f}] interval here is not evidence of no change",
+                     n=n)
+    flips = entry.get("flips") or {}
+    if entry.get("binary") and flips and n:
+        sigma2 = max((int(flips["gained"]) + int(flips["lost"])) / n - value * value, 0.0)
+    else:
+        se = delta.get("stderr")
+        sigma2 = float(se) ** 2 * n if se is not None and n and math.isfinite(float(se)) else None
+    x = boundary(rule, threshold)
+    pf, pp = _pvalues(_inference(entry), value, ci, x)
+    what = f"allowed drop {threshold:g}" if rule == "max_drop" else "no drop allowed"
+    return Check(rule, target, threshold, value, ci, "pending", f"delta 95% CI [{ci[0]:+.4f}, {ci[1]:+.4f}] vs {what}",
+                 p_fail=pf, p_pass=None if rule == "no_drop" else pp, n=n, sigma2=sigma2)
+
+
+def _min_check(target: str, m: float, est: dict[str, Any], why: str | None) -> Check:
+    ci = _ci(est)
+    assert ci is not None
+    value, n = float(est["value"]), int(est.get("n") or 0) or None
+    if why:
+        return Check("min", target, m, value, ci, "uninformative", f"UNINFORMATIVE: {why}", n=n)
+    se = est.get("stderr")
+    sigma2 = float(se) ** 2 * n if se is not None and n and math.isfinite(float(se)) else None
+    pf, pp = _pvalues(None, value, ci, m)
+    return Check("min", target, m, value, ci, "pending", f"95% CI [{ci[0]:.4f}, {ci[1]:.4f}] vs minimum {m:g}",
+                 p_fail=pf, p_pass=pp, n=n, sigma2=sigma2)
+
+
+def _no_drop_spec(names: tuple[str, ...]) -> dict[str, float]:
+    return {name: 0.0 for name in names}
+
+
 def evaluate(rules: Rules, data: dict[str, Any]) -> GateResult:
     """Judge a results.json (`sfteval.run/1`) or a comparison.json (`sfteval.compare/1`)."""
     is_comparison = str(data.get("schema", "")).startswith("sfteval.compare/")
     benches = data.get("benchmarks") or {}
+    where = "comparison" if is_comparison else "run"
     checks: list[Check] = []
     notes: list[str] = []
     for bench, metric, m, key in _targets(rules.min, benches):
         target = f"{bench}/{metric}"
         info = benches.get(bench)
-        metrics = (info or {}).get("metrics") or {}
-        est = metrics.get(metric)
-        if is_comparison and est is not None:
-            est = est.get("tuned_reported") or est.get("tuned")
-        ci = _ci(est)
-        if info is None or est is None or ci is None:
-            checks.append(_error("min", target, m, f"rule min.{key}: no {target} with a CI in this "
-                                 f"{'comparison' if is_comparison else 'run'}"))
+        entry = ((info or {}).get("metrics") or {}).get(metric)
+        est = entry
+        why = None
+        if is_comparison and entry is not None:
+            est = entry.get("tuned_reported") or entry.get("tuned")
+            why = entry.get("uninformative")
+        if info is None or est is None or _ci(est) is None:
+            checks.append(_error("min", target, m, f"rule min.{key}: no {target} with a CI in this {where}"))
             continue
-        verdict = judge_min(ci[0], ci[1], m)
-        checks.append(Check("min", target, m, float(est["value"]), ci, verdict,
-                            f"95% CI [{ci[0]:.4f}, {ci[1]:.4f}] vs minimum {m:g}"))
-    if rules.max_drop and not is_comparison:
-        raise SftevalError("max_drop rules need a comparison (sfteval compare BASE TUNED), not a single run",
-                           path=rules.source, field="max_drop")
-    for bench, metric, d, key in _targets(rules.max_drop, benches):
-        target = f"{bench}/{metric}"
-        delta = (((benches.get(bench) or {}).get("metrics") or {}).get(metric) or {}).get("delta")
-        ci = _ci(delta)
-        if delta is None or ci is None:
-            checks.append(_error("max_drop", target, d, f"rule max_drop.{key}: no {target} delta with a CI"))
-            continue
-        se = delta.get("stderr")
-        mde = (Z975 + Z80) * float(se) if se is not None and math.isfinite(float(se)) else None
-        verdict = judge_max_drop(ci[0], ci[1], d)
-        checks.append(Check("max_drop", target, d, float(delta["value"]), ci, verdict,
-                            f"delta 95% CI [{ci[0]:+.4f}, {ci[1]:+.4f}] vs allowed drop {d:g}", mde))
+        checks.append(_min_check(target, m, est, why))
+    if (rules.max_drop or rules.no_drop) and not is_comparison:
+        raise SftevalError("max_drop / no_drop rules need a comparison (sfteval compare BASE TUNED), not a single run",
+                           path=rules.source, field="max_drop" if rules.max_drop else "no_drop")
+    for rule, spec in (("max_drop", rules.max_drop), ("no_drop", _no_drop_spec(rules.no_drop))):
+        for bench, metric, d, key in _targets(spec, benches):
+            target = f"{bench}/{metric}"
+            entry = ((benches.get(bench) or {}).get("metrics") or {}).get(metric)
+            if entry is None:
+                checks.append(_error(rule, target, d, f"rule {rule}.{key}: no {target} in this comparison"))
+                continue
+            checks.append(_delta_check(rule, target, d, entry))
     if is_comparison:
         subject = f"{data['base']['run_id']} -> {data['tuned']['run_id']}"
         blocking = [m for m in data.get("mismatches") or [] if m.get("blocking")]
@@ -194,78 +291,33 @@ def evaluate(rules: Rules, data: dict[str, Any]) -> GateResult:
     else:
         subject = str(data.get("run_id") or "")
     if not checks:  # a gate that checked nothing must not pass
-        checks.append(_error("rules", "*", 0.0, "the rules matched no benchmark in this "
-                             f"{'comparison' if is_comparison else 'run'}"))
-    verdicts = {c.verdict for c in checks}
+        checks.append(_error("rules", "*", 0.0, f"the rules matched no benchmark in this {where}"))
+    checks = decide(checks, rules.multiplicity)
+    notes.append(multiplicity_note(checks, rules.multiplicity))
+    overall = _overall({c.verdict for c in checks}, rules.inconclusive)
+    return GateResult(overall, EXIT[overall], tuple(checks), subject, tuple(notes),
+                      rules.inconclusive)
+
+
+def _overall(verdicts: set[str], mode: str) -> str:
     if "error" in verdicts:
-        overall = "error"
-    elif "fail" in verdicts or ("inconclusive" in verdicts and rules.inconclusive == "fail"):
-        overall = "fail"
-    elif "inconclusive" in verdicts:
-        overall = "inconclusive"
-    else:
-        overall = "pass"
-    return GateResult(overall, EXIT[overall], tuple(checks), subject, tuple(notes))
+        return "error"
+    if "fail" in verdicts:
+        return "fail"
+    if "uninformative" in verdicts:  # never a pass: the data cannot support one
+        return "uninformative"
+    if "inconclusive" in verdicts:
+        return {"inconclusive": "inconclusive", "fail": "fail", "warn": "warn", "pass": "pass"}[mode]
+    return "pass"
 
 
 def load_target(path: str | Path) -> dict[str, Any]:
-    """A run folder / results.json (its samples are not read), or a comparison folder /
-    comparison.json, validated by the run-folder reader."""
-    from sfteval.runfolder import read_target
+    """A run folder / results.json, or a comparison folder / comparison.json."""
+    from sfteval.compare import load_comparison, load_run
 
-    return read_target(path)
-
-
-# ----------------------------------------------------------------------------- outputs
-
-
-def _fmt(x: float | None) -> str:
-    return "-" if x is None else f"{x:.4f}"
-
-
-def markdown_summary(result: GateResult) -> str:
-    icon = {"pass": "PASS", "fail": "FAIL", "inconclusive": "INCONCLUSIVE", "error": "ERROR"}
-    lines = [f"## sfteval gate: {icon[result.verdict]}", "", f"Gated: `{result.subject}`", ""]
-    lines += [f"> {n}" for n in result.notes]
-    lines += ["| check | target | threshold | value | 95% CI | verdict | drop caught 80% |",
-              "|---|---|---|---|---|---|---|"]
-    for c in result.checks:
-        ci = "-" if c.ci95[0] is None else f"[{_fmt(c.ci95[0])}, {_fmt(c.ci95[1])}]"
-        lines.append(f"| {c.rule} | `{c.target}` | {c.threshold:g} | {_fmt(c.value)} | {ci} | {c.verdict} | "
-                     f"{_fmt(c.detectable_drop)} |")
-    lines += ["", "Judged on the 95% CI, not the point estimate (see docs/ci-gate.md). "
-              "`drop caught 80%`: the true drop this comparison would flag 4 times in 5."]
-    return "\n".join(lines) + "\n"
-
-
-def junit_xml(result: GateResult) -> str:
-    counts = {v: sum(c.verdict == v for c in result.checks) for v in ("fail", "error", "inconclusive")}
-    suite = ET.Element("testsuite", name="sfteval.gate", tests=str(len(result.checks)),
-                       failures=str(counts["fail"]), errors=str(counts["error"]), skipped=str(counts["inconclusive"]))
-    for c in result.checks:
-        case = ET.SubElement(suite, "testcase", classname=f"sfteval.gate.{c.rule}", name=c.target)
-        if c.verdict == "fail":
-            ET.SubElement(case, "failure", message=c.reason).text = c.reason
-        elif c.verdict == "error":
-            ET.SubElement(case, "error", message=c.reason).text = c.reason
-        elif c.verdict == "inconclusive":
-            ET.SubElement(case, "skipped", message=f"inconclusive: {c.reason}")
-    suites = ET.Element("testsuites", name="sfteval gate")
-    suites.append(suite)
-    return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
-
-
-def write_outputs(result: GateResult, out_dir: str | Path) -> tuple[Path, Path]:
-    out_dir = Path(out_dir)
-    junit, summary = out_dir / "junit.xml", out_dir / "summary.md"
-    atomic_write_text(junit, junit_xml(result))
-    text = markdown_summary(result)
-    atomic_write_text(summary, text)
-    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if step_summary:
-        try:
-            with open(step_summary, "a", encoding="utf-8") as f:
-                f.write(text)
-        except OSError as e:  # the verdict still stands; say why the summary is missing
-            print(f"warning: could not append to $GITHUB_STEP_SUMMARY: {e}", file=sys.stderr)
-    return junit, summary
+    path = Path(path)
+    if (path.is_dir() and (path / "comparison.json").is_file()) or path.name == "comparison.json":
+        return load_comparison(path)
+    if (path.is_dir() and (path / "results.json").is_file()) or path.name == "results.json":
+        return load_run(path).results
+    raise SftevalError("neither a run (results.json) nor a comparison (comparison.json)", path=str(path))

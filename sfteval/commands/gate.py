@@ -1,7 +1,8 @@
 """`sfteval gate RUN_OR_COMPARISON [--rules FILE]`: a CI verdict as an exit code.
 
-Exit codes: 0 pass, 1 fail, 2 error, 3 inconclusive (or 1 when the rules say
-`inconclusive = "fail"`). Writes junit.xml and summary.md (appended to
+Exit codes: 0 pass, 1 fail, 2 error or uninformative (a metric that measured nothing),
+3 inconclusive (or as the rules' `inconclusive` says: "fail" -> 1, "warn" -> 0 plus a
+GitHub warning annotation per inconclusive check, "pass" -> 0). Writes junit.xml and summary.md (appended to
 $GITHUB_STEP_SUMMARY when set). The judging lives in `sfteval.gate`.
 """
 
@@ -19,11 +20,13 @@ def register(app: typer.Typer) -> None:
         rules: Path = typer.Option(None, "--rules", help="rules TOML (default: [tool.sfteval.gate] in ./pyproject.toml)"),
         out: Path = typer.Option(Path("reports/gate"), "--out", help="where junit.xml and summary.md go"),
     ) -> None:
-        """Pass/fail a run or a comparison against minimum scores and maximum drops, judged on the 95% CI."""
-        from sfteval.gate import evaluate, load_rules, load_target, markdown_summary, write_outputs
+        """Pass/fail a run or a comparison against minimum scores, non-inferiority margins and no-drop rules."""
+        from sfteval.gate import evaluate, load_rules, load_target, markdown_summary, warn_annotations, write_outputs
 
         result = evaluate(load_rules(rules), load_target(target))
         junit, summary = write_outputs(result, out)
         typer.echo(markdown_summary(result))
+        for line in warn_annotations(result):  # GitHub Actions turns these into warnings on the run
+            typer.echo(line)
         typer.echo(f"junit: {junit}\nsummary: {summary}")
         raise typer.Exit(result.exit_code)
