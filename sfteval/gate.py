@@ -312,12 +312,8 @@ def _overall(verdicts: set[str], mode: str) -> str:
 
 
 def load_target(path: str | Path) -> dict[str, Any]:
-    """A run folder / results.json, or a comparison folder / comparison.json."""
-    from sfteval.compare import load_comparison, load_run
+    """A run folder / results.json (its samples are not read), or a comparison folder /
+    comparison.json, validated by the run-folder reader."""
+    from sfteval.runfolder import read_target
 
-    path = Path(path)
-    if (path.is_dir() and (path / "comparison.json").is_file()) or path.name == "comparison.json":
-        return load_comparison(path)
-    if (path.is_dir() and (path / "results.json").is_file()) or path.name == "results.json":
-        return load_run(path).results
-    raise SftevalError("neither a run (results.json) nor a comparison (comparison.json)", path=str(path))
+    return read_target(path)
