@@ -60,6 +60,7 @@ class RunConfig:
     engine: EngineSettings = field(default_factory=EngineSettings)
     bertscore_model: str = "auto"
     bootstrap_resamples: int = 1000
+    allow_unsafe_exec: bool = False  # code benchmarks: run without sandbox isolation (sfteval.execute)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

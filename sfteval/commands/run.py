@@ -56,8 +56,12 @@ def run_command(
     gpu_memory_utilization: Optional[float] = eo.GPU_MEMORY,
     model_name: Optional[str] = eo.MODEL_NAME,
     concurrency: int = eo.CONCURRENCY,
+    allow_unsafe_exec: bool = typer.Option(False, "--allow-unsafe-exec", help="Code benchmarks: run model-written programs even where no sandbox isolation is possible (no namespaces: they can reach the network and your files). Recorded in results.json."),
 ) -> None:
     from sfteval.config import RunConfig, parse_name_paths
+    from sfteval.execute import allow_unsafe_exec as set_unsafe_exec
+
+    set_unsafe_exec(allow_unsafe_exec)
 
     if replay and not name:
         raise SftevalError("--replay needs --name LABEL", field="name")
@@ -87,6 +91,7 @@ def run_command(
         revision=revision,
         fewshot_data=parse_name_paths(fewshot_data, "--fewshot-data"),
         bertscore_model=bertscore_model,
+        allow_unsafe_exec=allow_unsafe_exec,
     )
     if checkpoint and not replay and _is_sweep(Path(checkpoint)):
         from sfteval.sweep import run_sweep

@@ -10,7 +10,11 @@ output is cut at the standard stop sequences. Chat mode: the task prompt in a fe
 block with an instruction; the code comes from the reply's fenced block.
 
 `generation.n` samples per task (set a temperature for n > 1). Every program runs in
-`sfteval.execute`'s sandbox (see its docstring for what is and is not isolated).
+`sfteval.execute`'s sandbox (see its docstring for what is and is not isolated), its
+test in a separate judge process. Without real isolation on the machine, `build`
+refuses (before any model loads) unless `--allow-unsafe-exec` was given; the mode,
+its bounds and that choice are recorded under `settings.execution`. A benchmark that
+needs files in the sandbox names them in `options.read_paths` (read-only).
 Metrics: `pass@k` for each k in `options.ks` (default 1, 10, 100) with k <= n, by the
 unbiased estimator; error bars are the standard error over tasks. Each sample's
 outcome (passed / failed / timeout / error(Type) / killed(reason)) is in the samples
@@ -85,6 +89,31 @@ def load_tasks(spec: BenchmarkSpec, override: str | None) -> tuple[list[tuple[in
     return rows, {"source": str(path), "split": "test", "sha256": sha256_file(path), "rows": len(rows)}
 
 
+def _read_paths(spec: BenchmarkSpec) -> tuple[str, ...]:
+    paths = spec.options.get("read_paths", [])
+    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+        raise SftevalError("expected a list of paths", path=spec.source, field="options.read_paths")
+    return tuple(paths)
+
+
+def execution_settings(spec: BenchmarkSpec) -> dict[str, Any]:
+    """The sandbox this benchmark will run in, or SftevalError when there is none and
+    unsafe execution was not allowed: checked before any model loads."""
+    from dataclasses import asdict
+
+    from sfteval.execute import probe_isolation, refusal, unsafe_exec_allowed
+
+    mode, report = probe_isolation()
+    if mode == "none":
+        if not unsafe_exec_allowed():
+            raise refusal(report)
+        walls: dict[str, Any] = {"isolation": "unsafe", "why_unsafe": report}
+    else:
+        walls = {"isolation": mode, **{k: report[k] for k in ("cgroups", "seccomp", "uid_mapped", "tmp") if k in report}}
+    return {**walls, "allow_unsafe_exec": unsafe_exec_allowed(), "read_paths": list(_read_paths(spec)),
+            **asdict(_limits(spec))}  # fmt: skip
+
+
 def _limits(spec: BenchmarkSpec) -> Any:
     from sfteval.execute import Limits
 
@@ -99,8 +128,7 @@ class CodeKind:
     name = "code"
 
     def build(self, spec: BenchmarkSpec, ctx: BuildContext) -> Built:
-        from sfteval.execute import default_isolation
-
+        execution = execution_settings(spec)
         rows, info = load_tasks(spec, ctx.data_path)
         src = info["source"]
         chat = ctx.renderer.chat
@@ -132,7 +160,7 @@ class CodeKind:
             "instruction": instruction if chat else None,
             "gen": params.record(),
             "ks": ks_for(params.base.n, spec.options.get("ks", DEFAULT_KS)),
-            "execution": {"isolation": default_isolation(), **_limits(spec).__dict__},
+            "execution": execution,
         }
         return Built(samples, settings, info)
 
@@ -161,7 +189,7 @@ class CodeKind:
             for _, program in progs
         ]
         workers = spec.options.get("workers")
-        with Sandbox(int(workers) if workers else None, _limits(spec)) as sb:
+        with Sandbox(int(workers) if workers else None, _limits(spec), read_paths=_read_paths(spec)) as sb:
             results = iter(sb.run(jobs))
         ks = spec.options.get("ks", DEFAULT_KS)
         records = []
