@@ -21,6 +21,7 @@ from sfteval.config import EngineSettings
 from sfteval.errors import SftevalError
 from sfteval.judge import RUBRIC_SHA256, combine, parse_verdict
 from sfteval.judge_run import JudgeSettings, record_votes, run_judge
+from sfteval.ratings import tuned_side as ag_side
 
 # id -> (base output, tuned output). The scripted judge prefers the answer that says
 # "better"; "biased" answers make it pick position A whatever is there; "???" makes it
@@ -223,6 +224,24 @@ def test_judge_votes_go_to_the_vote_store(tmp_path: Path, server: tuple[str, Scr
                                                            "5": "tuned"}
     assert all(v["rater"] == "judge:scripted-judge" for v in votes.values())
     assert record_votes(run, db)[2] == 0  # idempotent: the store refuses second votes
+    # humans agree with the judge on every item; --calibrate sets the study and reports
+    store = VoteStore(db)
+    for i, v in votes.items():
+        for h in ("ann", "bob"):
+            side = ag_side(study, h, i)
+            store.record_vote(study, i, h, {"tuned": side, "base": "B" if side == "A" else "A"}.get(v["outcome"], "tie"))
+    from typer.testing import CliRunner
+
+    from sfteval.cli import app
+
+    r = CliRunner().invoke(app, ["judge", str(base), str(tuned), "--judge", "scripted-judge", "--backend", "openai",
+                                 "--base-url", url, "--out", str(tmp_path), "--ratings-db", db, "--calibrate", "1.9"])
+    assert r.exit_code == 0, r.output
+    # perfect agreement: narrow from the first count (10 votes, the minimum) on
+    assert "0 new vote(s)" in r.output and "after 10 of 12 human votes" in r.output
+    from sfteval import agreement
+
+    assert agreement.get_calibration(store, study) == (1.9, "judge:scripted-judge")
 
 
 def test_bad_input_fails_before_the_judge_loads(tmp_path: Path) -> None:

@@ -39,6 +39,7 @@ def judge_command(
     concurrency: int = typer.Option(8, "--concurrency", min=1, help="openai: requests in flight."),
     ratings_db: Optional[str] = typer.Option(None, "--ratings-db", help="Also cast the verdicts as votes of rater judge:<name> in this ratings database."),
     study: Optional[str] = typer.Option(None, "--study", help="With --ratings-db: the (existing) study to vote in; default: the two runs' default study."),
+    calibrate: Optional[float] = typer.Option(None, "--calibrate", min=0.01, max=2.0, help="With --ratings-db: make the study judge-calibrated with this target width of the judge-vs-human kappa CI, and report the human votes needed so far."),
     seed: int = typer.Option(0, "--seed", help="Bootstrap seed (recorded)."),
     out: Path = typer.Option(Path("reports"), "--out", help="Output root."),
 ) -> None:
@@ -59,10 +60,31 @@ def judge_command(
 
     run_dir = run_judge(base_run, tuned_run, settings, progress=report)
     _print(run_dir)
+    if calibrate is not None and not ratings_db:
+        from sfteval.errors import SftevalError
+
+        raise SftevalError("--calibrate needs --ratings-db", field="calibrate")
     if ratings_db:
         sid, rater, n = record_votes(run_dir, ratings_db, study)
         typer.echo(f"votes: {n} new vote(s) of rater {rater} in study {sid}")
+        if calibrate is not None:
+            _calibrate(ratings_db, sid, rater, calibrate)
     raise typer.Exit(0)
+
+
+def _calibrate(db: str, study: str, rater: str, width: float) -> None:
+    from sfteval import agreement
+    from sfteval.ratings import VoteStore
+
+    store = VoteStore(db)
+    agreement.set_calibration(store, study, width, rater)
+    cal = agreement.calibration(store.votes(study), rater, width)
+    if cal.votes_needed is not None:
+        typer.echo(f"judge-calibrated: the kappa CI was narrower than {width:g} after {cal.votes_needed} of "
+                   f"{cal.human_votes} human votes")
+    else:
+        now = "n/a" if cal.width_now is None else f"{cal.width_now:.3f}"
+        typer.echo(f"not calibrated yet: kappa CI width {now} after {cal.human_votes} human votes (target {width:g})")
 
 
 def _print(run_dir: Path) -> None:
