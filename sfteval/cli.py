@@ -28,6 +28,7 @@ COMMANDS: tuple[str, ...] = (
     "sfteval.commands.interop",
     "sfteval.commands.demo",
     "sfteval.commands.judge",
+    "sfteval.commands.merge",
 )
 
 app = typer.Typer(

@@ -51,6 +51,7 @@ class RunConfig:
     data: dict[str, str] = field(default_factory=dict)  # benchmark name -> local file or folder of split files
     fewshot_data: dict[str, str] = field(default_factory=dict)  # benchmark name -> few-shot split file/folder
     train_data: str | None = None  # a sample of the SFT training data, scored as `train`
+    shard: str | None = None  # "I/N": evaluate only shard I of N of every benchmark (sfteval.shard)
     backend: str = "auto"
     chat_template: ChatMode = "auto"
     limit: int | None = None

@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sfteval.backends import Backend, backend_class
+from sfteval.backends import Backend, backend_class, open_backend
 from sfteval.benchmarks import BenchmarkSpec, load_spec, resolve_benchmarks
 from sfteval.config import RunConfig
 from sfteval.errors import SftevalError
@@ -50,22 +50,17 @@ from sfteval.runfolder import (
     write_results,
 )
 from sfteval.runlock import RunLock
+from sfteval.shard import parse_shard, shard_built
 from sfteval.types import Generation, GenRequest, Loglik, Sample
 
 Reporter = Callable[[str, int, int], None]  # (benchmark, done, total)
 
 
-def choose_backend(name: str) -> tuple[str, str]:
-    """Resolve `auto`: vllm when installed and usable here, else hf. Returns (name, why)."""
-    if name != "auto":
-        return name, "requested"
-    try:
-        from sfteval.backends.vllm import vllm_usable
+def choose_backend(name: str, checkpoint: str | None = None) -> tuple[str, str]:
+    """Resolve `auto` (rule and wording: sfteval.backends.auto). Returns (name, why)."""
+    from sfteval.backends.auto import choose_backend as choose
 
-        ok, why = vllm_usable()
-    except ImportError as e:
-        ok, why = False, f"vllm backend unavailable: {e}"
-    return ("vllm", why) if ok else ("hf", why)
+    return choose(name, checkpoint)
 
 
 def _label(cfg: RunConfig) -> str:
@@ -135,7 +130,7 @@ def execute_run(cfg: RunConfig, backend: Backend | None = None, report: Reporter
             raise SftevalError("no checkpoint given", hint="sfteval run CKPT ... or sfteval run --replay FILE --name LABEL")
         fp = fingerprint(cfg.checkpoint)
         model = {"kind": "checkpoint", "path": fp["path"], "fingerprint": fp, "trainer": fp.get("trainer")}
-        backend_name, why = (backend.name, "given") if backend is not None else choose_backend(cfg.backend)
+        backend_name, why = (backend.name, getattr(backend, "selected_because", "given")) if backend is not None else choose_backend(cfg.backend, cfg.checkpoint)
         model_key = fp["digest"]
     tokenizer = None
     if cfg.checkpoint:
@@ -147,6 +142,8 @@ def execute_run(cfg: RunConfig, backend: Backend | None = None, report: Reporter
     built = preflight.build_all(specs, lambda s: BuildContext(renderer, preflight.data_override(s, cfg), cfg.limit, cfg.seed))
     label = _label(cfg)
     run_id = plan_id(label, model_key, specs, cfg, backend_name)
+    if cfg.shard:  # a shard's folder of its own (sfteval.shard)
+        run_id += parse_shard(cfg.shard).suffix
     run_dir = Path(cfg.out) / "runs" / run_id
     plan = _Plan(specs, skipped, replayed, model, backend_name, why, renderer, label, run_id, run_dir, built)
     lock = RunLock(run_dir).acquire()  # refuses a second live writer, naming its pid
@@ -214,7 +211,7 @@ def _execute_locked(cfg: RunConfig, plan: _Plan, backend: Backend | None, report
     def get_backend() -> Backend:
         if not opened:
             t = time.perf_counter()
-            opened.append(backend_class(backend_name)(cfg.checkpoint, cfg.engine))
+            opened.append(open_backend(backend_name, cfg.checkpoint, cfg.engine))
             load_s[0] = time.perf_counter() - t
         return opened[0]
 
@@ -222,7 +219,7 @@ def _execute_locked(cfg: RunConfig, plan: _Plan, backend: Backend | None, report
     try:
         for spec in plan.specs:
             kind = get_kind(spec.kind)
-            built = plan.built[spec.name]
+            built = shard_built(plan.built[spec.name], parse_shard(cfg.shard), chunk)
             t0 = time.perf_counter()
             source = None
             if replayed:
@@ -270,6 +267,9 @@ def _execute_locked(cfg: RunConfig, plan: _Plan, backend: Backend | None, report
         return run_dir
     backend_info = state.backend or {"name": backend_name}
     extra: dict[str, Any] = {"sessions": list(state.sessions)}
+    if cfg.shard:
+        shard = parse_shard(cfg.shard)
+        extra["shard"] = shard.record(run_id.removesuffix(shard.suffix), chunk)
     doc = RunResults(
         run_id=run_id, label=plan.label, created=state.created,
         finished=datetime.now(timezone.utc).isoformat(timespec="seconds"), model=ModelInfo.from_dict(plan.model),
