@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,8 @@ from sfteval.diagnoses.forgetting import forgetting_verdict
 from sfteval.diagnoses.training import load_training, training_sources
 from sfteval.errors import SftevalError
 from sfteval.overlap import NGRAM, RUN, SHARE
-from sfteval.paired import PairedResult, compare_paired, holm
+from sfteval.metric_compare import compare_metric, group_table
+from sfteval.paired import holm
 from sfteval.runfolder import (
     COMPARE_SCHEMA,
     BenchmarkResult,
@@ -135,41 +135,6 @@ def describe_mismatch(m: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------- per benchmark
 
 
-def paired_scores(brows: Mapping[str, SampleLine], trows: Mapping[str, SampleLine], metric: str
-                  ) -> tuple[list[str], list[float], list[float]]:
-    ids, b, t = [], [], []
-    for i, row in brows.items():
-        if i in trows:
-            bv, tv = row.score(metric), trows[i].score(metric)
-            if bv is not None and tv is not None:
-                ids.append(i)
-                b.append(bv)
-                t.append(tv)
-    return ids, b, t
-
-
-def metric_entry(res: PairedResult, ids: list[str], b: list[float], t: list[float],
-                 bi: BenchmarkResult, ti: BenchmarkResult, metric: str) -> dict[str, Any]:
-    flips = None
-    if res.binary:
-        lost = [i for i, x, y in zip(ids, b, t) if x == 1.0 and y == 0.0]
-        gained = [i for i, x, y in zip(ids, b, t) if x == 0.0 and y == 1.0]
-        flips = {"lost": len(lost), "gained": len(gained), "lost_ids": lost, "gained_ids": gained}
-    return {
-        "binary": res.binary,
-        "base": est_dict(res.base),
-        "tuned": est_dict(res.tuned),
-        "base_reported": _reported(bi, metric),
-        "tuned_reported": _reported(ti, metric),
-        "delta": est_dict(res.delta),
-        "p_value": num(res.p_value),
-        "test": res.test,
-        "p_holm": None,
-        "retention": num(res.retention) if res.retention is not None else None,
-        "flips": flips,
-    }
-
-
 def _reported(entry: BenchmarkResult, metric: str) -> dict[str, Any] | None:
     est = entry.metrics.get(metric)
     return est.to_dict() if est is not None else None
@@ -206,11 +171,9 @@ def compare_benchmark(name: str, base: Run, tuned: Run, settings: CompareSetting
     primary = bi.primary_metric or (metric_names[0] if metric_names else None)
     metrics: dict[str, Any] = {}
     for metric in metric_names:
-        ids, b, t = paired_scores(brows, trows, metric)
-        if not ids:
-            continue
-        res = compare_paired(b, t, seed=settings.seed, resamples=settings.resamples)
-        metrics[metric] = metric_entry(res, ids, b, t, bi, ti, metric)
+        stats = compare_metric(name, metric, brows, trows, bi.kind, settings)  # the statistics: metric_compare.py
+        if stats is not None:
+            metrics[metric] = stats | {"base_reported": _reported(bi, metric), "tuned_reported": _reported(ti, metric)}
     entry: dict[str, Any] = {
         "kind": bi.kind, "general": general, "primary_metric": primary,
         "n_base": len(brows), "n_tuned": len(trows), "n_aligned": sum(1 for i in brows if i in trows),
@@ -223,12 +186,14 @@ def compare_benchmark(name: str, base: Run, tuned: Run, settings: CompareSetting
             nan = float("nan")  # JSON null back to NaN: no CI means "no evidence"
             lo, hi = (nan if x is None else x for x in d["ci95"])
             value = nan if d["value"] is None else d["value"]
-            entry["forgetting"] = forgetting_verdict(value, (lo, hi), settings.margin) | {"metric": primary}
+            entry["forgetting"] = forgetting_verdict(value, (lo, hi), settings.margin, prim.get("uninformative")) \
+                | {"metric": primary}
         if prim["flips"]:
             for direction in ("lost", "gained"):
                 for i in prim["flips"][f"{direction}_ids"][:TOP_FLIPS]:
                     entry["top_flips"].append(_flip_example(direction, i, brows[i], trows[i]))
-        entry["breakdown"] = _breakdown(bi, ti, primary)
+        paired = {key: group_table(key, brows, trows, primary) for key in bi.breakdown}
+        entry["breakdown"] = {k: v for k, v in paired.items() if v} or _breakdown(bi, ti, primary)
     return entry
 
 

@@ -91,9 +91,14 @@ def _breakdowns(c: dict[str, Any], missing: list[str]) -> Section | None:
             blocks += figure(f"groups_{b}_{key}", group_bars(f"{b} by {key} ({e['primary_metric']})", rows),
                              f"{b}: {e['primary_metric']} by {key}", missing)
             worst = sorted(groups.items(), key=lambda kv: kv[1]["delta"] if kv[1]["delta"] is not None else 0)[:10]
-            blocks.append(Table((key, "base", "tuned", "delta"), tuple(
-                (g, fmt(v["base"]["value"]), fmt(v["tuned"]["value"]), fmt(v["delta"])) for g, v in worst)))
-    return Section("Per-group scores (largest drops first)", tuple(blocks)) if blocks else None
+            # the largest of many groups' drops is large by chance: read it with its interval and
+            # its Benjamini-Hochberg q-value over all groups (flagged: q < 0.05)
+            blocks.append(Table((key, "base", "tuned", "delta", "95% CI", "q (BH)", "flagged"), tuple(
+                (g, fmt(v["base"]["value"]), fmt(v["tuned"]["value"]), fmt(v["delta"]),
+                 fmt_ci(v.get("delta_ci95") or [None, None], True),
+                 fmt(v.get("q_value")), "yes" if v.get("flagged") else "") for g, v in worst)))
+    return Section("Per-group scores (largest drops first; flagged only when q < 0.05 over all groups)",
+                   tuple(blocks)) if blocks else None
 
 
 def _rate(r: dict[str, Any] | None) -> str:
@@ -290,7 +295,7 @@ def run_sections(results: RunResults, run_dir: str | Path | None) -> tuple[str, 
         run = read_run(run_dir)
         hrows = []
         for b, samples in run.samples.items():
-            h = drift_diagnosis.health(samples)
+            h = drift_diagnosis.health(samples, run.benchmarks[b].kind)
             hrows.append((b, *(fmt(h[k]) for k in drift_diagnosis.ITEM_MEASURES)))
         sections.append(Section("Output health", (Table(("benchmark", *drift_diagnosis.ITEM_MEASURES), tuple(hrows)),)))
     return title, sections + plots_note(missing)

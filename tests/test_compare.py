@@ -146,10 +146,10 @@ def test_holm_family_general_flags_and_json_safety(tmp_path: Path) -> None:
 
 
 def test_nan_in_results_json_becomes_null(tmp_path: Path) -> None:
-    base = write_run(tmp_path, "base", [FakeBench("bleu", {"bleu": [0.2]}, kind="reference")])
-    tuned = write_run(tmp_path, "tuned", [FakeBench("bleu", {"bleu": [0.3]}, kind="reference")])
+    base = write_run(tmp_path, "base", [FakeBench("heldout", {"rougeL": [0.2]}, kind="reference")])
+    tuned = write_run(tmp_path, "tuned", [FakeBench("heldout", {"rougeL": [0.3]}, kind="reference")])
     c = compare_runs(load_run(base), load_run(tuned), CompareSettings(resamples=50))
-    m = c["benchmarks"]["bleu"]["metrics"]["bleu"]
+    m = c["benchmarks"]["heldout"]["metrics"]["rougeL"]
     assert m["base_reported"]["stderr"] is None  # n = 1: the runner wrote NaN
     json.dumps(c, allow_nan=False)
 
@@ -161,7 +161,7 @@ def test_non_binary_metric_uses_paired_t_and_no_flips(tmp_path: Path) -> None:
     base = write_run(tmp_path, "base", [FakeBench("heldout", {"rougeL": b}, kind="reference")])
     tuned = write_run(tmp_path, "tuned", [FakeBench("heldout", {"rougeL": t}, kind="reference")])
     m = compare_runs(load_run(base), load_run(tuned), CompareSettings(resamples=300))["benchmarks"]["heldout"]["metrics"]["rougeL"]
-    assert m["test"] == "paired-t" and m["flips"] is None and m["delta"]["ci95"][0] > 0
+    assert m["test"] == "bounded-score" and m["flips"] is None and m["delta"]["ci95"][0] > 0
 
 
 def test_load_run_errors_name_file_line_field(tmp_path: Path) -> None:
@@ -266,13 +266,15 @@ def test_comparison_has_every_key_the_format_doc_promises(tmp_path: Path) -> Non
     assert set(e) == {"kind", "general", "primary_metric", "n_base", "n_tuned", "n_aligned", "metrics", "forgetting",
                       "top_flips", "breakdown"}
     assert set(e["metrics"]["exact_match_strict"]) == {"binary", "base", "tuned", "base_reported", "tuned_reported",
-                                                       "delta", "p_value", "test", "p_holm", "retention", "flips"}
+                                                       "delta", "p_value", "test", "p_holm", "retention", "flips",
+                                                       "p_exact", "inference", "uninformative"}
     assert set(e["forgetting"]) == {"verdict", "detail", "metric", "margin", "delta", "ci95"}
     assert set(c["overfitting"]) == {"train_heldout", "memorisation", "sweep"}
     assert set(c["drift"]["gsm8k"]) == {"extraction_failure_rate", "strict_flexible_gap", "output_tokens",
                                         "length_ratio", "truncation_rate", "repetition", "template_leak_rate",
-                                        "template_tokens", "flags"}
-    assert set(c["drift"]["gsm8k"]["truncation_rate"]) == {"base", "tuned", "delta", "p_value", "test"}
+                                        "template_tokens", "flags", "fdr"}
+    assert set(c["drift"]["gsm8k"]["truncation_rate"]) <= {"base", "tuned", "delta", "delta_ci95", "p_value", "test",
+                                                           "q_value"}
     if e["top_flips"]:
         assert set(e["top_flips"][0]) == {"direction", "id", "prompt", "reference", "base_output", "tuned_output",
                                           "base_answer", "tuned_answer"}

@@ -14,10 +14,15 @@ from sfteval.diagnoses.common import num
 from sfteval.diagnoses.context import DiagnosisInput
 
 
-def forgetting_verdict(delta: float, ci95: tuple[float, float], margin: float) -> dict[str, Any]:
-    """forgot / no evidence / improved from the delta's 95% CI against `margin` (>= 0)."""
+def forgetting_verdict(delta: float, ci95: tuple[float, float], margin: float,
+                       uninformative: str | None = None) -> dict[str, Any]:
+    """forgot / no evidence / improved from the delta's 95% CI against `margin` (>= 0);
+    "not measured" when the metric measured nothing (`uninformative` says why): a [0, 0]
+    interval of an all-zero metric is not "within margin"."""
     lo, hi = ci95
-    if not (math.isfinite(lo) and math.isfinite(hi)):
+    if uninformative:
+        verdict, detail = "not measured", uninformative
+    elif not (math.isfinite(lo) and math.isfinite(hi)):
         verdict, detail = "no evidence", "inconclusive: no confidence interval"
     elif hi < -margin:
         verdict, detail = "forgot", "drop beyond margin"
@@ -36,7 +41,8 @@ def forgetting_verdict(delta: float, ci95: tuple[float, float], margin: float) -
 
 def diagnose(d: DiagnosisInput) -> dict[str, Any]:
     """Benchmarks grouped by their verdict (those compare gave one: the general ones)."""
-    out: dict[str, Any] = {"margin": d.settings.margin, "forgot": [], "no evidence": [], "improved": []}
+    out: dict[str, Any] = {"margin": d.settings.margin, "forgot": [], "no evidence": [], "improved": [],
+                           "not measured": []}
     for b, e in d.per_bench.items():
         if e["forgetting"]:
             out[e["forgetting"]["verdict"]].append(b)

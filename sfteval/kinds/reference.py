@@ -5,10 +5,13 @@ OpenAI messages). The prompt is the conversation up to the final assistant turn,
 rendered with the chat template (or the default template, as in training); the
 reference is the final assistant response.
 
-Metrics (options.metrics): `bleu` (sacrebleu corpus BLEU, bootstrap CI over items; the
-per-sample score stored is sentence BLEU, so the mean of per-sample values is NOT the
-corpus score), `rouge1`, `rouge2`, `rougeL` (rouge-score F-measure, t interval),
-`bertscore_f1` (bert-score; model is the run's `bertscore_model`). `options.extra_metrics`
+Metrics (options.metrics): `bleu` (sacrebleu corpus BLEU, everywhere under this name:
+results, comparisons, gate, report, dashboard; its interval resamples the items' BLEU
+sufficient statistics, B = 10,000, seeded per benchmark), `sentence_bleu` (the mean of
+per-item sentence BLEU: a different statistic with its own name; stored per item with
+`bleu` too), `rouge1`, `rouge2`, `rougeL` (rouge-score F-measure, bounded score interval),
+`bertscore_f1` (bert-score; model is the run's `bertscore_model`), `exact_match` (1 when
+the reply equals the reference, outer whitespace aside; a proportion; opt-in). `options.extra_metrics`
 adds HF `evaluate` metrics by local script path or hub name (corpus-level, bootstrap CI).
 """
 
@@ -24,11 +27,13 @@ from sfteval.errors import SftevalError
 from sfteval.formats import to_conversation
 from sfteval.kinds import Aggregate, BuildContext, Built, ScoreRecord
 from sfteval.kinds.common import gen_params_for, output_texts
+from sfteval.runfolder.records import SampleLine
 from sfteval.stats import bootstrap_estimate, mean_estimate
 from sfteval.types import Estimate, GenRequest, Generation, Loglik, Sample
 
 DEFAULT_METRICS = ("bleu", "rouge1", "rouge2", "rougeL", "bertscore_f1")
-KNOWN = set(DEFAULT_METRICS)
+KNOWN = set(DEFAULT_METRICS) | {"sentence_bleu", "exact_match"}
+CORPUS = ("bleu",)  # no per-item value: computed over the corpus, compared by resampling
 
 
 def _metrics(spec: BenchmarkSpec) -> list[str]:
@@ -71,18 +76,20 @@ class ReferenceKind:
         refs = [str(s.reference) for s in samples]
         names = _metrics(spec)
         per: dict[str, list[float]] = {}
-        if "bleu" in names:
-            per["bleu"] = text.sentence_bleu(hyps, refs)
+        if "bleu" in names or "sentence_bleu" in names:
+            per["sentence_bleu"] = text.sentence_bleu(hyps, refs)
         if any(n.startswith("rouge") for n in names):
             r = text.rouge(hyps, refs)
             per.update({n: r[n] for n in ("rouge1", "rouge2", "rougeL") if n in names})
+        if "exact_match" in names:  # the whole reply, outer whitespace aside
+            per["exact_match"] = [float(h.strip() == r.strip()) for h, r in zip(hyps, refs)]
         meta: dict[str, Any] = {}
         if "bertscore_f1" in names:
             f1, info = text.bertscore_f1(hyps, refs, model=str(spec.options.get("bertscore_model", "auto")))
             per["bertscore_f1"] = f1
             meta = {"bertscore": info}
         return [
-            ScoreRecord(answer=None, scores={n: float(per[n][i]) for n in names}, meta=meta if i == 0 else {})
+            ScoreRecord(answer=None, scores={n: float(v[i]) for n, v in per.items()}, meta=meta if i == 0 else {})
             for i in range(len(samples))
         ]
 
@@ -90,36 +97,26 @@ class ReferenceKind:
         from sfteval.metrics import text
 
         names = _metrics(spec)
-        seed = int(spec.options.get("bootstrap_seed", 0))
-        resamples = int(spec.options.get("bootstrap_resamples", 1000))
-        hyps = [r.get("output", (r.get("outputs") or [""])[0]) or "" for r in records]
+        from sfteval.bootstrap import benchmark_seed
+
+        seed = benchmark_seed(spec.name, int(spec.options.get("bootstrap_seed", 0)))
+        resamples = int(spec.options.get("bootstrap_resamples", 10_000))
+        hyps = [SampleLine.from_dict(r).output for r in records]  # the first output of each line
         refs = [str(r["reference"]) for r in records]
         metrics: dict[str, Estimate] = {}
         for n in names:
             if n == "bleu":
-                metrics[n] = corpus_bleu_estimate(hyps, refs, seed=seed, resamples=resamples)
+                metrics[n] = text.corpus_bleu_estimate(hyps, refs, seed=seed, resamples=resamples)
+            elif n == "sentence_bleu":
+                metrics[n] = mean_estimate([r["scores"][n] for r in records], proportion=False, bounds=(0.0, 100.0))
             else:
-                metrics[n] = mean_estimate([r["scores"][n] for r in records], proportion=False)
+                metrics[n] = mean_estimate([r["scores"][n] for r in records], proportion=n == "exact_match")
         for spec_name in spec.options.get("extra_metrics", []):
             values = text.evaluate_metric(spec_name, hyps, refs)
             for key, value in values.items():
                 if isinstance(value, (int, float)):
                     metrics[f"{_short(spec_name)}/{key}"] = _evaluate_estimate(spec_name, key, hyps, refs, float(value), seed)
         return Aggregate(metrics, "rougeL" if "rougeL" in names else names[0])
-
-
-def corpus_bleu_estimate(hyps: list[str], refs: list[str], *, seed: int, resamples: int = 1000) -> Estimate:
-    """Corpus BLEU with a bootstrap CI over items, resampling sacrebleu's per-sentence
-    sufficient statistics (fast: no re-tokenising per replicate)."""
-    from sacrebleu.metrics import BLEU
-
-    bleu = BLEU()
-    stats = np.asarray(bleu._extract_corpus_statistics(hyps, [refs]), dtype=float)
-
-    def statistic(idx: np.ndarray) -> float:
-        return float(bleu._compute_score_from_stats(list(stats[idx].sum(axis=0))).score)
-
-    return bootstrap_estimate(statistic, len(hyps), seed=seed, resamples=resamples)
 
 
 def _short(spec_name: str) -> str:
