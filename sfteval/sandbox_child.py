@@ -33,8 +33,10 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _result(outcome: str, error_type: str | None = None, detail: str = "", **common: Any) -> dict[str, Any]:
-    """An execute.ExecResult as a dict (the wire format)."""
-    return {"outcome": outcome, "error_type": error_type, "detail": detail, **common}
+    """An execute.ExecResult as a dict (the wire format). Text is made valid UTF-8: a
+    program's message may hold lone surrogates, which no results file can store."""
+    clean = str(detail).encode("utf-8", "backslashreplace").decode("utf-8")
+    return {"outcome": outcome, "error_type": error_type, "detail": clean, **common}
 
 
 def _read_exact(fd: int, n: int) -> bytes:
@@ -65,6 +67,8 @@ class _Setup:
         import sandbox_jail as jail
 
         self.mode: str = cfg["mode"]  # "root" | "userns" | "unsafe"
+        self.host_uid = os.getuid()
+        self.processes_bounded = True
         self.cgroups = jail.Cgroups()
         self.scratch_fd: int | None = None
         self.seccomp: bytes | None = None
@@ -98,13 +102,17 @@ class _Setup:
                 self.root_dir = f"{scratch}/root"
         jail.build_root(cfg["allow"], cfg["masks"], getattr(self, "root_dir", None), proc=self.mode == "userns",
                         scratch=None if self.mapped else f"{scratch}/progs")
-        self.seccomp = jail.seccomp_filter(block_memory=not self.cgroups.version)
+        # RLIMIT_NPROC never binds host uid 0 (the kernel exempts root's user): without a
+        # pids cgroup, a capability-less root in a user namespace gets no new processes.
+        self.processes_bounded = self.mode == "root" or "pids" in self.cgroups.describe() or self.host_uid != 0
+        self.seccomp = jail.seccomp_filter(block_memory=not self.cgroups.version, block_processes=not self.processes_bounded)
 
     def describe(self) -> dict[str, Any]:
         return {
             "cgroups": self.cgroups.describe(),
             "cgroup_note": self.cgroups.error,
             "seccomp": self.seccomp is not None,
+            "processes": "bounded" if self.processes_bounded else "none (fork refused)",
             "uid_mapped": self.mapped,
             "tmp": "tmpfs" if self.mapped else "host folder",
             "scratch": self.scratch if not self.mapped else None,
@@ -439,6 +447,7 @@ def _lock_down(limits: Any, setup: _Setup, uid: int | None, judge: bool, nproc: 
             jail.libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         return
     if uid is not None:
+        jail.drop_bounding_set()
         os.setgroups([])
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)  # drops every capability

@@ -16,7 +16,11 @@ loaded by the fork server before any untrusted code runs.
   open_by_handle_at, fanotify; `socket`/`socketpair` for any family but AF_UNIX; clone3
   answers ENOSYS (glibc then uses clone, whose flags the filter can see). Where no memory
   cgroup bounds the program it also refuses memfd_create, memfd_secret and shmget, the
-  memory that RLIMIT_AS does not count. Other architectures: no filter (recorded).
+  memory that RLIMIT_AS does not count; where neither a pids cgroup nor RLIMIT_NPROC
+  counts its processes (host uid 0 in a user namespace: the kernel never applies
+  RLIMIT_NPROC to uid 0), it refuses new processes (fork, vfork, clone without
+  CLONE_THREAD; threads stay, bounded by RLIMIT_AS). Other architectures: no filter
+  (recorded).
 - `drop_capabilities`: empty bounding, permitted, effective and inheritable sets.
 - `Cgroups`: a cgroup per fork server, which runs one program at a time, so it bounds
   each program (memory incl. tmpfs/shmem/memfd pages, pids, cpu); on cgroup v1
@@ -163,10 +167,15 @@ def set_readonly(path: str, clear: bool = False, recursive: bool = True) -> None
 
 # -- capabilities and seccomp ------------------------------------------------------
 
-def drop_capabilities() -> None:
+def drop_bounding_set() -> None:
+    """No capability can come back through execve (needs CAP_SETPCAP: do it first)."""
     for cap in range(64):
-        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() not in (errno.EINVAL, errno.EPERM):
+        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() == errno.EINVAL:
             break
+
+
+def drop_capabilities() -> None:
+    drop_bounding_set()
     header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this thread
     data = (ctypes.c_uint32 * 6)()
     check(libc.capset(ctypes.byref(header), ctypes.byref(data)), "capset")
@@ -186,17 +195,20 @@ _X86_64 = {
 }
 _X86_64_MEMORY = {"memfd_create": 319, "memfd_secret": 447, "shmget": 29}
 _CLONE, _CLONE3, _SOCKET, _SOCKETPAIR = 56, 435, 41, 53
+_CLONE_THREAD = 0x00010000
 _NS_FLAGS = CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWTIME
 _AUDIT_ARCH_X86_64 = 0xC000003E
 _RET_ALLOW, _RET_ERRNO, _RET_KILL = 0x7FFF0000, 0x00050000, 0x80000000
 _LD_W_ABS, _JEQ_K, _JGE_K, _JSET_K, _RET_K = 0x20, 0x15, 0x35, 0x45, 0x06
 
 
-def seccomp_filter(block_memory: bool) -> bytes | None:
-    """The BPF program (bytes of sock_filter), or None where we have no syscall table."""
+def seccomp_filter(block_memory: bool, block_processes: bool = False) -> bytes | None:
+    """The BPF program (bytes of sock_filter), or None where we have no syscall table.
+    `block_processes`: no fork/vfork/clone of a new process (threads stay allowed, and
+    RLIMIT_AS bounds their stacks): for where nothing else counts processes."""
     if platform.machine() != "x86_64":
         return None
-    blocked = dict(_X86_64, **(_X86_64_MEMORY if block_memory else {}))
+    blocked = dict(_X86_64, **(_X86_64_MEMORY if block_memory else {}), **({"fork": 57, "vfork": 58} if block_processes else {}))
     # (code, jt, jf, k) with symbolic jump targets resolved below.
     prog: list[tuple[int, Any, Any, int]] = [
         (_LD_W_ABS, 0, 0, 4),  # seccomp_data.arch
@@ -214,10 +226,14 @@ def seccomp_filter(block_memory: bool) -> bytes | None:
         (_RET_K, 0, 0, _RET_ALLOW),
     ]
     labels = {"clone": len(prog)}
-    prog += [(_LD_W_ABS, 0, 0, 16), (_JSET_K, "eperm", 0, _NS_FLAGS), (_RET_K, 0, 0, _RET_ALLOW)]  # args[0] low word
+    prog += [(_LD_W_ABS, 0, 0, 16), (_JSET_K, "eperm", 0, _NS_FLAGS)]  # args[0] low word
+    if block_processes:
+        prog += [(_JSET_K, 0, "eagain", _CLONE_THREAD)]
+    prog += [(_RET_K, 0, 0, _RET_ALLOW)]
     labels["socket"] = len(prog)
     prog += [(_LD_W_ABS, 0, 0, 16), (_JEQ_K, "allow", 0, 1), (_RET_K, 0, 0, _RET_ERRNO | errno.EAFNOSUPPORT)]
-    for name, ret in (("allow", _RET_ALLOW), ("eperm", _RET_ERRNO | errno.EPERM), ("enosys", _RET_ERRNO | errno.ENOSYS), ("kill", _RET_KILL)):
+    for name, ret in (("allow", _RET_ALLOW), ("eperm", _RET_ERRNO | errno.EPERM), ("enosys", _RET_ERRNO | errno.ENOSYS),
+                      ("eagain", _RET_ERRNO | errno.EAGAIN), ("kill", _RET_KILL)):  # fmt: skip
         labels[name] = len(prog)
         prog.append((_RET_K, 0, 0, ret))
     out = bytearray()

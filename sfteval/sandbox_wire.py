@@ -58,10 +58,16 @@ def _enc(v: Any, out: bytearray, depth: int) -> None:
     elif t is complex:
         out += b"c" + _C.pack(v.real, v.imag)
     elif t is str:
+        if len(v) > MAX_FRAME:  # refused here, before any copy is made
+            raise Unencodable(f"a str of {len(v)} characters is over the {MAX_FRAME}-byte frame limit")
         raw = v.encode("utf-8", "surrogatepass")
         out += b"s" + _L.pack(len(raw)) + raw
     elif t is bytes:
+        if len(v) > MAX_FRAME:
+            raise Unencodable(f"{len(v)} bytes are over the {MAX_FRAME}-byte frame limit")
         out += b"b" + _L.pack(len(v)) + v
+    elif len(out) > MAX_FRAME:
+        raise Unencodable(f"over the {MAX_FRAME}-byte frame limit")
     elif t is dict:
         out += b"d" + _L.pack(len(v))
         for k, x in v.items():
