@@ -4,7 +4,10 @@ choices[4], answer index).
 `options.mode = "loglik"` (default): the standard k-shot prompt ending in "Answer:",
 scored by the log-likelihood of each answer letter (" A", " B", ...) at the answer
 position: one forward pass per question, not one per choice.
-`options.mode = "generate"`: for chat models; the reply's letter is extracted.
+`options.mode = "generate"`: for chat models; the reply's letter is extracted. Without a
+chat template it sends the same k-shot text as loglik mode (`render_plain`); with one,
+`prompt.chat_fewshot` exemplars as prior turns (`render_chat`). The exemplars recorded in
+settings are exactly those in the prompt.
 
 Exemplars: the first k rows of the few-shot split (`dev`) with the same subject, in
 file order (the MMLU convention), recorded by id. Reported: `accuracy` (micro: over all
@@ -17,6 +20,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sfteval.benchmarks import BenchmarkSpec, limited, load_rows, require, row_id
@@ -24,6 +28,7 @@ from sfteval.errors import SftevalError
 from sfteval.kinds import Aggregate, BuildContext, Built, ScoreRecord
 from sfteval.kinds.common import gen_params_for, output_texts
 from sfteval.metrics.extract import extract_choice
+from sfteval.prompts import Renderer
 from sfteval.stats import Z95, mean_estimate
 from sfteval.types import Estimate, GenRequest, Generation, Loglik, LoglikRequest, Message, Sample
 
@@ -35,17 +40,26 @@ def _pretty(subject: str) -> str:
     return subject.replace("_", " ")
 
 
-def _question_block(row: dict[str, Any], source: str, line: int) -> tuple[str, list[str]]:
+@dataclass(frozen=True)
+class Item:
+    """One parsed question: the question with its lettered choices, and the right letter."""
+
+    body: str
+    letters: tuple[str, ...]
+    answer: str
+
+
+def parse_item(row: dict[str, Any], source: str, line: int) -> Item:
     question = str(require(row, "question", source, line)).strip()
     choices = require(row, "choices", source, line)
     if not isinstance(choices, (list, tuple)) or not 2 <= len(choices) <= len(LETTERS):
         raise SftevalError("expected a list of 2-10 choices", path=source, line=line, field="choices")
-    letters = list(LETTERS[: len(choices)])
+    letters = tuple(LETTERS[: len(choices)])
     body = question + "\n" + "".join(f"{letter}. {str(c).strip()}\n" for letter, c in zip(letters, choices))
-    return body, letters
+    return Item(body, letters, _answer_letter(row, letters, source, line))
 
 
-def _answer_letter(row: dict[str, Any], letters: list[str], source: str, line: int) -> str:
+def _answer_letter(row: dict[str, Any], letters: Sequence[str], source: str, line: int) -> str:
     ans = require(row, "answer", source, line)
     if isinstance(ans, str) and ans.strip().upper() in letters:
         return ans.strip().upper()
@@ -55,9 +69,30 @@ def _answer_letter(row: dict[str, Any], letters: list[str], source: str, line: i
         raise SftevalError(f"answer '{ans}' is not a valid choice", path=source, line=line, field="answer") from None
 
 
-def _solved(row: dict[str, Any], source: str, line: int) -> str:
-    body, letters = _question_block(row, source, line)
-    return f"{body}Answer: {_answer_letter(row, letters, source, line)}\n\n"
+# ----------------------------------------------------------------------------- prompts
+# Pure functions of (renderer, subject, exemplars, item) -> the exact prompt, one per
+# prompt mode; scoring never sees how a prompt was made, and the exemplars passed in are
+# the ones recorded in settings (so a record cannot claim shots the prompt lacks).
+
+
+def render_plain(renderer: Renderer, subject: str, shots: Sequence[Item], item: Item) -> str:
+    """The MMLU k-shot text ending in "Answer:": log-likelihood mode, and generate mode
+    without a chat template (the same text, so both modes see the same exemplars)."""
+    header = f"The following are multiple choice questions (with answers) about {_pretty(subject)}.\n\n"
+    solved = "".join(f"{s.body}Answer: {s.answer}\n\n" for s in shots)
+    return renderer.plain(f"{header}{solved}{item.body}Answer:")
+
+
+def render_chat(renderer: Renderer, subject: str, shots: Sequence[Item], item: Item) -> str:
+    """Generate mode with a chat template: each exemplar a user turn and its letter the reply."""
+    msgs: list[Message] = []
+    for s in shots:
+        msgs += [Message("user", f"{s.body}\n{CHAT_INSTRUCTION}"), Message("assistant", s.answer)]
+    msgs.append(Message("user", f"{item.body}\n{CHAT_INSTRUCTION}"))
+    return renderer.conversation(msgs)
+
+
+PROMPT_MODES = {"plain": render_plain, "chat": render_chat}
 
 
 class ChoiceKind:
@@ -70,21 +105,21 @@ class ChoiceKind:
         loaded = load_rows(spec, ctx.data_path)
         src = loaded.info["source"]
         chat = ctx.renderer.chat and mode == "generate"
+        render = PROMPT_MODES["chat" if chat else "plain"]
         k = spec.prompt.chat_fewshot if chat else spec.prompt.num_fewshot
-        by_subject: dict[str, list[tuple[str, dict[str, Any], int]]] = defaultdict(list)
+        by_subject: dict[str, list[tuple[str, Item]]] = defaultdict(list)
         fewshot_info: dict[str, Any] = {}
         if k > 0:
             pool = load_rows(spec, fewshot=True)
+            pool_src = pool.info["source"]
             for i, (line, r) in enumerate(pool.rows):
-                by_subject[str(r.get("subject", ""))].append((row_id(r, i), r, line))
+                by_subject[str(r.get("subject", ""))].append((row_id(r, i), parse_item(r, pool_src, line)))
             fewshot_info = {"fewshot_data": pool.info}
-        pool_src = fewshot_info.get("fewshot_data", {}).get("source", "")
         params = gen_params_for(spec, ctx, chat=chat)
         samples, used_shots = [], {}
         for index, line, row in limited(loaded.rows, ctx.limit):
             subject = str(row.get("subject", ""))
-            body, letters = _question_block(row, src, line)
-            reference = _answer_letter(row, letters, src, line)
+            item = parse_item(row, src, line)
             shots = by_subject.get(subject, [])[:k]
             if k > 0 and len(shots) < k:
                 raise SftevalError(
@@ -93,23 +128,14 @@ class ChoiceKind:
                     line=line,
                     field="subject",
                 )
-            used_shots[subject] = [sid for sid, _, _ in shots]
+            used_shots[subject] = [sid for sid, _ in shots]
             sid = row_id(row, index)
-            meta = {"subject": subject, "letters": letters}
+            prompt = render(ctx.renderer, subject, [shot for _, shot in shots], item)
             if mode == "loglik":
-                header = f"The following are multiple choice questions (with answers) about {_pretty(subject)}.\n\n"
-                shot_text = "".join(_solved(r, pool_src, pl) for _, r, pl in shots)
-                prompt = ctx.renderer.plain(f"{header}{shot_text}{body}Answer:")
-                request: GenRequest | LoglikRequest = LoglikRequest(prompt, tuple(f" {x}" for x in letters))
+                request: GenRequest | LoglikRequest = LoglikRequest(prompt, tuple(f" {x}" for x in item.letters))
             else:
-                msgs: list[Message] = []
-                for _, r, pl in shots:
-                    b, ls = _question_block(r, pool_src, pl)
-                    msgs += [Message("user", f"{b}\n{CHAT_INSTRUCTION}"), Message("assistant", _answer_letter(r, ls, pool_src, pl))]
-                msgs.append(Message("user", f"{body}\n{CHAT_INSTRUCTION}"))
-                prompt = ctx.renderer.conversation(msgs) if chat else ctx.renderer.plain(f"{body}Answer:")
                 request = GenRequest(prompt, params.with_seed(ctx.seed, sid))
-            samples.append(Sample(sid, prompt, reference, request, meta))
+            samples.append(Sample(sid, prompt, item.answer, request, {"subject": subject, "letters": list(item.letters)}))
         settings = {
             "mode": mode,
             "num_fewshot": k,

@@ -38,6 +38,7 @@ from sfteval.kinds import Aggregate, BuildContext, Built, ScoreRecord
 from sfteval.kinds.common import gen_params_for, output_texts
 from sfteval.metrics.code_extract import COMPLETION_STOPS, chat_program, extract_code, truncate_at_stops
 from sfteval.metrics.passk import DEFAULT_KS, ks_for, pass_at_k_estimate
+from sfteval.prompts import Renderer
 from sfteval.types import Estimate, GenRequest, Generation, Loglik, Message, Sample
 
 DEFAULT_INSTRUCTION = (
@@ -124,6 +125,23 @@ def _limits(spec: BenchmarkSpec) -> Any:
     )
 
 
+# ----------------------------------------------------------------------------- prompts
+# Pure functions of (renderer, the task's code prompt, instruction) -> the exact prompt.
+
+
+def render_completion(renderer: Renderer, code_prompt: str, instruction: str) -> str:
+    """The HumanEval convention: the signature and docstring, to be continued."""
+    return renderer.plain(code_prompt)
+
+
+def render_chat(renderer: Renderer, code_prompt: str, instruction: str) -> str:
+    """The chat template: the instruction and the code prompt in a fenced block."""
+    return renderer.conversation([Message("user", f"{instruction}\n\n```python\n{code_prompt.strip()}\n```")])
+
+
+PROMPT_MODES = {"completion": render_completion, "chat": render_chat}
+
+
 class CodeKind:
     name = "code"
 
@@ -148,11 +166,7 @@ class CodeKind:
                 if not isinstance(task[k], str) or not task[k].strip():
                     raise SftevalError("expected a non-empty string", path=src, line=line, field=k)
             sid = str(task["task_id"]) or row_id(row, index)
-            if chat:
-                text = f"{instruction}\n\n```python\n{task['prompt'].strip()}\n```"
-                prompt = ctx.renderer.conversation([Message("user", text)])
-            else:
-                prompt = ctx.renderer.plain(task["prompt"])
+            prompt = PROMPT_MODES["chat" if chat else "completion"](ctx.renderer, task["prompt"], instruction)
             meta = {"entry_point": task["entry_point"], "code_prompt": task["prompt"], "mode": "chat" if chat else "completion"}
             samples.append(Sample(sid, prompt, task["test"], GenRequest(prompt, params.with_seed(ctx.seed, sid)), meta))
         settings = {

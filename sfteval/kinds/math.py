@@ -26,6 +26,7 @@ from sfteval.fileio import sha256_text
 from sfteval.kinds import Aggregate, BuildContext, Built, ScoreRecord
 from sfteval.kinds.common import gen_params_for, output_texts
 from sfteval.metrics.extract import extract_gsm8k_strict, extract_last_number, gsm8k_reference
+from sfteval.prompts import Renderer
 from sfteval.stats import mean_estimate
 from sfteval.types import GenRequest, Generation, Loglik, Message, Sample
 
@@ -36,6 +37,32 @@ DEFAULT_INSTRUCTION = "Solve the problem step by step. End with a line of the fo
 def _exemplar_text(row: dict[str, Any], strip_calc: bool) -> tuple[str, str]:
     q, a = str(row["question"]).strip(), str(row["answer"]).strip()
     return q, CALCULATOR.sub("", a) if strip_calc else a
+
+
+# ----------------------------------------------------------------------------- prompts
+# Pure functions of (renderer, exemplars as (question, solution), question, instruction)
+# -> the exact prompt, one per prompt mode; the exemplars passed are the recorded ones.
+
+
+def fewshot_prefix(shots: Sequence[tuple[str, str]]) -> str:
+    return "".join(f"Question: {q}\nAnswer: {a}\n\n" for q, a in shots)
+
+
+def render_plain(renderer: Renderer, shots: Sequence[tuple[str, str]], question: str, instruction: str) -> str:
+    """k-shot chain of thought: solved exemplars, then the question and "Answer:"."""
+    return renderer.plain(f"{fewshot_prefix(shots)}Question: {question}\nAnswer:")
+
+
+def render_chat(renderer: Renderer, shots: Sequence[tuple[str, str]], question: str, instruction: str) -> str:
+    """The chat template: exemplars as prior turns, each question with the instruction."""
+    msgs: list[Message] = []
+    for q, a in shots:
+        msgs += [Message("user", f"{q}\n\n{instruction}"), Message("assistant", a)]
+    msgs.append(Message("user", f"{question}\n\n{instruction}"))
+    return renderer.conversation(msgs)
+
+
+PROMPT_MODES = {"plain": render_plain, "chat": render_chat}
 
 
 class MathKind:
@@ -65,7 +92,9 @@ class MathKind:
             shots = random.Random(spec.prompt.fewshot_seed).sample(pool_rows, k)
             fewshot_info = {"fewshot_data": pool.info}
         instruction = spec.prompt.instruction or DEFAULT_INSTRUCTION
-        prefix = "".join(f"Question: {q}\nAnswer: {a}\n\n" for q, a in (_exemplar_text(r, strip_calc) for _, r in shots))
+        solved = [_exemplar_text(r, strip_calc) for _, r in shots]
+        prefix = fewshot_prefix(solved)
+        render = PROMPT_MODES["chat" if chat else "plain"]
         params = gen_params_for(spec, ctx, chat=chat)
         samples = []
         for index, line, row in limited(loaded.rows, ctx.limit):
@@ -73,14 +102,7 @@ class MathKind:
             question = str(require(row, "question", src, line)).strip()
             reference = gsm8k_reference(str(require(row, "answer", src, line)), path=src, line=line)
             sid = row_id(row, index)
-            if chat:
-                msgs: list[Message] = []
-                for q, a in (_exemplar_text(r, strip_calc) for _, r in shots):
-                    msgs += [Message("user", f"{q}\n\n{instruction}"), Message("assistant", a)]
-                msgs.append(Message("user", f"{question}\n\n{instruction}"))
-                prompt = ctx.renderer.conversation(msgs)
-            else:
-                prompt = ctx.renderer.plain(f"{prefix}Question: {question}\nAnswer:")
+            prompt = render(ctx.renderer, solved, question, instruction)
             samples.append(Sample(sid, prompt, reference, GenRequest(prompt, params.with_seed(ctx.seed, sid))))
         settings = {
             "num_fewshot": k,
