@@ -152,3 +152,12 @@ def test_checkpoints_page_falls_back_to_train_log_jsonl(tmp_path: Path, monkeypa
     monkeypatch.setenv("SFTEVAL_REPORTS", str(tmp_path))
     at = _open("checkpoints")
     assert not at.info and len(at.get("vega_lite_chart")) == 2
+
+
+def test_compare_page_lists_every_registered_diagnosis(app_env) -> None:
+    from sfteval.diagnoses import DIAGNOSES
+
+    at = _open("compare")
+    shown = [e.label for e in at.expander] + [c.value for c in at.caption]
+    for name in DIAGNOSES:  # the page reads the registry: a new diagnosis appears without a page edit
+        assert any(s == name or s.startswith(f"{name} (") or f"`{name}`" in s for s in shown), (name, shown)

@@ -15,6 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from data import comparison, settings
+from sfteval.diagnoses import DIAGNOSES
 from sfteval.errors import SftevalError
 from sfteval.runfolder import list_comparisons
 
@@ -148,3 +149,16 @@ if drift:
              for b, d in drift.items() for q, c in d.items() if isinstance(c, dict) and "delta" in c]
     if drows:
         st.dataframe(pd.DataFrame(drows), hide_index=True)
+
+# Every registered diagnosis (sfteval.diagnoses.DIAGNOSES, the keys compare writes and the
+# report renders), as written: a new diagnosis shows up here without a page edit.
+st.subheader("Diagnoses")
+for name in DIAGNOSES:
+    found = comp.get(name)
+    if found is None:
+        st.caption(f"`{name}`: not in this comparison (written by an older sfteval)")
+        continue
+    unavailable = isinstance(found, dict) and found.get("available") is False
+    with st.expander(f"{name}" + (f" (not available: {found.get('reason')})" if unavailable else ""),
+                     expanded=False):
+        st.json(found, expanded=False)
