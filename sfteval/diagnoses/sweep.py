@@ -1,7 +1,14 @@
 """Over a checkpoint sweep (sweep.json): the held-out metric peaking before the end,
 eval loss rising while train loss falls, and the checkpoint to keep.
 
-Not covered: running the sweep (`sfteval.sweep`) and any selection-bias correction.
+Selection-aware (`sfteval.selection`) when the checkpoints' run folders are readable:
+the kept checkpoint is chosen on one half of the items and reported on the other (the
+split is recorded), every checkpoint has a simultaneous interval over the K, "peak
+significant" is a paired last-vs-best test corrected for K, and "earliest equivalent" is
+a TOST with a stated margin. Without per-item scores (run folders gone) the old
+summary-only fields are given, marked `selection_aware: false`.
+
+Not covered: running the sweep (`sfteval.sweep`).
 """
 
 from __future__ import annotations
@@ -14,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from sfteval.errors import SftevalError
-from sfteval.runfolder import SweepRecord, TrainLogRow, read_sweep
+from sfteval.runfolder import SweepRecord, TrainLogRow, read_samples, read_sweep
+from sfteval.selection import DEFAULT_EQUIVALENCE_MARGIN, selection_stats
 
 
 def loss_analysis(log: Sequence[TrainLogRow]) -> dict[str, Any]:
@@ -60,19 +68,52 @@ def analyse(sweep: SweepRecord, path: str) -> dict[str, Any]:
                            "loss": loss_analysis(sweep.train_log)}
     if not points:
         return out | {"available": False, "reason": f"no checkpoint reports {sel}"}
+    matrix = _item_scores(sweep, bench, metric, [p["step"] for p in points])
+    if matrix is not None:
+        ids, scores = matrix
+        stats = selection_stats([p["step"] for p in points], ids, scores, mode, DEFAULT_EQUIVALENCE_MARGIN)
+        run_ids = {p["step"]: p["run_id"] for p in points}
+        keep = stats.get("keep") or {"step": stats["peak"]["step"]}
+        out.update(selection_aware=True, selection={k: stats[k] for k in ("k", "n", "alpha", "simultaneous", "split")},
+                   peak=stats["peak"],
+                   keep=keep | {"run_id": run_ids.get(keep["step"]),
+                                "reason": f"best {sel} ({mode}) on the select split, reported on the report split"},
+                   earliest_equivalent=stats["earliest_equivalent"]
+                   | {"run_id": run_ids.get(stats["earliest_equivalent"]["step"])})
+        return out
+    return out | _summary_only(points, sel, mode)
+
+
+def _item_scores(sweep: SweepRecord, bench: str, metric: str, steps: list[int]
+                 ) -> tuple[list[str], np.ndarray] | None:
+    """(aligned ids, K x n scores) from each checkpoint's samples, or None if any is unreadable."""
+    by_step = {ck.step: ck for ck in sweep.checkpoints}
+    per: list[dict[str, float]] = []
+    for step in steps:
+        ck = by_step[step]
+        path = Path(ck.run_dir) / "samples" / f"{bench}.jsonl" if ck.run_dir else None
+        if path is None or not path.is_file():
+            return None
+        rows = read_samples(path)
+        per.append({i: v for i, r in rows.items() if (v := r.score(metric)) is not None})
+    ids = sorted(set.intersection(*(set(p) for p in per))) if per else []
+    if len(ids) < 4:
+        return None
+    return ids, np.array([[p[i] for i in ids] for p in per], dtype=float)
+
+
+def _summary_only(points: list[dict[str, Any]], sel: str, mode: str) -> dict[str, Any]:
+    """Without per-item scores: point estimates only; nothing selection-aware is claimed."""
     sign = 1.0 if mode == "max" else -1.0
     best = max(points, key=lambda p: (sign * p["value"], -p["step"]))
     last = points[-1]
-    lci = last["ci95"]
-    significant = bool(lci[1] is not None and lci[1] < best["value"]) if mode == "max" else \
-        bool(lci[0] is not None and lci[0] > best["value"])
-    out["peak"] = {"step": best["step"], "value": best["value"], "last_step": last["step"],
-                   "last_value": last["value"], "before_end": best["step"] != last["step"],
-                   "significant": significant and best["step"] != last["step"]}
-    out["keep"] = {"step": best["step"], "run_id": best["run_id"], "reason": f"best {sel} ({mode})"}
-    reach = [p for p in points if p["ci95"][0] is not None and p["ci95"][0] <= best["value"] <= p["ci95"][1]]
-    out["earliest_equivalent"] = {"step": reach[0]["step"], "run_id": reach[0]["run_id"]} if reach else None
-    return out
+    return {"selection_aware": False,
+            "reason": "the checkpoints' samples are not readable: no paired or split statistics",
+            "peak": {"step": best["step"], "value": best["value"], "last_step": last["step"],
+                     "last_value": last["value"], "before_end": best["step"] != last["step"], "significant": None},
+            "keep": {"step": best["step"], "run_id": best["run_id"],
+                     "reason": f"best {sel} ({mode}); its interval is biased upward (chosen on the same items)"},
+            "earliest_equivalent": None}
 
 
 def diagnose(sweep: str | None) -> dict[str, Any]:
