@@ -157,7 +157,15 @@ def _site_dirs() -> list[str]:
 
 
 def filesystem_plan(read_paths: Sequence[str] = ()) -> tuple[list[str], list[str]]:
-    """(allowed paths, masked folders) of the program's root file system."""
+    """(allowed paths, masked folders) of the program's root file system. A declared
+    path under /tmp, /dev/shm or /proc would be hidden by the program's own: refused."""
+    for p in read_paths:
+        real = os.path.realpath(p)
+        if any(real == top or real.startswith(top + os.sep) for top in ("/tmp", "/dev/shm", "/proc")):
+            raise SftevalError(f"read path {p} lies under /tmp, /dev/shm or /proc, which each program gets fresh",
+                               field="options.read_paths", hint="put the files the benchmark needs elsewhere (e.g. /var/tmp, /srv)")
+        if not os.path.exists(real):
+            raise SftevalError(f"read path {p} does not exist", field="options.read_paths")
     stdlib = os.path.realpath(os.path.dirname(os.__file__))
     base = os.path.realpath(sys.base_prefix)
     allow = [os.path.realpath(sys.executable), stdlib]

@@ -453,3 +453,129 @@ def test_unsafe_mode_still_judges_honestly(tmp_path: Path) -> None:
     ]
     results = run_jobs(jobs, workers=2, limits=Limits(timeout_s=1.0), isolation="unsafe")
     assert [r.label for r in results] == ["passed", "failed", "error(Exited)", "timeout", "passed"]
+
+
+# -- the judge and its wire ------------------------------------------------------------
+
+def test_wire_round_trips_exact_builtin_types_only() -> None:
+    from sfteval.sandbox_wire import BadData, Unencodable, decode, encode
+
+    values = [None, True, False, 0, -1, 10**200, 1.5, float("inf"), -0.0, 1 + 2j, "", "é\udcff", b"\x00",
+              [1, [2.0]], (1, "a"), {1: "x", "k": (None,)}, {1, 2}, frozenset({"a"}), ((), [], {})]
+    for v in values:
+        back = decode(encode(v))
+        assert back == v and type(back) is type(v)
+    nan = decode(encode(float("nan")))
+    assert nan != nan
+    assert type(decode(encode([True]))[0]) is bool
+    for bad in (type("I", (int,), {})(1), type("L", (list,), {})(), (x for x in ()), object(), print, bytearray(b"x")):
+        with pytest.raises(Unencodable):
+            encode(bad)
+    deep: list = []
+    for _ in range(200):
+        deep = [deep]
+    with pytest.raises(Unencodable):
+        encode(deep)
+    for junk in (b"", b"?", b"i\xff\xff\xff\xff", b"l\x05\x00\x00\x00N", b"s\x02\x00\x00\x00\xff\xfe", b"NN",
+                 b"S\x01\x00\x00\x00l\x00\x00\x00\x00", b"l\xff\xff\xff\x0fN"):
+        with pytest.raises(BadData):
+            decode(junk)
+
+
+@hostile
+def test_candidate_exceptions_reach_the_test_as_their_builtin_class(roomy_sandbox: Sandbox) -> None:
+    """A test that expects an exception from the candidate still sees one; the label
+    of an exception the test does not expect names the candidate's class."""
+    test = ("def check(candidate):\n    try:\n        candidate(-1)\n        raise AssertionError('no error')\n"
+            "    except ValueError:\n        pass\n    assert candidate(2) == 4\n")
+    prog = "def sq(x):\n    if x < 0:\n        raise ValueError('negative')\n    return x * x\n"
+    custom = "class Oops(Exception):\n    pass\ndef sq(x):\n    raise Oops('no')\n"
+    exits = "def sq(x):\n    raise SystemExit(0)\n"
+    catch_all = "def check(candidate):\n    try:\n        candidate(1)\n    except BaseException:\n        pass\n"
+    res = roomy_sandbox.run([Job(prog, test, "sq"), Job(custom, test, "sq"), Job(exits, test, "sq"),
+                             Job("def sq(x):\n    import os\n    os._exit(0)\n", catch_all, "sq")])
+    assert [r.label for r in res] == ["passed", "error(Oops)", "error(SystemExit)", "error(Exited)"]
+    assert "raised by the program" in res[1].detail
+
+
+@pytest.fixture
+def var_tmp() -> Iterator[Path]:
+    """A host folder outside /tmp (which each program gets fresh)."""
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="sfteval-test-", dir="/var/tmp"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@hostile
+def test_site_packages_are_masked_and_declared_paths_are_readable(var_tmp: Path) -> None:
+    import site
+
+    data = var_tmp / "declared"
+    data.mkdir()
+    (data / "table.txt").write_text("42")
+    data.chmod(0o755)
+    prog = (f"import os\nsp = {site.getsitepackages()[0]!r}\nprint(os.path.isdir(sp) and len(os.listdir(sp)))\n"
+            f"print(open({str(data / 'table.txt')!r}).read())\n")
+    with Sandbox(1, replace(LIMITS, timeout_s=15.0), read_paths=[str(data)]) as sb:
+        (res,) = sb.run([Job(prog, "", None)])
+    assert res.passed, res
+    assert res.stdout.split() in (["0", "42"], ["False", "42"])
+    with Sandbox(1, replace(LIMITS, timeout_s=15.0)) as sb:
+        (res,) = sb.run([Job(prog, "", None)])
+    assert res.label == "error(FileNotFoundError)"
+
+
+@hostile
+def test_a_timeout_is_rerun_alone_before_it_is_recorded(var_tmp: Path) -> None:
+    """The first run is slow (the host says so through a declared file), the re-run
+    alone is not: the outcome recorded is the re-run's, and says it was re-run."""
+    flag = var_tmp / "flag"
+    flag.write_text("slow")
+    flag.chmod(0o644)
+    prog = (f"import time\nif open({str(flag)!r}).read() == 'slow':\n    time.sleep(30)\n"
+            "def add(a, b):\n    return a + b\n")
+    with Sandbox(2, replace(LIMITS, timeout_s=2.0), read_paths=[str(var_tmp)]) as sb:
+        first = sb.run_one
+
+        def run_one(job: Job) -> ExecResult:
+            res = first(job)
+            flag.write_text("fast")  # load gone
+            return res
+
+        sb.run_one = run_one  # type: ignore[method-assign]
+        results = sb.run([Job(prog, ADD_TEST, "add"), Job("def add(a, b):\n    return a - b\n", ADD_TEST, "add")])
+    assert [(r.label, r.reruns) for r in results] == [("passed", 1), ("failed", 0)]
+    with Sandbox(1, replace(LIMITS, timeout_s=1.0)) as sb:
+        (res,) = sb.run([Job("while True:\n    pass\n", ADD_TEST, "add")])
+    assert (res.label, res.reruns) == ("timeout", 1)
+
+
+@hostile
+def test_a_neighbour_forking_spinners_does_not_fail_a_correct_sample() -> None:
+    spinners = ("import os\nfor _ in range(6):\n    if os.fork() == 0:\n        os.setsid()\n        while True:\n"
+                "            pass\nwhile True:\n    pass\n")
+    honest = "def add(a, b):\n    return sum(1 for _ in range(200000)) * 0 + a + b\n"
+    with Sandbox(2, replace(LIMITS, timeout_s=3.0)) as sb:
+        results = sb.run([Job(spinners, ADD_TEST, "add"), *[Job(honest, ADD_TEST, "add")] * 4])
+    assert [r.label for r in results] == ["timeout"] + ["passed"] * 4
+
+
+def test_declared_paths_under_the_private_tmp_are_refused(tmp_path: Path) -> None:
+    from sfteval.errors import SftevalError
+    from sfteval.execute import filesystem_plan
+
+    with pytest.raises(SftevalError) as err:
+        filesystem_plan([str(tmp_path)])
+    assert err.value.field == "options.read_paths"
+
+
+def test_describe_records_the_walls() -> None:
+    mode = default_isolation()
+    if mode == "none":
+        pytest.skip("no isolation here")
+    with Sandbox(1, LIMITS) as sb:
+        d = sb.describe()
+    assert d["isolation"] == mode and d["seccomp"] in (True, False) and "cgroups" in d and "processes" in d
