@@ -111,15 +111,19 @@ def _sweep_blocks(sw: dict[str, Any], missing: list[str]) -> list[Block]:
     blocks: list[Block] = figure("sweep", sweep_plot(sw), f"Checkpoint sweep: {sw['metric']} and losses", missing)
     pk, loss = sw["peak"], sw["loss"]
     blocks.append(f"Peak {sw['metric']} = {fmt(pk['value'])} at step {pk['step']}; last step {pk['last_step']}: "
-                  f"{fmt(pk['last_value'])}" + (" (peaked before the end, last CI below the peak)"
-                                                if pk["significant"] else ""))
+                  f"{fmt(pk['last_value'])}" + (
+                      f" (peaked before the end: last below best, paired test corrected for {pk.get('correction')}, "
+                      f"p = {fmt(pk.get('p_corrected'))})" if pk["significant"] else ""))
     if loss.get("available"):
         blocks.append(f"Eval loss minimum {fmt(loss['min_eval_loss'])} at step {loss['min_eval_step']}, last "
                       f"{fmt(loss['last_eval_loss'])}; " + ("EVAL LOSS RISING WHILE TRAIN LOSS FALLS."
                                                            if loss["diverging"] else "no divergence."))
-    eq = sw.get("earliest_equivalent")
-    blocks.append(f"Keep step {sw['keep']['step']} ({sw['keep']['reason']})"
-                  + (f"; earliest statistically equivalent: step {eq['step']}." if eq else "."))
+    eq, keep = sw.get("earliest_equivalent"), sw["keep"]
+    reported = (f"; on the report split: {fmt(keep['value'])} {fmt_ci(keep['ci95'])}"
+                if keep.get("reported_on") else "")
+    blocks.append(f"Keep step {keep['step']} ({keep['reason']}{reported})"
+                  + (f"; earliest equivalent to the best within {eq['margin']:g} (TOST): step {eq['step']}."
+                     if eq and eq.get("step") is not None else "."))
     blocks.append(Table(("step", "run", sw["metric"], "95% CI"), tuple(
         (str(p["step"]), str(p["run_id"]), fmt(p["value"]), fmt_ci(p["ci95"])) for p in sw["points"])))
     return blocks
