@@ -113,7 +113,9 @@ def _sweep_blocks(sw: dict[str, Any], missing: list[str]) -> list[Block]:
     blocks.append(f"Peak {sw['metric']} = {fmt(pk['value'])} at step {pk['step']}; last step {pk['last_step']}: "
                   f"{fmt(pk['last_value'])}" + (
                       f" (peaked before the end: last below best, paired test corrected for {pk.get('correction')}, "
-                      f"p = {fmt(pk.get('p_corrected'))})" if pk["significant"] else ""))
+                      f"p = {fmt(pk.get('p_corrected'))})" if pk["significant"] else
+                      " (peaked before the end by point estimate; not tested: no per-item scores)"
+                      if pk["significant"] is None and pk["before_end"] else ""))
     if loss.get("available"):
         blocks.append(f"Eval loss minimum {fmt(loss['min_eval_loss'])} at step {loss['min_eval_step']}, last "
                       f"{fmt(loss['last_eval_loss'])}; " + ("EVAL LOSS RISING WHILE TRAIN LOSS FALLS."
