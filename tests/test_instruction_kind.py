@@ -168,3 +168,20 @@ def test_real_ifeval_prompts_build_and_score(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stdout
     res = json.loads(next((tmp_path / "runs").glob("real-*/results.json")).read_text())["benchmarks"]["ifeval"]
     assert res["n"] == 20 and 0 <= res["metrics"]["prompt_strict"]["value"] <= res["metrics"]["prompt_loose"]["value"]
+
+
+def test_missing_langdetect_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sfteval.benchmarks import load_spec
+    from sfteval.errors import SftevalError
+    from sfteval.kinds import BuildContext
+    from sfteval.kinds.instruction import InstructionKind
+    from sfteval.metrics import ifeval_text
+    from sfteval.prompts import make_renderer
+
+    data, _ = _write(tmp_path, ITEMS, OUTPUTS)
+    monkeypatch.setattr(ifeval_text, "language_available", lambda: False)
+    with pytest.raises(SftevalError, match="langdetect"):
+        InstructionKind().build(load_spec("ifeval"), BuildContext(make_renderer(None, "auto"), str(data)))
+    # items without a language or case instruction need no langdetect
+    built = InstructionKind().build(load_spec("ifeval"), BuildContext(make_renderer(None, "auto"), str(data), limit=1))
+    assert len(built.samples) == 1

@@ -268,3 +268,28 @@ def test_tiny_model_as_judge(tmp_path: Path, tiny_model: Path) -> None:
     again = run_judge(base, tuned, s)
     assert again == run
     assert json.loads((run / "results.json").read_text())["backend"] == {"name": "hf", "chat_template_used": None}
+
+
+def _many(root: Path, tuned_wins: bool, n: int = 40) -> tuple[Path, Path]:
+    ids = [str(i) for i in range(n)]
+    good, plain = [f"better answer {i}" for i in ids], [f"plain answer {i}" for i in ids]
+    prompts = [f"Question {i}?" for i in ids]
+    kw = {"kind": "reference", "ids": ids, "prompts": prompts}
+    base = write_run(root, "base", [FakeBench("heldout", {"rougeL": [0.5] * n}, outputs=plain if tuned_wins else good, **kw)])
+    tuned = write_run(root, "tuned", [FakeBench("heldout", {"rougeL": [0.5] * n}, outputs=good if tuned_wins else plain, **kw)])
+    return base, tuned
+
+
+@pytest.mark.parametrize(("tuned_wins", "verdict"), [(True, "pass"), (False, "fail")])
+def test_gate_on_the_judge_win_rate(tmp_path: Path, server: tuple[str, Script], tuned_wins: bool, verdict: str) -> None:
+    from sfteval.gate import evaluate, load_rules, load_target
+
+    url, _ = server
+    base, tuned = _many(tmp_path, tuned_wins)
+    run = run_judge(base, tuned, _settings(url, tmp_path, concurrency=4))
+    rules = tmp_path / "gate.toml"
+    rules.write_text('[min]\n"judge_heldout/win_rate" = 0.5\n"judge_heldout/consistency" = 0.8\n')
+    result = evaluate(load_rules(rules), load_target(run))
+    checks = {c.target: c.verdict for c in result.checks}
+    assert checks["judge_heldout/win_rate"] == verdict  # the CI's lower bound clears 0.5, or its upper bound does not
+    assert checks["judge_heldout/consistency"] == "pass"
