@@ -293,3 +293,19 @@ def test_gate_on_the_judge_win_rate(tmp_path: Path, server: tuple[str, Script], 
     checks = {c.target: c.verdict for c in result.checks}
     assert checks["judge_heldout/win_rate"] == verdict  # the CI's lower bound clears 0.5, or its upper bound does not
     assert checks["judge_heldout/consistency"] == "pass"
+
+
+def test_compare_reads_two_judge_runs(tmp_path: Path, server: tuple[str, Script]) -> None:
+    """Two judge runs on the same items (tuned A vs base, tuned B vs base) compare like runs."""
+    from typer.testing import CliRunner
+
+    from sfteval.cli import app
+
+    url, _ = server
+    worse = run_judge(*_many(tmp_path / "a", False), _settings(url, tmp_path / "o1", concurrency=4))
+    better = run_judge(*_many(tmp_path / "b", True), _settings(url, tmp_path / "o2", concurrency=4))
+    r = CliRunner().invoke(app, ["compare", str(worse), str(better), "--out", str(tmp_path / "cmp")])
+    assert r.exit_code == 0, r.output
+    comp = json.loads(next((tmp_path / "cmp").rglob("comparison.json")).read_text())
+    delta = comp["benchmarks"]["judge_heldout"]["metrics"]["win_rate"]["delta"]
+    assert delta["value"] == pytest.approx(1.0) and delta["ci95"][0] > 0.5
