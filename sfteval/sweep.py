@@ -1,8 +1,8 @@
 """Checkpoint sweeps: evaluate every `checkpoint-<step>/` of a trainer's output folder.
 
 `run_sweep(root, cfg, select)` runs `sfteval.runner.execute_run` once per complete
-checkpoint in step order (one engine per checkpoint, closed by the runner before the
-next one starts), then writes `OUT/sweeps/<key>/sweep.json`, where the key is
+checkpoint (in step order, one engine per sweep where the weights allow, or as Ray
+tasks: `sfteval.sweep_exec`), then writes `OUT/sweeps/<key>/sweep.json`, where the key is
 `<name>-<hash8>`: the label (default: the folder's name) and a hash of the folder's
 resolved path, so two trainer folders both named `out` never share a record:
 
@@ -23,8 +23,6 @@ Not covered: choosing the best checkpoint by a training-log column (read train_l
 
 from __future__ import annotations
 
-import dataclasses
-import gc
 import hashlib
 import re
 from pathlib import Path
@@ -99,9 +97,10 @@ def best_of(entries: list[dict[str, Any]], bench: str, metric: str, mode: str) -
     return {"step": e["step"], "run_id": e["run_id"], "value": float(value)}
 
 
-def run_sweep(root: str | Path, cfg: RunConfig, select: str | None = None) -> Path:
-    """Evaluate every checkpoint under `root` in step order; returns the sweep folder."""
-    from sfteval import runner
+def run_sweep(root: str | Path, cfg: RunConfig, select: str | None = None, ray: str | None = None) -> Path:
+    """Evaluate every checkpoint under `root` (locally in step order, or as Ray tasks when
+    `ray` is "local" or an address: sfteval.sweep_exec); returns the sweep folder."""
+    from sfteval.sweep_exec import evaluate_checkpoints
 
     root = Path(root)
     ckpts = find_checkpoints(root)
@@ -112,15 +111,13 @@ def run_sweep(root: str | Path, cfg: RunConfig, select: str | None = None) -> Pa
     entries: list[dict[str, Any]] = []
     chosen: tuple[str, str, str] | None = None
     doc: dict[str, Any] = {}
-    for step, path in ckpts:
-        run_cfg = dataclasses.replace(cfg, checkpoint=str(path), label=f"{name}-step{step}")
-        run_dir = runner.execute_run(run_cfg)
-        gc.collect()  # the runner closed the engine; let its memory go before the next one
+    for step, path, run_dir in evaluate_checkpoints(ckpts, cfg, name, ray=ray):
         results = read_results(run_dir)
         metrics = {b: {m: e.to_dict() for m, e in r.metrics.items()} for b, r in results.benchmarks.items()}
         if chosen is None:  # check the selection on the first run, not after the last
             chosen = parse_select(select, metrics, {b: r.primary_metric or "" for b, r in results.benchmarks.items()})
         entries.append({"step": step, "path": str(path), "run_id": results.run_id, "run_dir": str(run_dir), "metrics": metrics})
+        entries.sort(key=lambda e: e["step"])  # Ray results arrive in any order
         bench, metric, mode = chosen
         doc = {
             "schema": SWEEP_SCHEMA,

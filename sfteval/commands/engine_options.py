@@ -30,7 +30,7 @@ DATA_PARALLEL = typer.Option(1, "--data-parallel-size", min=1, help="vLLM: model
 GPU_MEMORY = typer.Option(None, "--gpu-memory-utilization", min=0.05, max=1.0,
                           help="vLLM: share of GPU memory (host RAM for KV cache on CPU).", rich_help_panel=PANEL)
 MODEL_NAME = typer.Option(None, "--model-name", help="openai: the model id at the endpoint.", rich_help_panel=PANEL)
-CONCURRENCY = typer.Option(8, "--concurrency", min=1, help="openai: requests in flight.", rich_help_panel=PANEL)
+CONCURRENCY = typer.Option(64, "--concurrency", min=1, help="openai/vllm-server: requests in flight over one connection pool.", rich_help_panel=PANEL)
 BERTSCORE_MODEL = typer.Option("auto", "--bertscore-model",
                                help="auto (roberta-large if cached, else the bundled MiniLM) or a model name/dir.")
 FEWSHOT_DATA = typer.Option([], "--fewshot-data",

@@ -56,6 +56,9 @@ def run_command(
     gpu_memory_utilization: Optional[float] = eo.GPU_MEMORY,
     model_name: Optional[str] = eo.MODEL_NAME,
     concurrency: int = eo.CONCURRENCY,
+    shard: Optional[str] = typer.Option(None, "--shard", help="I/N: evaluate only shard I of N (Slurm arrays); join the N run folders with `sfteval merge`.", rich_help_panel="Scale"),
+    ray: bool = typer.Option(False, "--ray", help="Sweeps: one Ray task per checkpoint on a local Ray cluster (pip install 'sfteval[ray]').", rich_help_panel="Scale"),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Sweeps: the same on a running Ray cluster, HOST:PORT (implies --ray).", rich_help_panel="Scale"),
     allow_unsafe_exec: bool = typer.Option(False, "--allow-unsafe-exec", help="Code benchmarks: run model-written programs even where no sandbox isolation is possible (no namespaces: they can reach the network and your files). Recorded in results.json."),
 ) -> None:
     from sfteval.config import RunConfig, parse_name_paths
@@ -92,11 +95,25 @@ def run_command(
         fewshot_data=parse_name_paths(fewshot_data, "--fewshot-data"),
         bertscore_model=bertscore_model,
         allow_unsafe_exec=allow_unsafe_exec,
+        shard=shard,
     )
-    if checkpoint and not replay and _is_sweep(Path(checkpoint)):
+    from sfteval.shard import parse_shard
+
+    parse_shard(shard)  # a bad I/N fails here, before anything loads
+    sweeping = bool(checkpoint and not replay and _is_sweep(Path(checkpoint)))
+    if (ray or ray_address) and not sweeping:
+        raise SftevalError("--ray runs sweeps (a folder of checkpoint-*/); one checkpoint runs here", field="ray",
+                           hint="use --data-parallel-size N for replicas of one checkpoint")
+    if checkpoint and not replay and backend == "auto" and Path(checkpoint).is_dir():  # else the run names the error
+        from sfteval.backends.auto import choose_backend
+
+        first = min(Path(checkpoint).glob("checkpoint-*"), default=Path(checkpoint)) if sweeping else Path(checkpoint)
+        chosen, why = choose_backend("auto", str(first))
+        typer.secho(f"backend: {chosen} ({why})", err=True)
+    if sweeping:
         from sfteval.sweep import run_sweep
 
-        sweep_dir = run_sweep(Path(checkpoint), cfg, select)
+        sweep_dir = run_sweep(Path(checkpoint), cfg, select, ray=ray_address or ("local" if ray else None))
         typer.echo(f"sweep summary: {sweep_dir / 'sweep.json'}")
         raise typer.Exit(0)
     run_dir = run_with_progress(cfg)
