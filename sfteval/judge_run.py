@@ -27,7 +27,7 @@ from typing import Any
 
 from sfteval.config import EngineSettings
 from sfteval.errors import SftevalError
-from sfteval.fileio import append_jsonl, atomic_write_json, iter_jsonl, sha256_text, truncate_torn_tail
+from sfteval.fileio import append_jsonl, iter_jsonl, sha256_text, truncate_torn_tail
 from sfteval.judge import (
     ORDERS,
     RUBRIC,
@@ -42,6 +42,15 @@ from sfteval.judge import (
     prompts_for,
     prompts_hash,
     question_text,
+)
+from sfteval.runfolder import (
+    RunResults,
+    SampleLine,
+    common_benchmarks,
+    read_results,
+    read_samples,
+    samples_file,
+    write_results,
 )
 from sfteval.types import RUN_SCHEMA
 
@@ -121,47 +130,18 @@ class BackendJudge:
             self._backend.close()
 
 
-# The run-folder reader is being replaced (sfteval.runs -> the typed sfteval.runfolder);
-# these three calls work with either, as plain dicts.
 def load_results(run: Path) -> dict[str, Any]:
-    try:
-        from sfteval.runfolder import read_results
-    except ImportError:
-        from sfteval.runs import load_results as old
-
-        return old(run)
     return read_results(run).to_dict()
 
 
-def load_samples(run: Path, benchmark: str) -> dict[str, dict[str, Any]]:
-    try:
-        from sfteval.runfolder import read_samples, samples_file
-    except ImportError:
-        from sfteval.runs import load_samples_by_id
-
-        return load_samples_by_id(run, benchmark)
-    return {i: s.to_dict() for i, s in read_samples(samples_file(run, benchmark)).items()}
-
-
-def _common(base_run: Path, tuned_run: Path) -> list[str]:
-    try:
-        from sfteval.runfolder import common_benchmarks
-    except ImportError:
-        from sfteval.runs import common_benchmarks
-    return list(common_benchmarks(base_run, tuned_run))
-
-
-def _output(sample: dict[str, Any]) -> str:
-    if sample.get("output") is not None:
-        return str(sample["output"])
-    outs = sample.get("outputs") or []
-    return str(outs[0]) if outs else ""
+def load_samples(run: Path, benchmark: str) -> dict[str, SampleLine]:
+    return read_samples(samples_file(run, benchmark))
 
 
 def pair_items(base_run: Path, tuned_run: Path, benchmark: str, limit: int | None) -> list[PairItem]:
     base = load_samples(base_run, benchmark)
     tuned = load_samples(tuned_run, benchmark)
-    items = [PairItem(i, question_text(str(b.get("prompt") or "")), _output(b), _output(tuned[i]))
+    items = [PairItem(i, question_text(b.prompt), b.output, tuned[i].output)
              for i, b in base.items() if i in tuned]
     if not items:
         raise SftevalError(f"the two runs share no item ids on '{benchmark}'", path=str(tuned_run), field="benchmark")
@@ -170,11 +150,11 @@ def pair_items(base_run: Path, tuned_run: Path, benchmark: str, limit: int | Non
 
 def _is_generative(run: Path, benchmark: str) -> bool:
     first = next(iter(load_samples(run, benchmark).values()), None)
-    return first is not None and first.get("finish_reason") != "loglik"
+    return first is not None and first.finish_reason != "loglik"
 
 
 def _benchmarks(base_run: Path, tuned_run: Path, wanted: Sequence[str]) -> list[str]:
-    common = _common(base_run, tuned_run)
+    common = common_benchmarks(base_run, tuned_run)
     if wanted:
         missing = [b for b in wanted if b not in common]
         if missing:
@@ -265,7 +245,7 @@ def run_judge(base_run: str | Path, tuned_run: str | Path, s: JudgeSettings, mod
         "skipped": {},
         "benchmarks": results,
     }
-    atomic_write_json(run_dir / "results.json", doc)
+    write_results(run_dir, RunResults.from_dict(doc))  # checked against the run schema, then written
     return run_dir
 
 
@@ -340,6 +320,6 @@ def record_votes(run_dir: str | Path, db: str, study: str | None = None) -> tupl
             if item_id not in items:
                 continue
             side = tuned_side(study_id, rater, item_id)
-            choice = {"win": side, "loss": "B" if side == "A" else "A", "tie": "tie"}[row["answer"]]
+            choice = {"win": side, "loss": "B" if side == "A" else "A", "tie": "tie"}[row.answer]
             written += store.record_vote(study_id, item_id, rater, choice)
     return str(study_id), rater, written
