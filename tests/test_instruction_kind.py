@@ -114,7 +114,7 @@ def test_compare_and_gate_on_ifeval_metrics(tmp_path: Path) -> None:
     b = json.loads((base / "results.json").read_text())["benchmarks"]["ifeval"]["metrics"]["instruction_strict"]["value"]
     assert inst["delta"]["value"] == pytest.approx(4 / 6 - b)  # the delta of the instruction-level metric
     rules = tmp_path / "gate.toml"
-    rules.write_text('[max_drop]\n"ifeval/instruction_strict" = 0.05\n"ifeval/prompt_loose" = 0.05\n')
+    rules.write_text('[max_drop]\n"ifeval/instruction_strict" = 0.05\n"ifeval/prompt_strict" = 0.05\n')
     cmp_file = next(cmp_dir.rglob("comparison.json"))
     g = _cli("gate", str(cmp_file), "--rules", str(rules), "--out", str(tmp_path / "gate"))
     assert g.returncode == 0, g.stdout  # tuned follows more instructions: no drop
