@@ -202,10 +202,9 @@ def _zero_variance(entry: dict[str, Any]) -> str | None:
     """Old comparisons (no recorded flag): both runs' scores without spread."""
     b, t = entry.get("base") or {}, entry.get("tuned") or {}
     flips = entry.get("flips") or {}
-    if entry.get("binary") and b.get("value") in (0.0, 1.0) and t.get("value") in (0.0, 1.0) \
+    if entry.get("binary") and b.get("value") in (0.0, 1.0) and t.get("value") == b.get("value") \
             and not flips.get("lost") and not flips.get("gained"):
-        return (f"zero variance in both runs: every item scores {b['value']:g} (base) and {t['value']:g} (tuned); "
-                "the metric measured nothing here")
+        return f"zero variance in both runs: every item scores {b['value']:g} in each; the metric measured nothing here"
     return None
 
 

@@ -260,9 +260,10 @@ def is_binary(x: np.ndarray) -> bool:
 
 
 def degenerate(base: np.ndarray, tuned: np.ndarray) -> str | None:
-    """Why a metric measured nothing, or None. (Near) zero variance in BOTH runs: every
-    item (all but at most one) scores the same value in each run, so neither run can
-    show a change; [0, 0] would be a statement about the metric, not about the models."""
+    """Why a metric measured nothing, or None. (Near) zero variance in BOTH runs at one
+    value: every item (all but at most one) scores the same value in each run, so
+    neither run can show a change; [0, 0] would be a statement about the metric, not
+    about the models."""
     if base.size == 0:
         return "no aligned items"
 
@@ -272,10 +273,11 @@ def degenerate(base: np.ndarray, tuned: np.ndarray) -> str | None:
         return int(x.size - counts[k]), float(values[k])
 
     (ob, vb), (ot, vt) = off_mode(base), off_mode(tuned)
-    if ob <= 1 and ot <= 1 and base.size >= 2:
-        what = f"{vb:g}" if vb == vt else f"{vb:g} (base) and {vt:g} (tuned)"
-        return (f"(near) zero variance in both runs: all but {max(ob, ot)} of {base.size} items score {what}; "
-                "the metric measured nothing here")
+    # both runs (nearly) constant AT THE SAME VALUE: base all 0 and tuned all 1 is the
+    # largest change there is, not a metric that measured nothing
+    if ob <= 1 and ot <= 1 and vb == vt and base.size >= 2:
+        return (f"(near) zero variance in both runs: all but {max(ob, ot)} of {base.size} items score {vb:g} in "
+                "each; the metric measured nothing here")
     return None
 
 

@@ -127,6 +127,14 @@ def test_tango_at_zero_is_mcnemar_and_interval_inverts_the_test() -> None:
         assert (lo > 0 or hi < 0) == (r.p_value < 0.05)
 
 
+def test_degenerate_means_constant_at_the_same_value_in_both_runs() -> None:
+    assert compare_paired([0] * 50, [0] * 50).degenerate is not None
+    assert compare_paired([1] * 49 + [0], [1] * 50).degenerate is not None  # near zero
+    # every item flipped 0 -> 1: the largest change there is, not "measured nothing"
+    assert compare_paired([0] * 24, [1] * 24).degenerate is None
+    assert compare_paired([0, 1] * 25, [0, 1] * 25).degenerate is None
+
+
 def test_tango_restricted_mle_matches_a_numerical_optimum() -> None:
     from scipy.optimize import minimize_scalar
 
