@@ -46,3 +46,40 @@ def test_ratings_page_shows_the_judge_beside_the_humans(app_env) -> None:
     assert not at.exception
     text = rendered_text(at)
     assert "Judge-calibrated" in text and "human votes" in text
+
+
+class _Prefers:
+    """A JudgeModel (the seam) that prefers whichever answer is longer."""
+
+    def reply(self, prompts):
+        import re
+
+        out = []
+        for p in prompts:
+            a, b = re.findall(r"Response\]\n(.*?)\n\[The End", p, re.S)
+            out.append("[[A]]" if len(a) > len(b) else "[[B]]" if len(b) > len(a) else "[[C]]")
+        return out
+
+    def info(self):
+        return {"name": "scripted"}
+
+
+def test_runs_and_samples_pages_read_a_judge_run(app_env, tmp_path, monkeypatch) -> None:
+    import shutil
+
+    from sfteval.judge_run import JudgeSettings, run_judge
+
+    reports, _ = app_env
+    out = tmp_path / "reports"
+    shutil.copytree(reports / "runs", out / "runs")
+    base, tuned = run_ids(out)
+    run = run_judge(base, tuned, JudgeSettings(judge="scripted", backend="openai", out=str(out), resamples=200,
+                                               benchmarks=("chat",)), model=_Prefers())
+    monkeypatch.setenv("SFTEVAL_REPORTS", str(out))
+    at = open_page("runs")
+    table = at.dataframe[0].value
+    assert "judge:scripted" in set(table["label"]) and "judge_chat/win_rate" in table.columns
+    at = open_page("samples")
+    at.selectbox(key="samples_base").select(run.name).run()
+    at.selectbox(key="samples_tuned").select(run.name).run()
+    assert not at.exception
