@@ -2,20 +2,25 @@
 cannot reach.
 
 Processes, per worker a fork server ("zygote": `sandbox_child.py` run with `python -I`,
-a scrubbed environment, stdlib only, common modules pre-imported), and per program:
+a scrubbed environment, stdlib only, common modules pre-imported, never running
+untrusted code), and per program two forks of it:
 
-- a supervisor (forked from the zygote) that keeps the wall clock, drains output,
-  reads the verdict and labels the outcome;
-- the judge (`sandbox_judge.judge`): a fork of the zygote that never holds untrusted
-  code. It runs the benchmark's context (the prompt: helpers such as HumanEval's
-  `poly`) and the test in a fresh namespace and calls `check` with a stub that sends
-  each call's arguments to the candidate and returns its answer, both as plain data of
-  exact builtin types (`sandbox_wire`; anything else fails the sample). Only the judge
-  holds the verdict pipe. So shadowed builtins, patched modules, trace hooks, `__eq__`
-  that is always true, reading `check`'s bytecode, forging a nonce or a report, exiting
-  early: none of them reach the test or the verdict.
+- the supervisor, which is also the judge (`sandbox_judge.verdict`). It forks the
+  candidate, then drops every privilege (a fresh uid as root, no capabilities, the
+  seccomp filter) and runs the benchmark's context (the prompt: helpers such as
+  HumanEval's `poly`) and the test in a fresh namespace, calling `check` with a stub
+  that sends each call's arguments to the candidate and returns its answer, both as
+  plain data of exact builtin types (`sandbox_wire`; anything else fails the sample).
+  While it waits it drains the program's output and keeps the wall clock (a timer
+  covers the test's own computing). So shadowed builtins, patched modules, trace hooks,
+  an `__eq__` that is always true, reading `check`'s bytecode, forging a report,
+  exiting early: none of them reach the test or the verdict, which live in a process
+  the candidate's PID namespace does not show.
 - the candidate (`sandbox_judge.serve`): PID 1 of fresh PID, mount, IPC and UTS
-  namespaces; it runs the program and answers the judge's calls.
+  namespaces; it runs the program and answers the judge's calls. When the supervisor
+  has answered it exits, and the candidate's PID 1 dies with it (PDEATHSIG), taking
+  every process of its namespace along; the zygote is their child subreaper and reaps
+  them. Nothing outlives its run by more than that teardown (milliseconds).
 
 Isolation modes (`default_isolation()` probes by starting a real fork server):
 
@@ -29,26 +34,42 @@ Isolation modes (`default_isolation()` probes by starting a real fork server):
   capability dropped, seccomp as above. Where our uid cannot be mapped (uid 0 without
   CAP_SETFCAP: a capability-less container), /tmp and /dev/shm are host folders (made
   per program under /dev/shm, removed after) instead of tmpfs.
-- none available: `Sandbox` refuses to run (SftevalError) unless the caller allows
-  "unsafe" execution (`--allow-unsafe-exec`, recorded in results.json): no namespaces,
-  no file or network walls; the judge is still a separate process.
+- none available: `Sandbox` refuses to run (SftevalError; the code kind refuses in
+  `build`, before any model loads) unless the caller allows "unsafe" execution
+  (`--allow-unsafe-exec`, recorded in results.json): no namespaces, no file or network
+  walls; the judge is still a separate process.
+Measured (perf/humaneval_exec.py, see perf/README.md): "root" and "userns" cost the
+same per program; bubblewrap was not chosen: one bwrap + interpreter start per program
+costs more than the whole fork-server round trip, and bwrap itself needs the same user
+namespaces (it fails where uid 0 has no CAP_SETFCAP, as our "userns" mode does not).
 
-Bounds: wall clock (the whole program; a timed-out sample is re-run alone before it is
-recorded as a timeout, so load on the machine is not a verdict); RLIMIT_AS, CPU,
-FSIZE, NOFILE, CORE per process; output drained as it comes, the program killed past
+Bounds: wall clock (the whole program; a timed-out sample is re-run alone, with
+nothing else of ours running, before it is recorded as a timeout, so load from our own
+pool is not a verdict; `ExecResult.reruns` says so); RLIMIT_AS, CPU, FSIZE, NOFILE,
+CORE per process; output drained as it comes, the program killed past
 `max_output_bytes`; /tmp and /dev/shm tmpfs of `tmpfs_bytes` each. Where a cgroup can
-be made (v1 memory+pids[+cpu], or a writable/delegated v2 folder with memory+pids, or
-$SFTEVAL_CGROUP), each program gets one: memory for the whole program including tmpfs,
-shmem and memfd pages (`memory_bytes`), process count (`max_processes`), one CPU.
-SysV shm lives in the program's IPC namespace and dies with it. Nothing outlives a
-run: when PID 1 dies the kernel kills its namespace.
+be made (v1 memory[+pids][+cpu], or a writable/delegated v2 folder with memory+pids, or
+$SFTEVAL_CGROUP), each fork server gets one, and since it runs one program at a time
+that bounds each program: memory including tmpfs, shmem and memfd pages
+(`memory_bytes` + 64 MiB for the supervisor), processes (`max_processes` + 6 for the
+fork server, supervisor and one still exiting), one CPU; an OOM kill is labelled
+`killed(memory limit)`. (A cgroup per program would cost a task move per program, an
+RCU grace period of tens of ms.) SysV shm lives in the program's IPC namespace and
+dies with it. Processes: the pids cgroup, else RLIMIT_NPROC (a fresh uid per program
+as root; the fork server's user namespace otherwise), and where neither can count (host
+uid 0 without a pids cgroup: the kernel never applies RLIMIT_NPROC to uid 0) seccomp
+refuses new processes outright (`processes: "none (fork refused)"` in the record).
 
 Not covered (say so when reporting):
-- Without a cgroup (an unprivileged user without delegation): memory is bounded per
-  process (RLIMIT_AS) and processes by RLIMIT_NPROC, so a program may hold up to
-  about memory_bytes x max_processes; memfd_create, memfd_secret and shmget are
-  refused by seccomp instead of bounded. With host-folder /tmp (unmapped uid) its
-  total size is bounded only by the memory cgroup, or not at all without one.
+- Without a memory cgroup (an unprivileged user without delegation): memory is bounded
+  per process (RLIMIT_AS), so a program may hold up to about memory_bytes x
+  max_processes; memfd_create, memfd_secret and shmget are refused by seccomp instead
+  of bounded. With host-folder /tmp (unmapped uid) its total size is bounded only by
+  the memory cgroup, or, without one, by RLIMIT_FSIZE per file only.
+- Without a cpu controller, a program's processes share no CPU quota: a spinning
+  program slows its neighbours (their timeouts are re-run alone, which cures our own
+  load, not another user's).
+- A timeout re-run alone is still a timeout when the machine is loaded by others.
 - The seccomp filter exists for x86_64 only (recorded as `seccomp: false` elsewhere).
 - "unsafe" mode: the program can reach the network and write wherever the user can;
   a child that calls setsid can outlive the run.
@@ -189,15 +210,17 @@ def filesystem_plan(read_paths: Sequence[str] = ()) -> tuple[list[str], list[str
     return seen, sorted(masks)
 
 
-def _zygote_cmd(mode: str, read_paths: Sequence[str] = (), limits: Limits = Limits()) -> list[str]:
+def _zygote_cmd(mode: str, read_paths: Sequence[str] = (), limits: Limits = Limits(), cpu: int | None = None) -> list[str]:
     allow, masks = filesystem_plan(read_paths)
-    cfg = {"mode": mode, "allow": allow, "masks": masks, "limits": asdict(limits)}
+    cfg = {"mode": mode, "allow": allow, "masks": masks, "limits": asdict(limits), "cpu": cpu}
     return [sys.executable, "-I", _CHILD, "--zygote", json.dumps(cfg)]
 
 
-def _start(mode: str, read_paths: Sequence[str] = (), limits: Limits = Limits()) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+def _start(
+    mode: str, read_paths: Sequence[str] = (), limits: Limits = Limits(), cpu: int | None = None
+) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     proc = subprocess.Popen(
-        _zygote_cmd(mode, read_paths, limits),
+        _zygote_cmd(mode, read_paths, limits, cpu),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -293,6 +316,7 @@ class Sandbox:
         self.setup: dict[str, Any] = {}
         self._idle: queue.Queue[_Zygote] = queue.Queue()
         self._all: list[_Zygote] = []
+        self._spawned = 0
 
     def __enter__(self) -> Sandbox:
         for _ in range(self.workers):
@@ -315,7 +339,13 @@ class Sandbox:
                 "read_paths": list(self.read_paths), **{k: v for k, v in self.setup.items() if k != "ok"}}  # fmt: skip
 
     def _spawn(self) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
-        proc, setup = _start(self.isolation, self.read_paths, self.limits)
+        # Each fork server (and so its supervisor, judge and program) on one CPU of
+        # ours: the judge and the candidate hand each call back and forth, and a
+        # hand-off on one CPU is a switch, not a cross-CPU wake-up.
+        cpus = sorted(os.sched_getaffinity(0))
+        cpu = cpus[self._spawned % len(cpus)] if self.workers > 1 and len(cpus) > 1 else None
+        self._spawned += 1
+        proc, setup = _start(self.isolation, self.read_paths, self.limits, cpu)
         if not setup.get("ok"):
             _stop(proc, setup)
             raise SftevalError(f"sandbox setup failed ({self.isolation}): {setup.get('error')}", field="execution")

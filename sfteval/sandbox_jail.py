@@ -174,11 +174,13 @@ def drop_bounding_set() -> None:
             break
 
 
+_CAP_HEADER, _CAP_DATA = ctypes.c_uint32 * 2, ctypes.c_uint32 * 6
+
+
 def drop_capabilities() -> None:
     drop_bounding_set()
-    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this thread
-    data = (ctypes.c_uint32 * 6)()
-    check(libc.capset(ctypes.byref(header), ctypes.byref(data)), "capset")
+    header = _CAP_HEADER(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this thread
+    check(libc.capset(ctypes.byref(header), ctypes.byref(_CAP_DATA())), "capset")
 
 
 _X86_64 = {
@@ -245,14 +247,22 @@ def seccomp_filter(block_memory: bool, block_processes: bool = False) -> bytes |
     return bytes(out)
 
 
-def install_seccomp(program: bytes) -> None:
-    class SockFprog(ctypes.Structure):
-        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
-    buf = ctypes.create_string_buffer(program, len(program))
-    fprog = SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_void_p))
-    check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")
-    check(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0), "seccomp")
+
+class Seccomp:
+    """A filter made ready once in the fork server (a ctypes class per program would
+    cost more than the rest of the lock-down)."""
+
+    def __init__(self, program: bytes) -> None:
+        self.buf = ctypes.create_string_buffer(program, len(program))
+        self.fprog = _SockFprog(len(program) // 8, ctypes.cast(self.buf, ctypes.c_void_p))
+        self.prctl = libc.prctl
+
+    def install(self) -> None:
+        check(self.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")
+        check(self.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(self.fprog), 0, 0), "seccomp")
 
 
 # -- cgroups ------------------------------------------------------------------------
