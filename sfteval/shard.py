@@ -25,13 +25,13 @@ so batches cut differently sample differently (vLLM seeds per request: identical
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from sfteval.errors import SftevalError
+from sfteval.runfolder import RunResults, iter_sample_lines, prompts_digest, read_results, write_results
 
 RULE = "chunks of `unit` samples in build order, chunk c to shard c % count + 1"
 TIMING_KEYS = ("created", "finished", "sessions")
@@ -77,10 +77,7 @@ def _read(folder: Path) -> dict[str, Any]:
     if not path.is_file():
         raise SftevalError("not a finished run folder (no results.json)", path=str(folder),
                            hint="finish (or re-run) this shard first")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise SftevalError(f"malformed JSON: {e.msg}", path=str(path), line=e.lineno) from e
+    return read_results(folder).to_dict()  # the run-folder reader: schema and fields checked
 
 
 def _check_set(docs: list[tuple[Path, dict[str, Any]]]) -> int:
@@ -119,7 +116,6 @@ def _interleave(parts: list[list[str]], unit: int) -> list[str]:
 
 def merge_shards(folders: Sequence[str | Path], out: str | Path) -> Path:
     """Join the N shard folders of one run into OUT/runs/<unsharded run id>/."""
-    from sfteval.fileio import atomic_write_json, sha256_text
     from sfteval.kinds import get_kind
 
     docs = [(Path(f), _read(Path(f))) for f in folders]
@@ -144,7 +140,8 @@ def merge_shards(folders: Sequence[str | Path], out: str | Path) -> Path:
         if sorted(merged) != sorted(ln for part in lines for ln in part):
             raise SftevalError(f"benchmark '{name}': shard sizes {[len(x) for x in lines]} are not one split", field="shard")
         (run_dir / entry["samples_file"]).write_text("".join(ln + "\n" for ln in merged), encoding="utf-8")
-        records = [json.loads(ln) for ln in merged]
+        # read back through the one sample reader (it refuses an id two shards both wrote)
+        records = [s.to_dict() for _, s in iter_sample_lines(run_dir / entry["samples_file"])]
         spec = specs[name]
         agg = get_kind(spec.kind).aggregate(spec, records)
         from sfteval.types import to_dict
@@ -156,7 +153,7 @@ def merge_shards(folders: Sequence[str | Path], out: str | Path) -> Path:
             "metrics": {k: v.to_dict() for k, v in agg.metrics.items()},
             "primary_metric": agg.primary,
             "breakdown": to_dict(agg.breakdown),
-            "prompts_digest": sha256_text("".join(f"{i}:{hashes[i]}\n" for i in sorted(hashes))),
+            "prompts_digest": prompts_digest(hashes),
             "timing": _sum_timing([d["benchmarks"][name].get("timing") or {} for _, d in docs]),
         }
     doc = {k: v for k, v in template.items() if k != "shard"}
@@ -170,7 +167,7 @@ def merge_shards(folders: Sequence[str | Path], out: str | Path) -> Path:
     )
     if "sessions" in template:
         doc["sessions"] = [s for _, d in docs for s in d.get("sessions", [])]
-    atomic_write_json(run_dir / "results.json", doc)
+    write_results(run_dir, RunResults.from_dict(doc))
     return run_dir
 
 

@@ -40,6 +40,7 @@ from typing import Any
 
 from sfteval.config import RunConfig
 from sfteval.errors import SftevalError
+from sfteval.runfolder import read_results
 
 Item = tuple[int, Path, RunConfig]  # (step, checkpoint folder, its run config)
 _IGNORED_CONFIG_KEYS = {"_name_or_path", "transformers_version", "torch_dtype", "dtype", "name_or_path"}
@@ -169,10 +170,10 @@ def finished_runs(out: str | Path) -> dict[tuple[str, str], Path]:
         if res.parent.name.startswith("."):
             continue  # a driver killed while writing left its temporary folder: not a run
         try:
-            doc = json.loads(res.read_text(encoding="utf-8"))
-            key = (str(doc["config"]["checkpoint"]), json.dumps(doc["config"], sort_keys=True))
+            config = read_results(res.parent).config
+            key = (str(config["checkpoint"]), json.dumps(config, sort_keys=True))
             found[key] = res.parent
-        except (OSError, ValueError, KeyError, TypeError):
+        except (SftevalError, OSError, ValueError, KeyError, TypeError):
             continue  # unreadable: not evidence of a finished run
     return found
 

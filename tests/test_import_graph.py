@@ -24,10 +24,10 @@ KNOWN_CYCLE_EDGES = {
 }
 
 
-def _modules() -> dict[str, Path]:
+def _modules(root: Path) -> dict[str, Path]:
     out = {}
-    for path in ROOT.rglob("*.py"):
-        rel = path.relative_to(ROOT.parent).with_suffix("")
+    for path in root.rglob("*.py"):
+        rel = path.relative_to(root.parent).with_suffix("")
         parts = list(rel.parts)
         if parts[-1] == "__init__":
             parts = parts[:-1]
@@ -54,9 +54,9 @@ def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
     return out
 
 
-def import_graph() -> dict[str, set[str]]:
-    """module -> the sfteval modules it imports (`from pkg import sub` counts as pkg.sub)."""
-    mods = _modules()
+def import_graph(root: Path = ROOT) -> dict[str, set[str]]:
+    """module -> the package's modules it imports (`from pkg import sub` counts as pkg.sub)."""
+    mods = _modules(root)
     graph: dict[str, set[str]] = {m: set() for m in mods}
     for mod, path in mods.items():
         package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
@@ -102,10 +102,20 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-def test_the_graph_sees_lazy_and_relative_imports() -> None:
-    g = import_graph()
-    assert "sfteval.runner" in g["sfteval.sweep"]  # imported inside run_sweep
-    assert "sfteval.diagnoses.memorisation" in g["sfteval.diagnoses.overfitting"]  # from pkg import sub
+def test_the_graph_sees_lazy_and_relative_imports(tmp_path: Path) -> None:
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("def f():\n    from pkg import b  # lazy, and a submodule by name\n")
+    (pkg / "b.py").write_text("from . import c\nfrom .sub.d import x\n")
+    (pkg / "c.py").write_text("import os\nimport pkg.sub.d\n")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "sub" / "d.py").write_text("from .. import a\nx = 1\n")
+    g = import_graph(pkg)
+    assert g["pkg.a"] == {"pkg.b"} and g["pkg.b"] == {"pkg.c", "pkg.sub.d"} and g["pkg.c"] == {"pkg.sub.d"}
+    assert g["pkg.sub.d"] == {"pkg.a"}
+    assert find_cycle(g) == ["pkg.a", "pkg.b", "pkg.c", "pkg.sub.d", "pkg.a"]
+    assert "sfteval.diagnoses.memorisation" in import_graph()["sfteval.diagnoses.overfitting"]
 
 
 def test_type_checking_imports_are_left_out(tmp_path: Path) -> None:

@@ -87,14 +87,15 @@ def test_sweep_engine_reloads_compatible_and_restarts_otherwise(tmp_path: Path, 
 
 def test_write_folder_replaces_atomically_and_hidden_folders_are_not_runs(tmp_path: Path) -> None:
     cfg = {"checkpoint": "/c", "out": str(tmp_path)}
-    files = {"results.json": json.dumps({"config": cfg}).encode(), "samples/b.jsonl": b"{}\n"}
+    doc = {"schema": "sfteval.run/1", "config": cfg, "benchmarks": {}}  # what the run-folder reader accepts
+    files = {"results.json": json.dumps(doc).encode(), "samples/b.jsonl": b"{}\n"}
     (tmp_path / "runs" / "r1").mkdir(parents=True)
     (tmp_path / "runs" / "r1" / "stale.txt").write_text("half a local run")
     d = write_folder(tmp_path, "r1", files)
     assert sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file()) == ["results.json", "samples/b.jsonl"]
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["r1"]
     (tmp_path / "runs" / ".r2.incoming-x").mkdir()
-    (tmp_path / "runs" / ".r2.incoming-x" / "results.json").write_text(json.dumps({"config": cfg}))
+    (tmp_path / "runs" / ".r2.incoming-x" / "results.json").write_text(json.dumps(doc))
     assert list(finished_runs(tmp_path).values()) == [d]
     with pytest.raises(Exception, match="unsafe path"):
         write_folder(tmp_path, "r3", {"../evil": b"x"})
