@@ -131,6 +131,76 @@ def test_pretraining_is_deterministic(tmp_path: Path) -> None:
     assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
 
 
+def test_target_task_rows_have_one_right_reply() -> None:
+    """Every kind occurs, and each reply follows from the words by its rule."""
+    import random
+
+    from sfteval.demo.task import KINDS, task_row
+
+    rng = random.Random(0)
+    rows = [task_row(rng) for _ in range(400)]
+    assert {r["kind"] for r in rows} == set(KINDS)
+    for r in rows:
+        assert r["input"].startswith("Words: ")
+        words = r["input"][len("Words: "):].split(" ")
+        assert 3 <= len(words) <= 4 and len(set(words)) == len(words)
+        assert r["instruction"] == KINDS[r["kind"]][0]
+        listed = f"{', '.join(words[:-1])} and {words[-1]}"
+        expected = {
+            "list": "\n".join(f"- {w}" for w in words),
+            "sentence": "I saw " + ", ".join(f"the {w}" for w in words[:-1]) + f" and the {words[-1]}.",
+            "count": f"There are {len(words)} words: {listed}.",
+            "ends": f"first: {words[0]}, last: {words[-1]}",
+        }
+        assert r["output"] == expected[r["kind"]], r
+    held = task_rows(SMALL, seed=0)["sft_heldout"]
+    assert all(r["kind"] in KINDS for r in held)
+
+
+@pytest.mark.parametrize(("output", "reference", "exact"), [
+    ("river, stone", "river, stone", 1.0),
+    ("  river, stone\n", "river, stone", 1.0),  # outer whitespace is not the reply
+    ("river, stone.", "river, stone", 0.0),
+    ("River, stone", "river, stone", 0.0),  # case is part of the reply
+    ("", "river", 0.0),
+])
+def test_reference_kind_exact_match(output: str, reference: str, exact: float) -> None:
+    """exact_match (added for the demo's target task) scores the whole reply."""
+    from sfteval.benchmarks import load_spec
+    from sfteval.kinds import get_kind
+    from sfteval.types import Generation, GenParams, GenRequest, Sample
+
+    spec = load_spec("demo_heldout")
+    kind = get_kind("reference")
+    sample = Sample("h0", "p", reference, GenRequest("p", GenParams()))
+    (record,) = kind.score(spec, [sample], [Generation((output,), ("stop",))])
+    assert record.scores["exact_match"] == exact
+    agg = kind.aggregate(spec, [{"id": "h0", "reference": reference, "output": output, "scores": record.scores}] * 4)
+    assert agg.metrics["exact_match"].value == exact
+
+
+def test_headline_is_computed_from_the_summary_facts() -> None:
+    """One sentence with the solved share, the losses, what was kept, the step and the gate."""
+    from sfteval.demo.summary import headline
+
+    st = {
+        "target": {"benchmark": "demo_heldout", "metric": "exact_match", "base": 0.0, "tuned": 0.8125},
+        "forgot": [{"benchmark": "demo_gsm8k", "metric": "exact_match_strict", "base": 0.6, "tuned": 0.2,
+                    "delta": -0.4, "ci95": [-0.55, -0.25]}],
+        "kept": [{"benchmark": "demo_mmlu", "metric": "accuracy", "base": 0.97, "tuned": 0.96, "delta": -0.01,
+                  "ci95": [-0.04, 0.02]}],
+        "keep_step": 120, "final_step": 200,
+        "final_worse": [{"benchmark": "demo_gsm8k", "metric": "exact_match_strict", "best": 0.2, "final": 0.1}],
+        "gate": {"verdict": "fail", "failed": ["demo_gsm8k/exact_match_strict"]},
+    }
+    text = headline(st)
+    assert text.startswith("The tuned model solves 81% of the held-out task exactly, up from 0%;")
+    assert "lost 40 points on demo_gsm8k (0.60 -> 0.20)" in text and "kept demo_mmlu" in text
+    assert "keep step 120, not the last (200): it loses 10 more points on demo_gsm8k" in text
+    assert text.endswith("the gate says FAIL (demo_gsm8k/exact_match_strict dropped beyond the allowed drop).")
+    assert "\n" not in text
+
+
 def test_demo_command_is_registered() -> None:
     from sfteval.cli import app
 
@@ -148,14 +218,150 @@ def _verdict_supported(entry: dict, margin: float) -> str:
     return "no evidence"
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(1800)  # under 5 minutes on 2 idle cores; shared CI runners are slower
-def test_fast_demo_end_to_end(tmp_path: Path) -> None:
+def _numbers(obj: object, path: str = "") -> dict[str, float]:
+    """Every number in a JSON document by its key path, timings aside (they are not results)."""
+    out: dict[str, float] = {}
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if not any(t in str(k) for t in ("seconds", "time", "elapsed", "per_s", "_s_", "created")):
+                out.update(_numbers(v, f"{path}/{k}"))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            out.update(_numbers(v, f"{path}[{i}]"))
+    elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        out[path] = obj
+    return out
+
+
+def _demo_numbers(out: Path) -> dict[str, dict[str, float]]:
+    """The numbers of every file a reader of the demo looks at (summary, comparisons, sweep, runs)."""
+    summary = json.loads((out / "demo_summary.json").read_text())
+    files = {"summary": out / "demo_summary.json", "sweep": Path(summary["sweep"]),
+             "best": Path(summary["best"]["comparison"]), "final": Path(summary["final"]["comparison"])}
+    found = {name: _numbers(json.loads(p.read_text())) for name, p in files.items()}
+    for results in sorted((out / "reports" / "runs").glob("*/results.json")):
+        doc = json.loads(results.read_text())
+        found[f"run:{doc.get('label')}"] = _numbers(doc.get("benchmarks"))
+    return found
+
+
+@pytest.fixture(scope="module")
+def fast_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """One `sfteval demo --fast` run, shared by the assertions below (it takes minutes)."""
     from sfteval.cli import app
 
-    out = tmp_path / "demo"
+    out = tmp_path_factory.mktemp("demo") / "demo"
     result = CliRunner().invoke(app, ["demo", "--fast", "--out", str(out)])
     assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)  # under 5 minutes on 2 idle cores; shared CI runners are slower
+def test_fast_demo_meets_its_targets(fast_demo: tuple[Path, str]) -> None:
+    """The issue's targets, read from the files the demo wrote: the tuned model solves
+    most held-out rows (exact match >= 0.5, rougeL >= 0.6) on a curve that rises and
+    bends; forgetting is partial (one general benchmark forgot, one shows no significant
+    drop) and the final checkpoint is worse than the kept one on a general benchmark."""
+    out, _ = fast_demo
+    summary = json.loads((out / "demo_summary.json").read_text())
+    best = json.loads(Path(summary["best"]["comparison"]).read_text())["benchmarks"]
+    final = json.loads(Path(summary["final"]["comparison"]).read_text())["benchmarks"]
+    sweep = json.loads(Path(summary["sweep"]).read_text())
+
+    target = best["demo_heldout"]["metrics"]
+    assert target["exact_match"]["tuned"]["value"] >= 0.5, target["exact_match"]
+    assert target["rougeL"]["tuned"]["value"] >= 0.6, target["rougeL"]
+    assert target["exact_match"]["base"]["value"] <= 0.1  # the base cannot do it: the gain is the tuning's
+
+    # The learning curve: rises from the base, then bends (the first half of training
+    # gains more than the second half), and the sweep keeps a checkpoint before the last.
+    assert sweep["select"]["metric"] == "demo_heldout/exact_match"
+    steps = [c["step"] for c in sweep["checkpoints"]]
+    curve = [c["metrics"]["demo_heldout"]["exact_match"]["value"] for c in sweep["checkpoints"]]
+    base_value = target["exact_match"]["base"]["value"]
+    assert len(curve) >= 4, curve
+    mid = len(curve) // 2 - 1
+    assert curve[mid] - base_value > curve[-1] - curve[mid] and max(curve) > curve[0], curve
+    assert sweep["best"]["step"] < max(steps) and sweep["best"]["step"] == summary["best_checkpoint"]["step"]
+
+    general = {b: e for b, e in best.items() if e.get("forgetting")}
+    assert {"demo_mmlu", "demo_gsm8k", "demo_humaneval"} <= set(general)
+    forgot = [b for b, e in general.items() if e["forgetting"]["verdict"] == "forgot"]
+    kept = [b for b, e in general.items() if e["metrics"][e["primary_metric"]]["delta"]["ci95"][1] >= 0]
+    assert forgot and kept, {b: e["metrics"][e["primary_metric"]]["delta"] for b, e in general.items()}
+    worse = [b for b, e in general.items()
+             if final[b]["metrics"][e["primary_metric"]]["tuned"]["value"] < e["metrics"][e["primary_metric"]]["tuned"]["value"]]
+    assert worse, "the final checkpoint should be worse than the kept one on some general benchmark"
+
+    # The summary's story is these same facts.
+    story = summary["story"]
+    assert story["target"]["tuned"] == target["exact_match"]["tuned"]["value"]
+    assert sorted(r["benchmark"] for r in story["forgot"]) == sorted(forgot)
+    assert sorted(r["benchmark"] for r in story["kept"]) == sorted(kept)
+    assert sorted(r["benchmark"] for r in story["final_worse"]) == sorted(worse)
+    assert story["keep_step"] == sweep["best"]["step"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_fast_demo_says_it_in_one_sentence_and_seeds_a_study(fast_demo: tuple[Path, str]) -> None:
+    """The headline leads the output whole (CliRunner's output is a pipe: no terminal
+    width); the rating study holds base vs best on every held-out pair; the backend was
+    chosen for the model's size."""
+    from sfteval.ratings import VoteStore
+
+    out, output = fast_demo
+    summary = json.loads((out / "demo_summary.json").read_text())
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert summary["headline"] in lines  # one whole line, never cut at a terminal's width
+    assert summary["headline"].startswith(f"The tuned model solves {summary['story']['target']['tuned'] * 100:.0f}%")
+    assert f"keep step {summary['story']['keep_step']}" in summary["headline"]
+    assert output.index(summary["headline"]) < output.index("What the demo found")
+
+    study = summary["study"]
+    store = VoteStore(out / "reports" / "ratings.sqlite3")
+    info = store.study(study["study_id"])
+    held = (out / "data" / "sft_heldout.jsonl").read_text().splitlines()
+    assert info.n_items == len(held) == study["n_items"] and info.benchmark == "demo_heldout" and info.overlap == 2
+    ck = {c["step"]: c["run_dir"] for c in json.loads(Path(summary["sweep"]).read_text())["checkpoints"]}
+    assert Path(info.tuned_run).resolve() == Path(ck[summary["best_checkpoint"]["step"]]).resolve()
+    assert "base" not in info.study_id and f"ratings add-raters {study['study_id']}" in output
+    assert f"sfteval dashboard --reports {out.resolve() / 'reports'}" in output
+
+    assert summary["backend"] == "hf"
+    assert "parameters" in summary["backend_reason"] or "not importable" in summary["backend_reason"] \
+        or "unavailable" in summary["backend_reason"], summary["backend_reason"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_fast_demo_twice_gives_the_same_numbers(fast_demo: tuple[Path, str], tmp_path: Path) -> None:
+    """A second demo (in another folder, on a copy of the first's pretrained base, to
+    keep CI bounded: pretraining's own determinism is test_pretraining_is_deterministic)
+    writes the same numbers, byte for byte, in every file a reader looks at."""
+    import shutil
+
+    from sfteval.cli import app
+
+    first, _ = fast_demo
+    second = tmp_path / "again"
+    shutil.copytree(first / "base", second / "base")
+    result = CliRunner().invoke(app, ["demo", "--fast", "--out", str(second)])
+    assert result.exit_code == 0, result.output
+    a, b = _demo_numbers(first), _demo_numbers(second)
+    assert set(a) == set(b)
+    for name in a:
+        assert json.dumps(a[name], sort_keys=True) == json.dumps(b[name], sort_keys=True), name
+    sa, sb = (json.loads((d / "demo_summary.json").read_text()) for d in (first, second))
+    assert sa["headline"] == sb["headline"] and sa["story"] == sb["story"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_fast_demo_end_to_end(fast_demo: tuple[Path, str]) -> None:
+    """What the demo prints follows from its files: verdicts, CIs, report, gate."""
+    out, output = fast_demo
     summary = json.loads((out / "demo_summary.json").read_text())
     comparison = json.loads(Path(summary["best"]["comparison"]).read_text())
     benches, margin = comparison["benchmarks"], comparison["settings"]["margin"]
@@ -167,16 +373,17 @@ def test_fast_demo_end_to_end(tmp_path: Path) -> None:
     # A target-task gain that the CI supports, as printed and as in comparison.json.
     target = benches["demo_heldout"]["metrics"][benches["demo_heldout"]["primary_metric"]]["delta"]
     assert target["ci95"][0] > 0, target
-    assert summary["best"]["target"]["delta"] == target["value"]
-    assert f"{target['value']:+.3f}" in result.output
+    assert summary["best"]["target_rougeL"]["delta"] == target["value"]
+    assert f"{target['value']:+.3f}" in output
 
     # Every forgetting verdict follows from its CI and the margin; at least one general
     # benchmark is judged, and each verdict is printed.
     judged = {b: e for b, e in benches.items() if e.get("forgetting")}
     assert {"demo_mmlu", "demo_gsm8k", "demo_humaneval"} <= set(judged)
     for b, e in judged.items():
-        assert e["forgetting"]["verdict"] == _verdict_supported(e, margin), (b, e["forgetting"])
-        assert f"{b}/" in result.output and e["forgetting"]["verdict"] in result.output
+        if e["forgetting"]["verdict"] != "not measured":  # a metric that measured nothing has no CI verdict
+            assert e["forgetting"]["verdict"] == _verdict_supported(e, margin), (b, e["forgetting"])
+        assert f"{b}/" in output and e["forgetting"]["verdict"] in output
     assert sorted(comparison["forgetting"]["forgot"]) == sorted(b for b, e in judged.items() if e["forgetting"]["verdict"] == "forgot")
 
     # The report, the gate and the dashboard pointer are there.
@@ -185,9 +392,11 @@ def test_fast_demo_end_to_end(tmp_path: Path) -> None:
     for b, e in judged.items():
         assert any(b in line and e["forgetting"]["verdict"] in line for line in report.splitlines()), b
     assert (Path(summary["best"]["comparison"]).parent / "report.html").is_file()
-    assert summary["gate"]["verdict"] in {"pass", "fail", "inconclusive"}
-    assert summary["gate"]["verdict"].upper() in result.output
-    assert f"sfteval dashboard --reports {out.resolve() / 'reports'}" in result.output
+    from sfteval.gate import EXIT
+
+    assert summary["gate"]["verdict"] in EXIT
+    assert summary["gate"]["verdict"].upper() in output
+    assert f"sfteval dashboard --reports {out.resolve() / 'reports'}" in output
     sweep = json.loads(Path(summary["sweep"]).read_text())
     assert [c["step"] for c in sweep["checkpoints"]] == summary["sft"]["checkpoints"]
     assert len(sweep["checkpoints"]) >= 2

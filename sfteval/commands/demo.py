@@ -1,8 +1,10 @@
 """`sfteval demo [--out DIR] [--fast]`: the whole loop offline, on a model it builds.
 
 Builds a tiny base model from nothing (tokenizer + Llama pretrained on a synthetic
-corpus), fine-tunes it with train/, evaluates the base and every checkpoint, compares,
-gates and writes the report, then prints what it found and where to look. The steps
+corpus), fine-tunes it with train/ on short word tasks, evaluates the base and every
+checkpoint, compares, gates, writes the report and seeds a blind rating study of base
+vs best, then prints one sentence that says what happened, the findings, how to rate
+the pairs and where to look. The steps
 live in `sfteval.demo.pipeline`; this module only turns flags into settings.
 
 Exit codes: 0 when the demo ran (whatever the gate's verdict, which it prints), 2 on an
@@ -19,9 +21,9 @@ HELP = """Run the whole loop offline in minutes: pretrain a tiny model, fine-tun
 
 \b
 Examples:
-  sfteval demo                    about 10 minutes on 2 idle CPU cores (vLLM when usable)
-  sfteval demo --fast             under 5 minutes: fewer steps and items, hf backend, 3 checkpoints
-  sfteval demo --out /tmp/demo    then: sfteval dashboard --reports /tmp/demo/reports
+  sfteval demo                    under 10 minutes on 2 idle CPU cores
+  sfteval demo --fast             under 5 minutes: fewer steps and items (what CI runs)
+  sfteval demo --out /tmp/demo    then: sfteval dashboard --reports /tmp/demo/reports (Rate page)
 
 Re-running with the same --out reuses what is already there.
 """
@@ -31,8 +33,9 @@ def register(app: typer.Typer) -> None:
     @app.command("demo", help=HELP)
     def demo(
         out: Path = typer.Option(Path("sfteval-demo"), "--out", help="Folder for everything the demo writes."),
-        fast: bool = typer.Option(False, "--fast", help="Smaller and quicker (for CI): hf backend, fewer checkpoints."),
-        backend: str = typer.Option("auto", "--backend", help="auto (vllm if usable, else hf; --fast: hf) | hf | vllm."),
+        fast: bool = typer.Option(False, "--fast", help="Smaller and quicker (for CI): fewer steps and items."),
+        backend: str = typer.Option("auto", "--backend", help="auto (by model size: hf for the demo's tiny model, "
+                                    "the reason printed) | hf | vllm."),
         seed: int = typer.Option(0, "--seed", help="One seed for corpus, model init, training and bootstrap."),
     ) -> None:
         from sfteval.demo.pipeline import run_demo, settings_for

@@ -16,7 +16,7 @@ Evaluation and SFT files (`write_task_files`): the MC bank (MMLU schema; studied
 pretraining, so it measures retained knowledge), GSM8K-schema word problems that the
 corpus never shows verbatim (a skill, not recall), HumanEval-schema tasks (functions of
 the kinds the corpus teaches, run against their tests in the sandbox), and alpaca-format SFT train /
-held-out splits of `sfteval.synthetic.instruction_task` (disjoint).
+held-out splits of the target task (`sfteval.demo.task`; disjoint).
 
 Not covered: anything resembling real benchmark difficulty; the point is a model small
 enough to train here whose skills, gains and forgetting are measurable.
@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from sfteval.synthetic import CAPITALS as BASE_CAPITALS
-from sfteval.synthetic import ITEMS, NAMES, WORDS, instruction_task
+from sfteval.demo.task import task_row
+from sfteval.synthetic import ITEMS, NAMES, WORDS
 from sfteval.tinymodel import BOS, EOS, IM_END, IM_START
 
 CAPITALS: dict[str, str] = {
@@ -298,7 +299,7 @@ def task_rows(sizes: TaskSizes, seed: int) -> dict[str, list[dict[str, Any]]]:
     splits: dict[str, list[dict[str, Any]]] = {"sft_heldout": [], "sft_train": []}
     for name, n in (("sft_heldout", sizes.sft_heldout), ("sft_train", sizes.sft_train)):
         while len(splits[name]) < n:
-            row = instruction_task(rng)
+            row = task_row(rng)
             key = (row["instruction"], row["input"])
             if key not in sft_seen:
                 sft_seen.add(key)

