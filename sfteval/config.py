@@ -36,7 +36,7 @@ class EngineSettings:
     base_url: str | None = None  # openai backend
     api_key_env: str = "OPENAI_API_KEY"
     model_name: str | None = None  # openai backend: model id at the endpoint
-    concurrency: int = 8
+    concurrency: int = 64  # HTTP backends: requests in flight (enough to keep a vLLM server's batch full)
     trust_remote_code: bool = False  # run the model repo's own Python (transformers / vLLM)
 
 

@@ -35,6 +35,7 @@ class FakeState:
         self.in_flight = 0
         self.max_in_flight = 0
         self.bodies: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
         self.lock = threading.Lock()
 
 
@@ -52,6 +53,7 @@ def make_handler(state: FakeState) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
         def do_GET(self) -> None:
+            state.headers.append(dict(self.headers.items()))
             if self.path == "/v1/models":
                 self._send(200, {"data": [{"id": "fake-model"}]})
             else:
@@ -84,6 +86,9 @@ def make_handler(state: FakeState) -> type[BaseHTTPRequestHandler]:
 
         def completion(self, body: dict[str, Any]) -> dict[str, Any]:
             prompt = body["prompt"]
+            if body.get("echo") and isinstance(prompt, list):  # several prompts: one choice each
+                outs = [self.completion({**body, "prompt": p})["choices"][0] for p in prompt]
+                return {"choices": [{**c, "index": i} for i, c in enumerate(outs)]}
             if body.get("echo"):
                 if not state.echo_supported:
                     return {"choices": [{"index": 0, "text": prompt + "x", "logprobs": None, "finish_reason": "length"}]}
@@ -193,18 +198,25 @@ def test_chat_api(fake: Any) -> None:
         b.loglikelihood([LoglikRequest("c", ("a",))])
 
 
+def _no_wait(monkeypatch: pytest.MonkeyPatch, waits: list[float] | None = None) -> None:
+    async def record(s: float) -> None:
+        if waits is not None:
+            waits.append(s)
+
+    monkeypatch.setattr("sfteval.backends.http.backoff_sleep", record)
+
+
 def test_retries_with_backoff_then_succeeds(fake: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     waits: list[float] = []
-    monkeypatch.setattr(time, "sleep", waits.append)
+    _no_wait(monkeypatch, waits)
     b = backend(fake, model_name="fake-model")
     fake.fail_next = 3
     assert b.generate([GenRequest("ab", GenParams(max_new_tokens=1))])[0].texts == ("b",)
-    waits = [w for w in waits if w > 0]  # the fake server's own sleep(0) is patched too
     assert len(waits) == 3 and waits[0] < waits[1] < waits[2]  # exponential backoff
 
 
 def test_gives_up_after_retries(fake: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(time, "sleep", lambda s: None)
+    _no_wait(monkeypatch)
     b = backend(fake, model_name="fake-model")
     fake.fail_next = 100
     with pytest.raises(SftevalError, match=r"after 5 attempt\(s\) \(HTTP 503: warming up\)"):
@@ -225,7 +237,7 @@ def free_port() -> int:
 
 
 def test_unreachable_server_fails_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(time, "sleep", lambda s: None)
+    _no_wait(monkeypatch)
     url = f"http://127.0.0.1:{free_port()}/v1"
     with pytest.raises(SftevalError, match="cannot reach .*127.0.0.1.*/v1/models") as e:
         OpenAIBackend("m", EngineSettings(base_url=url))
@@ -235,16 +247,7 @@ def test_unreachable_server_fails_clearly(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_api_key_sent_from_env(fake: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: dict[str, str] = {}
     http = HttpClient(HttpSettings(base_url=fake.url, api_key="sekrit"))
-    import urllib.request
-
-    real = urllib.request.urlopen
-
-    def spy(req: Any, timeout: float) -> Any:
-        seen.update(dict(req.header_items()))
-        return real(req, timeout=timeout)
-
-    monkeypatch.setattr(urllib.request, "urlopen", spy)
     http.request("GET", "models")
-    assert seen["Authorization"] == "Bearer sekrit"
+    http.close()
+    assert fake.headers[-1]["Authorization"] == "Bearer sekrit"

@@ -1,110 +1,46 @@
 """The `openai` backend: any OpenAI-compatible HTTP endpoint (a vLLM server, TGI, SGLang...).
 
 Covered:
-- `/v1/completions` for generation (n, temperature, top_p, stop, max_tokens, seed) and
-  for log-likelihood through `echo` + `logprobs` (the prompt's own token log-probs,
-  read on the continuation only, located by `text_offset`, or by token count when we
-  send token ids). Servers that refuse echo+logprobs get one clear error.
+- `/v1/completions` for generation (n, temperature, top_p, stop, max_tokens, seed).
 - `/v1/chat/completions` (api="chat"): each rendered prompt goes as ONE user message
   and the server applies its own chat template, so run with chat_template=off to avoid
   templating twice. Chat has no prompt log-probs: log-likelihood is refused clearly.
-- bounded concurrency (a thread pool of `engine.concurrency`), retries with exponential
-  backoff and jitter on connection errors, 408/429 and 5xx; any other 4xx fails at
-  once with the server's message; an unreachable server fails with the URL named.
-- finish reasons: "length"; "stop" vs "eos" from vLLM's `stop_reason` when the server
-  sends it (None = EOS, a string = the stop string). A server that does not send it
-  leaves "stop" ambiguous: we say "eos" when the request had no stop strings, else
-  "stop" (recorded in info() as `finish_reason_source`).
+- transport (`sfteval.backends.http`): one pooled async client per backend,
+  `engine.concurrency` requests in flight (default 64), retries with backoff only on
+  retryable errors, a dead server fails with the URL named and nothing hangs.
+- log-likelihood, without re-sending shared prefixes needlessly:
+  "steps" (vLLM >= 0.32 servers, token-id prompts): each continuation token is a
+  next-token query on its prefix, `max_tokens=1` + `logprob_token_ids` = every id
+  wanted there, so MMLU's four letters cost ONE request over the context (not four
+  echoes of it) and longer continuations reuse it from the server's prefix cache;
+  the same scheme as the in-process vllm backend, so the numbers agree.
+  "echo" (other servers, or text prompts): one request per item whose `prompt` is the
+  list of context+continuation texts (one HTTP round trip per item), read back from
+  the prompt's own log-probs (echo + logprobs) on the continuation only. The first
+  refusal of "steps" switches to "echo" once; info() records which ran.
+- finish reasons: the shared `map_finish` ("stop" vs "eos" from vLLM's stop_reason when
+  sent, else inferred from whether the request had stop strings).
+- prompts as token ids from the checkpoint's tokenizer when the model path is a local
+  checkpoint (or a tokenizer is given: vllm-server), so nothing re-adds a BOS; else
+  text with `add_special_tokens: false` for vLLM-style servers.
 
-Not covered: streaming, tool calls, the Responses API. The prompt's tokenization is
-the server's unless a tokenizer is given (the vllm-server backend sends token ids, so
-nothing re-adds a BOS); for a generic server with text prompts we ask vLLM-style
-servers not to add special tokens (`add_special_tokens: false`) and cannot check others.
+Not covered: streaming, tool calls, the Responses API.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import random
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sfteval.backends import Progress
+from sfteval.backends.http import HttpClient, HttpSettings  # noqa: F401 - HttpSettings re-exported
 from sfteval.backends.shared import map_finish, split_continuation
 from sfteval.config import EngineSettings
 from sfteval.errors import SftevalError
 from sfteval.types import GenParams, GenRequest, Generation, Loglik, LoglikRequest
-
-RETRY_STATUS = {408, 429, 500, 502, 503, 504}
-
-
-@dataclass(frozen=True)
-class HttpSettings:
-    base_url: str  # e.g. http://127.0.0.1:8000/v1
-    api_key: str | None = None
-    timeout_s: float = 600.0
-    retries: int = 4
-    backoff_s: float = 0.5  # first wait; doubles each retry, with jitter
-
-
-class HttpClient:
-    """POST/GET JSON with retries. Thread-safe: one urllib call per request."""
-
-    def __init__(self, s: HttpSettings, sleep: Callable[[float], None] | None = None) -> None:
-        self.s = s
-        self.base = s.base_url.rstrip("/")
-        self._sleep = sleep or time.sleep
-
-    def request(self, method: str, path: str, body: dict[str, Any] | None = None, *, retries: int | None = None) -> Any:
-        url = f"{self.base}/{path.lstrip('/')}"
-        data = None if body is None else json.dumps(body).encode("utf-8")
-        headers = {"Content-Type": "application/json"}
-        if self.s.api_key:
-            headers["Authorization"] = f"Bearer {self.s.api_key}"
-        attempts = (self.s.retries if retries is None else retries) + 1
-        last = ""
-        for attempt in range(attempts):
-            if attempt:
-                self._sleep(self.s.backoff_s * 2 ** (attempt - 1) * (1 + random.random() * 0.25))
-            req = urllib.request.Request(url, data=data, headers=headers, method=method)
-            try:
-                with urllib.request.urlopen(req, timeout=self.s.timeout_s) as resp:
-                    return json.loads(resp.read().decode("utf-8"))
-            except urllib.error.HTTPError as e:
-                detail = _error_detail(e)
-                if e.code not in RETRY_STATUS:
-                    raise SftevalError(
-                        f"{method} {url} answered {e.code}: {detail}",
-                        field="base_url",
-                        hint="the server refused the request; check the model name and the options it supports",
-                    ) from None
-                last = f"HTTP {e.code}: {detail}"
-            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as e:
-                last = f"{type(e).__name__}: {getattr(e, 'reason', e)}"
-        raise SftevalError(
-            f"cannot reach {url} after {attempts} attempt(s) ({last})",
-            field="base_url",
-            hint="is the server running and is --base-url right (it usually ends in /v1)?",
-        )
-
-
-def _error_detail(e: urllib.error.HTTPError) -> str:
-    try:
-        body = e.read().decode("utf-8", errors="replace")
-    except Exception:  # the body is a courtesy; the status code is what matters
-        return str(e.reason)
-    try:
-        obj = json.loads(body)
-        err = obj.get("error", obj)
-        return str(err.get("message", err) if isinstance(err, dict) else err)[:500]
-    except (json.JSONDecodeError, AttributeError):
-        return body[:500]
 
 
 @dataclass
@@ -114,33 +50,21 @@ class CompletionsAPI:
     http: HttpClient
     model: str
     api: str = "completions"  # or "chat"
-    concurrency: int = 8
     encode: Callable[[str], list[int]] | None = None  # send token ids instead of text
     extra: dict[str, Any] = field(default_factory=dict)  # server-specific body fields
+    loglik_method: str = "steps"  # falls back to "echo" once the server refuses steps
+
+    @property
+    def concurrency(self) -> int:
+        return self.http.s.concurrency
 
     def _prompt(self, text: str) -> Any:
         return self.encode(text) if self.encode is not None else text
 
-    def _map(self, fn: Callable[[Any], Any], items: Sequence[Any], progress: Progress | None) -> list[Any]:
-        out: list[Any] = [None] * len(items)
-        pool = ThreadPoolExecutor(max_workers=max(1, self.concurrency))
-        try:
-            futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
-            for fut in as_completed(futures):
-                out[futures[fut]] = fut.result()
-                if progress:
-                    progress(1)
-        except BaseException:
-            # On an error or Ctrl-C: drop queued requests, do not wait for the in-flight ones.
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        pool.shutdown(wait=True)
-        return out
-
     def generate(self, requests: Sequence[GenRequest], progress: Progress | None) -> list[Generation]:
-        return self._map(self._generate_one, requests, progress)
+        return self.http.gather(self._generate_one, requests, progress)
 
-    def _generate_one(self, r: GenRequest) -> Generation:
+    async def _generate_one(self, r: GenRequest) -> Generation:
         p: GenParams = r.params
         body: dict[str, Any] = {
             "model": self.model,
@@ -159,7 +83,7 @@ class CompletionsAPI:
         else:
             body["prompt"] = self._prompt(r.prompt)
             path = "completions"
-        resp = self.http.request("POST", path, body)
+        resp = await self.http.arequest("POST", path, body)
         choices = sorted(resp.get("choices") or [], key=lambda c: c.get("index", 0))
         if len(choices) != p.n:
             raise SftevalError(f"the server returned {len(choices)} choices for n={p.n}", field="base_url")
@@ -172,6 +96,7 @@ class CompletionsAPI:
         ntok = (int(usage["completion_tokens"]),) if p.n == 1 and "completion_tokens" in usage else ()
         return Generation(texts=texts, finish_reasons=reasons, num_tokens=ntok)
 
+    # -- log-likelihood -------------------------------------------------------------
     def loglikelihood(self, requests: Sequence[LoglikRequest], progress: Progress | None) -> list[Loglik]:
         if self.api == "chat":
             raise SftevalError(
@@ -179,48 +104,115 @@ class CompletionsAPI:
                 field="api",
                 hint="use the completions API for choice benchmarks",
             )
-        pairs = [(r.context, c) for r in requests for c in r.continuations]
-        scored = self._map(lambda pc: self._score_one(*pc), pairs, None)
-        out, k = [], 0
-        for r in requests:
-            part = scored[k : k + len(r.continuations)]
-            k += len(r.continuations)
-            out.append(Loglik(tuple(s[0] for s in part), tuple(s[1] for s in part), tuple(s[2] for s in part)))
-            if progress:
-                progress(1)
+        if self.encode is not None and self.loglik_method == "steps":
+            try:
+                return self._loglik_steps(requests, progress)
+            except _StepsUnsupported:
+                self.loglik_method = "echo"
+        self.loglik_method = "echo"
+        return self.http.gather(self._score_echo, requests, progress)
+
+    def _loglik_steps(self, requests: Sequence[LoglikRequest], progress: Progress | None) -> list[Loglik]:
+        assert self.encode is not None
+        splits = [[split_continuation(self.encode, r.context, c) for c in r.continuations] for r in requests]
+        # layer 0: prefix = the context; layer 1: context + the continuation's first k tokens.
+        layers: tuple[dict[tuple[int, ...], set[int]], dict[tuple[int, ...], set[int]]] = ({}, {})
+        for parts in splits:
+            for ctx, cont in parts:
+                if not cont:
+                    raise SftevalError("a continuation tokenizes to nothing", field="continuations")
+                for k, tok in enumerate(cont):
+                    layers[min(k, 1)].setdefault(tuple(ctx + cont[:k]), set()).add(tok)
+        answers: dict[tuple[int, ...], tuple[dict[int, float], int]] = {}
+        for layer in layers:  # contexts first: they fill the server's prefix cache for layer 1
+            keys = list(layer)
+            got = self.http.gather(lambda key, layer=layer: self._step(key, sorted(layer[key])), keys)
+            answers.update(zip(keys, got))
+        out = []
+        for parts in splits:
+            lps, greedy = [], []
+            for ctx, cont in parts:
+                total, top_all = 0.0, True
+                for k, tok in enumerate(cont):
+                    dist, top = answers[tuple(ctx + cont[:k])]
+                    total += dist[tok]
+                    top_all = top_all and top == tok
+                lps.append(total)
+                greedy.append(top_all)
+            out.append(Loglik(tuple(lps), tuple(greedy), tuple(len(c) for _, c in parts)))
+        if progress:
+            progress(len(out))
         return out
 
-    def _score_one(self, context: str, continuation: str) -> tuple[float, bool, int]:
-        body: dict[str, Any] = {"model": self.model, "max_tokens": 1, "temperature": 0.0, "echo": True, "logprobs": 1, **self.extra}
-        if self.encode is not None:
-            ctx_ids, cont_ids = split_continuation(self.encode, context, continuation)
-            body["prompt"] = ctx_ids + cont_ids
-        else:
-            body["prompt"] = context + continuation
-        resp = self.http.request("POST", "completions", body)
+    async def _step(self, prefix: tuple[int, ...], ids: list[int]) -> tuple[dict[int, float], int]:
+        body = {"model": self.model, "prompt": list(prefix), "max_tokens": 1, "temperature": 0.0, "logprobs": 1,
+                "logprob_token_ids": ids, "return_tokens_as_token_ids": True, **self.extra}
+        try:
+            resp = await self.http.arequest("POST", "completions", body)
+        except SftevalError as e:
+            if "answered 4" in str(e):  # a 4xx: the server does not know these fields
+                raise _StepsUnsupported from e
+            raise
         try:
             lp = resp["choices"][0]["logprobs"]
-            tokens, token_lps, tops = lp["tokens"], lp["token_logprobs"], lp.get("top_logprobs")
-        except (KeyError, IndexError, TypeError):
-            raise SftevalError(
-                "the server returned no prompt log-probs for echo=true, logprobs=1",
-                field="base_url",
-                hint="this endpoint cannot score continuations; use a vLLM server or --backend vllm/hf",
-            ) from None
+            dist = {int(t.removeprefix("token_id:")): float(v) for t, v in lp["top_logprobs"][0].items()}
+            top = int(lp["tokens"][0].removeprefix("token_id:"))
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+            raise _StepsUnsupported from None
+        if not set(ids) <= set(dist):
+            raise _StepsUnsupported
+        return dist, top
+
+    async def _score_echo(self, r: LoglikRequest) -> Loglik:
+        """All continuations of one item in ONE request (a list of prompts), echoed back."""
+        body: dict[str, Any] = {"model": self.model, "max_tokens": 1, "temperature": 0.0, "echo": True, "logprobs": 1, **self.extra}
+        spans: list[tuple[int, int] | None] = []
         if self.encode is not None:
-            start, end = len(ctx_ids), len(ctx_ids) + len(cont_ids)
+            prompts = []
+            for c in r.continuations:
+                ctx_ids, cont_ids = split_continuation(self.encode, r.context, c)
+                prompts.append(ctx_ids + cont_ids)
+                spans.append((len(ctx_ids), len(ctx_ids) + len(cont_ids)))
+            body["prompt"] = prompts
         else:
-            offsets = lp.get("text_offset")
-            if not offsets:
-                raise SftevalError("the server returned no text_offset with echo logprobs", field="base_url")
-            full = len(context) + len(continuation)
-            end = sum(1 for o in offsets if o < full)
-            start = next((i for i, o in enumerate(offsets) if o >= len(context)), end)
-        if end > len(token_lps) or end <= start or any(token_lps[i] is None for i in range(start, end)):
-            raise SftevalError("echo logprobs do not cover the continuation", field="base_url")
-        total = float(sum(token_lps[start:end]))
-        greedy = all(_is_top(token_lps[i], tops[i] if tops else None) for i in range(start, end))
-        return total, greedy, end - start
+            body["prompt"] = [r.context + c for c in r.continuations]
+            spans = [None] * len(r.continuations)
+        resp = await self.http.arequest("POST", "completions", body)
+        choices = sorted(resp.get("choices") or [], key=lambda c: c.get("index", 0))
+        if len(choices) != len(r.continuations):
+            raise SftevalError(f"the server returned {len(choices)} choices for {len(r.continuations)} prompts", field="base_url")
+        scores = [_echo_score(ch, r.context, c, span) for ch, c, span in zip(choices, r.continuations, spans)]
+        return Loglik(tuple(s[0] for s in scores), tuple(s[1] for s in scores), tuple(s[2] for s in scores))
+
+
+class _StepsUnsupported(Exception):
+    """The server does not answer next-token queries with chosen ids: use echo."""
+
+
+def _echo_score(choice: dict[str, Any], context: str, continuation: str, span: tuple[int, int] | None) -> tuple[float, bool, int]:
+    try:
+        lp = choice["logprobs"]
+        token_lps, tops = lp["token_logprobs"], lp.get("top_logprobs")
+    except (KeyError, IndexError, TypeError):
+        raise SftevalError(
+            "the server returned no prompt log-probs for echo=true, logprobs=1",
+            field="base_url",
+            hint="this endpoint cannot score continuations; use a vLLM server or --backend vllm/hf",
+        ) from None
+    if span is not None:
+        start, end = span
+    else:
+        offsets = lp.get("text_offset")
+        if not offsets:
+            raise SftevalError("the server returned no text_offset with echo logprobs", field="base_url")
+        full = len(context) + len(continuation)
+        end = sum(1 for o in offsets if o < full)
+        start = next((i for i, o in enumerate(offsets) if o >= len(context)), end)
+    if end > len(token_lps) or end <= start or any(token_lps[i] is None for i in range(start, end)):
+        raise SftevalError("echo logprobs do not cover the continuation", field="base_url")
+    total = float(sum(token_lps[start:end]))
+    greedy = all(_is_top(token_lps[i], tops[i] if tops else None) for i in range(start, end))
+    return total, greedy, end - start
 
 
 def _is_top(lp: float, top: dict[str, float] | None) -> bool:
@@ -255,14 +247,19 @@ class OpenAIBackend:
         if not engine.base_url:
             raise SftevalError("the openai backend needs a server URL", field="base_url", hint="pass --base-url http://HOST:PORT/v1")
         self.engine = engine
-        self.http = HttpClient(HttpSettings(base_url=engine.base_url, api_key=os.environ.get(engine.api_key_env) or None))
+        self.http = HttpClient(HttpSettings(base_url=engine.base_url, api_key=os.environ.get(engine.api_key_env) or None,
+                                            concurrency=engine.concurrency))
         api = api or os.environ.get("SFTEVAL_OPENAI_API", "completions")
         if api not in ("completions", "chat"):
             raise SftevalError(f"unknown API flavour '{api}'", field="api", hint="completions or chat")
-        model = engine.model_name or self._default_model(model_path)
+        try:
+            model = engine.model_name or self._default_model(model_path)
+        except BaseException:
+            self.http.close()
+            raise
         # vLLM-style servers honour add_special_tokens; others ignore unknown fields.
         extra = {"add_special_tokens": False} if api == "completions" else {}
-        self.client = CompletionsAPI(self.http, model, api=api, concurrency=engine.concurrency, extra=extra)
+        self.client = CompletionsAPI(self.http, model, api=api, encode=_local_encoder(model_path), extra=extra)
 
     def _default_model(self, model_path: str) -> str:
         models = list_models(self.http, retries=1)  # a wrong URL should fail fast here
@@ -290,8 +287,26 @@ class OpenAIBackend:
             "api": self.client.api,
             "concurrency": self.client.concurrency,
             "retries": self.http.s.retries,
+            "prompts": "token ids" if self.client.encode is not None else "text",
+            "loglikelihood": self.client.loglik_method,
             "finish_reason_source": "server stop_reason when sent, else inferred from the request's stop strings",
         }
 
     def close(self) -> None:
-        pass  # nothing held: each request opens and closes its own connection
+        self.http.close()  # the connection pool and its event loop
+
+
+def _local_encoder(model_path: str) -> Callable[[str], list[int]] | None:
+    """Token ids from the checkpoint's own tokenizer when `model_path` is a local checkpoint."""
+    from sfteval.backends.adapters import TOKENIZER_FILES, tokenizer_dir
+
+    try:
+        where = Path(tokenizer_dir(model_path))
+    except SftevalError:
+        return None
+    if not where.is_dir() or not any((where / f).is_file() for f in TOKENIZER_FILES):
+        return None
+    from sfteval.backends.hf import load_tokenizer
+    from sfteval.backends.shared import encoder
+
+    return encoder(load_tokenizer(model_path))

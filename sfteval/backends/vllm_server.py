@@ -219,8 +219,9 @@ class VLLMServerBackend:
 
             tok = load_tokenizer(load_dir, engine.trust_remote_code)
             encode = encoder(tok)
-            http = HttpClient(HttpSettings(base_url=f"http://127.0.0.1:{self.port}/v1", retries=2))
-            self.client = CompletionsAPI(http, SERVED_NAME, concurrency=engine.concurrency, encode=encode)
+            self.http = HttpClient(HttpSettings(base_url=f"http://127.0.0.1:{self.port}/v1", retries=2,
+                                                concurrency=engine.concurrency))
+            self.client = CompletionsAPI(self.http, SERVED_NAME, encode=encode)
         except BaseException:
             self.close()  # an error or Ctrl-C while starting: nothing left behind
             raise
@@ -239,9 +240,13 @@ class VLLMServerBackend:
             "port": self.port,
             "model": self.model_path,
             "concurrency": self.client.concurrency,
+            "loglikelihood": self.client.loglik_method,
         }
 
     def close(self) -> None:
+        http = getattr(self, "http", None)
+        if http is not None:
+            http.close()
         server = getattr(self, "server", None)
         if server is not None:
             server.cleanup()
