@@ -17,10 +17,12 @@ import pandas as pd
 import streamlit as st
 
 from data import list_runs, settings
+from judge_panel import show_judge_agreement
 from rate_panel import ratings_db, vote_store
 
+from sfteval.agreement import human_votes
 from sfteval.errors import SftevalError
-from sfteval.ratings import build_study, study_results
+from sfteval.ratings import build_study, results_from_votes
 from sfteval.ratings.access import rater_link
 from sfteval.runfolder import common_benchmarks
 
@@ -90,7 +92,8 @@ with st.expander("Raters and their links", expanded=False):
                                     "quota": a.quota} for a in accounts]), hide_index=True,
                      column_config={"progress": st.column_config.ProgressColumn("progress", format="percent")})
 
-res = study_results(store, sid)
+# Human raters only: a judge's votes (rater judge:<model>) are read in the judge section.
+res = results_from_votes(sid, human_votes(store.votes(sid)), len(store.item_ids(sid)))
 if res.n_votes == 0:
     st.info("No votes yet.")
     st.stop()
@@ -122,6 +125,8 @@ else:
     a1.metric("Krippendorff's alpha (nominal)", "undefined" if ag.alpha is None else f"{ag.alpha:.2f}")
     a2.metric("Raw pairwise agreement", f"{ag.percent:.0%}")
     a3.metric("Shared items / raters", f"{ag.n_items} / {ag.n_raters}")
+
+show_judge_agreement(store, sid)
 
 d1, d2 = st.columns(2)
 d1.download_button("Download votes (CSV)", store.export_csv(sid), file_name=f"{sid}-votes.csv",
