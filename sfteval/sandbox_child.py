@@ -310,8 +310,11 @@ def _supervise(job: Any, limits: Any, setup: _Setup, answer_fd: int) -> None:
     pidfd = os.pidfd_open(pid)
     answer = _Answer(answer_fd, pid, isolated)
     # The judge: this process never ran untrusted code; from here on it holds only the
-    # test and plain data. It keeps no privilege (a fresh uid as root, no capabilities).
-    _lock_down(limits, setup, rng.randrange(1 << 20, 1 << 30) if setup.mode == "root" else None, judge=True)
+    # test and plain data. It keeps no privilege. As root it takes the program's uid:
+    # the kernel checks kill permission for PDEATHSIG, which must reach the program's
+    # PID 1 when we exit; the program cannot name us (its PID namespace does not show
+    # us) and may not ptrace (seccomp).
+    _lock_down(limits, setup, uid, judge=True)
     pump = _Pump(limits, start, out_r, err_r, answer)
     # The clock also runs while the (trusted) test computes between calls.
     signal.signal(signal.SIGALRM, lambda *_: pump.end("timeout"))
@@ -511,9 +514,9 @@ def _candidate(
     for target, fd in enumerate(high):
         os.dup2(fd, target)
     os.closerange(5, 1 << 16)
-    # RLIMIT_NPROC: a fresh uid per program as root; in a user namespace the count is of
-    # this zygote's namespace (zygote, supervisor, judge and the program).
-    nproc = limits.max_processes + (0 if uid is not None else 4)
+    # RLIMIT_NPROC: a fresh uid per program (and its supervisor) as root; in a user
+    # namespace the count is of this zygote's namespace (zygote, supervisors, program).
+    nproc = limits.max_processes + (1 if uid is not None else 4)  # + its supervisor, which shares the uid
     if setup.mode == "unsafe" and os.getuid() != 0:
         nproc += _tasks_of(os.getuid())
     _lock_down(limits, setup, uid, judge=False, nproc=nproc)

@@ -65,19 +65,30 @@ def _parent(pid: int) -> int:
     return int(stat.rsplit(")", 1)[1].split()[1])
 
 
-def _leaked_pids() -> list[int]:
-    """Processes with a sandbox uid that no fork server owns any more.
+def _state(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "?"
+
+
+def _leaked_pids(ours: set[int] = frozenset()) -> list[int]:  # type: ignore[assignment]
+    """Live processes with a sandbox uid that no fork server owns any more, or that a
+    fork server of `ours` still holds although none of its programs is running.
 
     A program still running under some fork server (another test session's, say) has
     one among its ancestors; anything that escaped its run would have been re-parented
-    away from them.
+    away from them (or to ours, the child subreaper, where nothing should be left).
     """
     leaked = []
     for pid, uid in _proc_uids().items():
-        if uid not in SANDBOX_UIDS:
+        if uid not in SANDBOX_UIDS or _state(pid) in ("Z", "?"):
             continue
         anc = _parent(pid)
         while anc > 1:
+            if anc in ours:
+                leaked.append(pid)
+                break
             try:
                 if b"sandbox_child.py" in (Path("/proc") / str(anc) / "cmdline").read_bytes():
                     break
@@ -107,13 +118,14 @@ def roomy_sandbox() -> Iterator[Sandbox]:
 def host_guard(sandbox: Sandbox) -> Iterator[None]:
     """No sandboxed process may exist after a test, and ours must still be alive."""
     zygotes = [z.proc.pid for z in sandbox._all]
+    ours = set(zygotes)
     before = set(_leaked_pids())  # another session's, already there: not this test's
     yield
     # A finished program's namespace is torn down just after its answer: allow a moment.
     deadline = time.monotonic() + 10
-    while set(_leaked_pids()) - before and time.monotonic() < deadline:
+    while set(_leaked_pids(ours)) - before and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert sorted(set(_leaked_pids()) - before) == []
+    assert sorted(set(_leaked_pids(ours)) - before) == []
     for pid in zygotes:
         os.kill(pid, 0)  # raises if a program managed to kill its fork server
 
