@@ -295,8 +295,8 @@ def _read(path: Path, items: list[PairItem]) -> list[dict[str, Any]]:
 def record_votes(run_dir: str | Path, db: str, study: str | None = None) -> tuple[str, str, int]:
     """Cast a judge run's verdicts as votes of rater `judge:<name>`: a win is a vote for the
     side the tuned output sits on for that rater, a loss for the other, a tie as "tie".
-    The study is `study` (it must exist) or the default study of the two runs on the
-    benchmark (created if missing). Items outside the study are skipped; votes already
+    The study is `study` (it must exist), else the one study of these two runs on the
+    benchmark already in the store (the humans' study), else their default study (created). Items outside the study are skipped; votes already
     there are kept (the store refuses a second vote). Returns (study, rater, votes written)."""
     from sfteval.ratings import VoteStore, build_study, tuned_side
 
@@ -311,9 +311,11 @@ def record_votes(run_dir: str | Path, db: str, study: str | None = None) -> tupl
     for bench_key, info in res["benchmarks"].items():
         data = info.get("data") or {}
         if study is None:
-            built = build_study(data["base_run"], data["tuned_run"], data["benchmark"])
-            store.create_study(built)
-            study_id = built.study_id
+            study_id = _study_of(store, data["base_run"], data["tuned_run"], data["benchmark"])
+            if study_id is None:
+                built = build_study(data["base_run"], data["tuned_run"], data["benchmark"])
+                store.create_study(built)
+                study_id = built.study_id
         assert study_id is not None
         items = set(store.item_ids(study_id))
         for item_id, row in load_samples(run_dir, bench_key).items():
@@ -323,3 +325,15 @@ def record_votes(run_dir: str | Path, db: str, study: str | None = None) -> tupl
             choice = {"win": side, "loss": "B" if side == "A" else "A", "tie": "tie"}[row.answer]
             written += store.record_vote(study_id, item_id, rater, choice)
     return str(study_id), rater, written
+
+
+def _study_of(store: Any, base_run: str, tuned_run: str, benchmark: str) -> str | None:
+    """The study of these two runs on `benchmark` in the store: None if there is none,
+    an error naming them if there are several (say which with --study)."""
+    key = (str(Path(base_run).resolve()), str(Path(tuned_run).resolve()), benchmark)
+    found = [s.study_id for s in store.studies()
+             if (str(Path(s.base_run).resolve()), str(Path(s.tuned_run).resolve()), s.benchmark) == key]
+    if len(found) > 1:
+        raise SftevalError(f"{len(found)} studies compare these runs on '{benchmark}': {', '.join(found)}",
+                           field="study", hint="say which with --study NAME")
+    return found[0] if found else None

@@ -244,6 +244,22 @@ def test_judge_votes_go_to_the_vote_store(tmp_path: Path, server: tuple[str, Scr
     assert agreement.get_calibration(store, study) == (1.9, "judge:scripted-judge")
 
 
+def test_votes_go_to_the_humans_study_of_the_same_runs(tmp_path: Path, server: tuple[str, Script]) -> None:
+    from sfteval.ratings import VoteStore, build_study
+
+    url, _ = server
+    base, tuned = _runs(tmp_path)
+    db = str(tmp_path / "ratings.sqlite")
+    store = VoteStore(db)
+    humans = build_study(base, tuned, "heldout", study_id="round-1", limit=4)  # a subset, under its own name
+    store.create_study(humans)
+    study, _, n = record_votes(run_judge(base, tuned, _settings(url, tmp_path)), db)
+    assert study == "round-1" and n == 4  # only the study's items
+    store.create_study(build_study(base, tuned, "heldout", study_id="round-2"))
+    with pytest.raises(SftevalError, match="say which with --study"):
+        record_votes(next((tmp_path / "runs").glob("judge-*")), db)
+
+
 def test_bad_input_fails_before_the_judge_loads(tmp_path: Path) -> None:
     base, tuned = _runs(tmp_path)
     s = JudgeSettings(judge=str(tmp_path / "nope"), backend="hf", benchmarks=("mmlu",), out=str(tmp_path))
