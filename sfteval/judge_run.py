@@ -296,8 +296,9 @@ def record_votes(run_dir: str | Path, db: str, study: str | None = None) -> tupl
     """Cast a judge run's verdicts as votes of rater `judge:<name>`: a win is a vote for the
     side the tuned output sits on for that rater, a loss for the other, a tie as "tie".
     The study is `study` (it must exist), else the one study of these two runs on the
-    benchmark already in the store (the humans' study), else their default study (created). Items outside the study are skipped; votes already
-    there are kept (the store refuses a second vote). Returns (study, rater, votes written)."""
+    benchmark already in the store (the humans' study), else their default study
+    (created). Items outside the study are skipped; votes already there are kept (the
+    store refuses a second vote). Returns (study, rater, votes written)."""
     from sfteval.ratings import VoteStore, build_study, tuned_side
 
     run_dir = Path(run_dir)
