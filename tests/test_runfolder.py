@@ -121,3 +121,16 @@ def test_sweep_and_train_log(tmp_path: Path) -> None:
     with pytest.raises(SftevalError) as e:
         read_train_log(log)
     assert e.value.line == 2 and e.value.field == "step"
+
+
+def test_a_replay_file_with_an_undocumented_finish_reason_is_refused_on_load(tmp_path: Path) -> None:
+    from sfteval.replay import load_replay
+
+    path = tmp_path / "outs.jsonl"
+    path.write_text('{"id": "0", "output": "a", "finish_reason": "stop"}\n'
+                    '{"id": "1", "output": "b", "finish_reason": "content_filter"}\n')
+    with pytest.raises(SftevalError) as e:
+        load_replay(str(path), ["offline_gsm8k"])
+    assert e.value.line == 2 and e.value.field == "finish_reason" and "content_filter" in str(e.value)
+    path.write_text('{"id": "0", "output": "a"}\n')  # no finish reason given: recorded as "unknown"
+    assert load_replay(str(path), ["offline_gsm8k"]).outputs_for("offline_gsm8k", ["0"])[0].finish_reasons == ("unknown",)
