@@ -17,6 +17,7 @@ import typer
 from sfteval.commands import engine_options as eo
 from sfteval.config import parse_name_paths
 from sfteval.errors import SftevalError
+from sfteval.trackers.hooks import LOG_TO_HELP
 
 
 def _as_run(path: Path, run_kwargs: dict) -> Path:
@@ -73,10 +74,15 @@ def register(app: typer.Typer) -> None:
         gpu_memory_utilization: Optional[float] = eo.GPU_MEMORY,
         model_name: Optional[str] = eo.MODEL_NAME,
         concurrency: int = eo.CONCURRENCY,
+        log_to: list[str] = typer.Option([], "--log-to", help=LOG_TO_HELP, rich_help_panel="Trackers"),
     ) -> None:
         """Compare a tuned model with its base, item by item."""
         from sfteval.compare import CompareSettings, compare_runs, default_out, load_run, write_comparison
         from sfteval.report import build_report, write_report
+        from sfteval.trackers import parse_log_to
+        from sfteval.trackers.hooks import log_comparison
+
+        trackers = parse_log_to(log_to)
 
         if margin < 0:
             raise SftevalError("must be >= 0", field="--margin")
@@ -112,4 +118,5 @@ def register(app: typer.Typer) -> None:
             if m["blocking"]:
                 typer.secho(f"accepted mismatch: {m['benchmark']}: {m['field']}", fg=typer.colors.YELLOW, err=True)
         typer.echo(f"wrote {path}\nwrote {md}\nwrote {page}")
+        log_comparison(trackers, comparison, path)
         raise typer.Exit(0)

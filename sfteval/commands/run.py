@@ -10,6 +10,7 @@ import typer
 
 from sfteval.commands import engine_options as eo
 from sfteval.errors import SftevalError
+from sfteval.trackers.hooks import LOG_TO_HELP
 
 RUN_HELP = """Score CHECKPOINT on benchmarks, with error bars and every sample recorded.
 
@@ -60,9 +61,14 @@ def run_command(
     ray: bool = typer.Option(False, "--ray", help="Sweeps: one Ray task per checkpoint on a local Ray cluster (pip install 'sfteval[ray]').", rich_help_panel="Scale"),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Sweeps: the same on a running Ray cluster, HOST:PORT (implies --ray).", rich_help_panel="Scale"),
     allow_unsafe_exec: bool = typer.Option(False, "--allow-unsafe-exec", help="Code benchmarks: run model-written programs even where no sandbox isolation is possible (no namespaces: they can reach the network and your files). Recorded in results.json."),
+    log_to: list[str] = typer.Option([], "--log-to", help=LOG_TO_HELP, rich_help_panel="Trackers"),
 ) -> None:
     from sfteval.config import RunConfig, parse_name_paths
     from sfteval.execute import allow_unsafe_exec as set_unsafe_exec
+    from sfteval.trackers import parse_log_to
+    from sfteval.trackers.hooks import log_run, log_sweep
+
+    trackers = parse_log_to(log_to)  # an unknown tracker fails before anything loads
 
     set_unsafe_exec(allow_unsafe_exec)
 
@@ -115,9 +121,11 @@ def run_command(
 
         sweep_dir = run_sweep(Path(checkpoint), cfg, select, ray=ray_address or ("local" if ray else None))
         typer.echo(f"sweep summary: {sweep_dir / 'sweep.json'}")
+        log_sweep(trackers, sweep_dir / "sweep.json")
         raise typer.Exit(0)
     run_dir = run_with_progress(cfg)
     print_summary(run_dir)
+    log_run(trackers, run_dir)
     raise typer.Exit(0)
 
 
