@@ -123,10 +123,13 @@ def bleu_from_stats(sums: np.ndarray) -> np.ndarray:
 
 def corpus_bleu_estimate(hyps: Sequence[str], refs: Sequence[str], *, seed: int, resamples: int = 10_000) -> Any:
     """Corpus BLEU with a bootstrap 95% interval over items (an `Estimate`)."""
+    return _estimate_from_stats(bleu_statistics(hyps, refs), seed=seed, resamples=resamples)
+
+
+def _estimate_from_stats(stats: np.ndarray, *, seed: int, resamples: int) -> Any:
     from sfteval.bootstrap import bootstrap_t, sum_replicates
     from sfteval.types import Estimate
 
-    stats = bleu_statistics(hyps, refs)
     n = stats.shape[0]
     method = f"corpus-bleu-bootstrap-t(log,B={resamples},seed={seed})"
     if n == 0:
@@ -144,7 +147,8 @@ def paired_corpus_bleu(base_hyps: Sequence[str], tuned_hyps: Sequence[str], refs
 
     Returns {"base", "tuned", "delta"} Estimates, "p_value" (two-sided, inverting the
     delta's interval at 0, so test and interval agree), "retention" and "inference" (what
-    `sfteval.paired.one_sided_p` needs for a test at another threshold).
+    `sfteval.paired.one_sided_p` needs for a test at another threshold). Each system's
+    statistics are extracted once (the slow, tokenising part) and reused.
     """
     from sfteval.bootstrap import bootstrap_t, bootstrap_t_pvalue, sum_replicates
     from sfteval.types import Estimate
@@ -155,8 +159,8 @@ def paired_corpus_bleu(base_hyps: Sequence[str], tuned_hyps: Sequence[str], refs
     def delta_stat(b: np.ndarray, t: np.ndarray) -> np.ndarray:
         return bleu_from_stats(t) - bleu_from_stats(b)
 
-    base = corpus_bleu_estimate(base_hyps, refs, seed=seed, resamples=resamples)
-    tuned = corpus_bleu_estimate(tuned_hyps, refs, seed=seed, resamples=resamples)
+    base = _estimate_from_stats(sb, seed=seed, resamples=resamples)
+    tuned = _estimate_from_stats(st, seed=seed, resamples=resamples)
     method = f"paired-corpus-bleu-bootstrap-t(B={resamples},seed={seed})"
     if n < 2:
         nan = float("nan")
