@@ -28,6 +28,7 @@ from sfteval.errors import SftevalError
 from sfteval.overlap import NGRAM, RUN, SHARE
 from sfteval.metric_compare import compare_metric, group_table
 from sfteval.paired import holm
+from sfteval.selection import split_of
 from sfteval.runfolder import (
     COMPARE_SCHEMA,
     BenchmarkResult,
@@ -167,6 +168,9 @@ def _breakdown(bi: BenchmarkResult, ti: BenchmarkResult, metric: str) -> dict[st
 def compare_benchmark(name: str, base: Run, tuned: Run, settings: CompareSettings, general: bool) -> dict[str, Any]:
     bi, ti = base.benchmarks[name], tuned.benchmarks[name]
     brows, trows = base.samples[name], tuned.samples[name]
+    if settings.split:  # the half of the items a sweep did not choose its checkpoint on (sfteval.selection)
+        brows = {i: r for i, r in brows.items() if split_of(i) == settings.split}
+        trows = {i: r for i, r in trows.items() if split_of(i) == settings.split}
     metric_names = [m for m in bi.metrics if m in ti.metrics]
     primary = bi.primary_metric or (metric_names[0] if metric_names else None)
     metrics: dict[str, Any] = {}
@@ -251,7 +255,7 @@ def compare_runs(base: Run, tuned: Run, settings: CompareSettings = CompareSetti
             "margin": settings.margin,
             "general": sorted(b for b in benches if per_bench[b]["general"]),
             "allow_mismatch": settings.allow_mismatch, "train_data": [str(p) for p in train_sources],
-            "sweep": settings.sweep,
+            "sweep": settings.sweep, "split": settings.split,
             "ngram": {"n": NGRAM, "share": SHARE, "run": RUN},
         },
         "mismatches": mismatches,

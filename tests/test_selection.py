@@ -97,3 +97,17 @@ def test_sweep_analysis_reads_checkpoint_samples(tmp_path: Path) -> None:
     assert sw["peak"]["significant"] and sw["peak"]["last_step"] == STEPS[-1]
     assert sw["earliest_equivalent"]["step"] in STEPS[2:7] and sw["earliest_equivalent"]["margin"] == 0.02
     assert sw["selection"]["split"]["select_n"] > 0
+
+
+def test_compare_on_the_report_split_only(tmp_path: Path) -> None:
+    """Base vs the kept checkpoint, judged only on the items the choice did not see."""
+    from sfteval.compare import CompareSettings, compare_runs, load_run
+
+    rng = np.random.default_rng(5)
+    scores = _sweep(rng, np.zeros(K))
+    b = write_run(tmp_path, "base", [FakeBench("heldout", {"accuracy": scores[0]}, ids=IDS)])
+    t = write_run(tmp_path, "tuned", [FakeBench("heldout", {"accuracy": scores[1]}, ids=IDS)])
+    comp = compare_runs(load_run(b), load_run(t), CompareSettings(resamples=200, split="report"))
+    n_report = sum(split_of(i) == "report" for i in IDS)
+    assert comp["settings"]["split"] == "report"
+    assert comp["benchmarks"]["heldout"]["metrics"]["accuracy"]["delta"]["n"] == n_report < N

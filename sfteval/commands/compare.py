@@ -55,7 +55,9 @@ def register(app: typer.Typer) -> None:
         train_data: list[str] = typer.Option([], "--train-data", help="SFT data for memorisation/contamination (repeat); with checkpoints the first is also scored as `train`"),
         sweep: Path = typer.Option(None, "--sweep", help="a sweep.json to analyse for overfitting over checkpoints"),
         seed: int = typer.Option(0, "--seed", help="bootstrap seed (recorded)"),
-        resamples: int = typer.Option(2000, "--resamples", help="bootstrap resamples"),
+        resamples: int = typer.Option(10_000, "--resamples", help="bootstrap resamples (corpus BLEU)"),
+        items: str = typer.Option("all", "--items", help="all | report | select: compare only one hashed half of "
+                                  "the items (report: the half a sweep did not choose its checkpoint on)"),
         suite: str = typer.Option(None, "--suite", help="[checkpoints] benchmark suite to run"),
         benchmark: list[str] = typer.Option([], "--benchmark", "-b", help="[checkpoints] benchmark to run (repeat)"),
         data: list[str] = typer.Option([], "--data", help="[checkpoints] NAME=PATH local data for a benchmark"),
@@ -86,6 +88,8 @@ def register(app: typer.Typer) -> None:
 
         if margin < 0:
             raise SftevalError("must be >= 0", field="--margin")
+        if items not in ("all", "report", "select"):
+            raise SftevalError("must be all, report or select", field="--items")
         if chat_template not in ("auto", "on", "off"):
             raise SftevalError("must be auto, on or off", field="--chat-template")
         # one set of settings for both checkpoints, so their runs are comparable by construction
@@ -101,7 +105,7 @@ def register(app: typer.Typer) -> None:
         base_dir, tuned_dir = _as_run(base, run_kwargs), _as_run(tuned, run_kwargs)
         settings = CompareSettings(seed=seed, resamples=resamples, margin=margin, general=tuple(general),
                                    allow_mismatch=allow_mismatch, train_data=tuple(train_data),
-                                   sweep=str(sweep) if sweep else None)
+                                   sweep=str(sweep) if sweep else None, split=None if items == "all" else items)
         comparison = compare_runs(load_run(base_dir), load_run(tuned_dir), settings)
         out_dir = out or default_out(reports, comparison)
         path = write_comparison(comparison, out_dir)

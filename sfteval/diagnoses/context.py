@@ -25,6 +25,7 @@ class CompareSettings:
     allow_mismatch: bool = False
     train_data: tuple[str, ...] = ()  # SFT files; default: the tuned run's trainer data
     sweep: str | None = None
+    split: str | None = None  # "select" | "report": compare only that half of the items (sfteval.selection)
 
 
 @dataclass(frozen=True)
