@@ -107,7 +107,17 @@ def _metrics(task: LmEvalTask, lines: list[SampleLine]) -> dict[str, Estimate]:
     return out
 
 
-def _benchmark(task: LmEvalTask, lines: list[SampleLine], role: str) -> BenchmarkResult:
+def _task_config(config: Mapping[str, Any], model_args: Any) -> dict[str, Any]:
+    """The task's config without what lm-eval copies into it from the model's arguments
+    (`metadata.pretrained`, ...): settings must describe the task, so two models compare."""
+    cfg = dict(config)
+    meta = dict(cfg.get("metadata") or {})
+    keys = set(model_args) if isinstance(model_args, Mapping) else set()
+    cfg["metadata"] = {k: v for k, v in meta.items() if k not in keys | {"pretrained"}}
+    return cfg
+
+
+def _benchmark(task: LmEvalTask, lines: list[SampleLine], role: str, model_args: Any) -> BenchmarkResult:
     metrics = _metrics(task, lines)
     reported = {k: v for k, v in task.reported.items() if "," in k}
     first_metric = next((str(m["metric"]) for m in task.config.get("metric_list") or [] if isinstance(m, Mapping)),
@@ -118,9 +128,12 @@ def _benchmark(task: LmEvalTask, lines: list[SampleLine], role: str) -> Benchmar
         name=task.name, kind=_kind(task), role=role, n=len(lines), metrics=metrics,
         primary_metric=primary if primary in metrics else next(iter(metrics), None),
         settings={"lm_eval": {"task": task.name, "version": task.version, "n_shot": task.n_shot,
-                              "output_type": task.output_type, "config": dict(task.config)}},
-        data={"source": "lm-eval", "samples_file": str(task.samples_path), "sha256": task.samples_sha256,
-              "task_hash": task.task_hash},
+                              "output_type": task.output_type, "config": _task_config(task.config, model_args)}},
+        # The data's identity is its documents (lm-eval's doc hashes), not the samples file,
+        # which holds the model's outputs: two models on one task share it.
+        data={"source": "lm-eval", "sha256": sha256_text("".join(f"{ln.id}:{ln.meta['lm_eval']['doc_hash']}\n"
+                                                               for ln in sorted(lines, key=lambda x: x.id))),
+              "samples_file": str(task.samples_path), "samples_sha256": task.samples_sha256},
         prompts_digest=prompts_digest({ln.id: ln.prompt_hash for ln in lines}),
         description=f"lm-eval task {task.name} (version {task.version})", source="lm-eval",
         extra={"lm_eval_reported": reported,
@@ -150,13 +163,13 @@ def import_output(out: LmEvalOutput, reports: Path, *, name: str | None = None,
     (tmp / "samples").mkdir(parents=True, exist_ok=True)
     for f in (tmp / "samples").glob("*.jsonl"):
         f.unlink()
+    cfg = dict(out.raw.get("config") or {})
+    model_args = cfg.get("model_args")
     benches: dict[str, BenchmarkResult] = {}
     for task in out.tasks.values():
         lines = [_sample_line(task, d) for d in task.docs]
         append_samples(tmp / "samples" / f"{task.name}.jsonl", lines)
-        benches[task.name] = _benchmark(task, lines, "target" if task.name in targets else "general")
-    cfg = dict(out.raw.get("config") or {})
-    model_args = cfg.get("model_args")
+        benches[task.name] = _benchmark(task, lines, "target" if task.name in targets else "general", model_args)
     results = RunResults(
         run_id=run_id, label=label, created=_date(out.raw.get("date")), finished=_date(out.raw.get("date")),
         model=ModelInfo(kind="lm-eval", path=out.model_name,
