@@ -61,6 +61,11 @@ def read_rows(source: str | Path, *, split: str = "train", config: str | None = 
         if not path.is_file():
             raise SftevalError("data file not found", path=str(path), hint="check the path, or give a hub dataset id")
         return read_file(path, split=split)
+    from sfteval import hub
+
+    online, why = hub.hub_reachable()
+    if not online:  # datasets would retry for ~30 s: read the hub cache's snapshot, or fail now
+        return _cached_hub_rows(str(source), split, config, why)
     import datasets
 
     try:
@@ -75,6 +80,26 @@ def read_rows(source: str | Path, *, split: str = "train", config: str | None = 
 
 
 LOCAL_SUFFIXES = {".jsonl", ".json", ".parquet", ".csv"}
+
+
+def _cached_hub_rows(repo: str, split: str, config: str | None, why: str) -> list[tuple[int, dict[str, Any]]]:
+    """A hub dataset's split from the local hub cache (same folder reader as --data DIR)."""
+    from sfteval import hub
+    from sfteval.datasource import split_files
+
+    ref = hub.parse_ref(repo)
+    if ref is None:
+        raise SftevalError("data file not found, and not a hub dataset id", path=repo)
+    hint = "pass a local .jsonl/.json/.parquet/.csv file instead"
+    snap = hub.snapshot(ref, repo_type="dataset", what="dataset", hint=hint)
+    files = split_files(snap.path, split, config)
+    if not files:
+        raise SftevalError(f"dataset '{repo}' has no '{split}' split in the hub cache, and {why}", path=str(snap.path),
+                           hint=hint)
+    rows: list[tuple[int, dict[str, Any]]] = []
+    for f in files:
+        rows += [(len(rows) + i + 1, row) for i, (_, row) in enumerate(read_file(f, split=split))]
+    return rows
 
 
 def read_file(path: Path, *, split: str = "train") -> list[tuple[int, dict[str, Any]]]:

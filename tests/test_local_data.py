@@ -208,3 +208,20 @@ def test_json_lines_in_a_json_file(tmp_path: Path) -> None:
     assert read_rows(p) == [(1, {"a": 1}), (2, {"a": 2})]
     p.write_text('[{"a": 1}, {"a": 2}]')
     assert read_rows(p) == [(1, {"a": 1}), (2, {"a": 2})]
+
+
+def test_sft_loader_reads_a_hub_dataset_from_the_cache_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The trainer's loader (formats.read_rows) on a hub id offline: the cache, or one error (no retry loop)."""
+    import huggingface_hub.constants as hc
+
+    from sfteval.formats import read_rows
+
+    cache = tmp_path / "cache"
+    rows = [{"instruction": f"i{i}", "output": f"o{i}"} for i in range(3)]
+    add_snapshot(cache, "someone/sft-data", {"data/train-00000-of-00001.parquet": _parquet(tmp_path / "t.parquet", rows)},
+                 commit=commit_sha("sft"), repo_type="dataset")
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)
+    assert [r for _, r in read_rows("someone/sft-data", split="train")] == rows
+    with pytest.raises(SftevalError, match="dataset 'someone/other' is not in the hub cache"):
+        read_rows("someone/other", split="train")
