@@ -20,7 +20,9 @@ loaded by the fork server before any untrusted code runs.
   counts its processes (host uid 0 in a user namespace: the kernel never applies
   RLIMIT_NPROC to uid 0), it refuses new processes (fork, vfork, clone without
   CLONE_THREAD; threads stay, bounded by RLIMIT_AS). Other architectures: no filter
-  (recorded).
+  (recorded). Why hand-built BPF and not libseccomp: its Python binding is not on PyPI
+  (Debian's python3-seccomp serves the system interpreter, not a venv's), and the
+  fork server must stay standard-library only; the program is ~70 instructions.
 - `drop_capabilities`: empty bounding, permitted, effective and inheritable sets.
 - `Cgroups`: a cgroup per fork server, which runs one program at a time, so it bounds
   each program (memory incl. tmpfs/shmem/memfd pages, pids, cpu); on cgroup v1
