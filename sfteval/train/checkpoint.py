@@ -152,16 +152,25 @@ def save_checkpoint(
         unwrapped = accelerator.unwrap_model(model)
         adapter = hasattr(unwrapped, "peft_config")
         dtype = getattr(torch, saved_dtype)
+        # Under FSDP2 the wrapped model's parameters are sharded DTensors: save_pretrained would
+        # touch them (a collective on one process only: a hang), so the gathered dict is written directly.
+        direct = _is_fsdp(accelerator)
         if adapter:
             # peft keeps only the adapter's tensors of this state dict
-            unwrapped.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+            if direct:
+                _save_adapter_directly(unwrapped, state_dict, tmp)
+            else:
+                unwrapped.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
             _absolute_base(tmp, facts)
         else:
             cast = _cast_keeping_ties(state_dict, dtype)
             lossy = any(v.is_floating_point() and v.dtype != dtype for v in state_dict.values())
             # the fp32 master copy goes into the resume state only when the saved weights are narrower
             master = unique_state(state_dict) if lossy else None
-            unwrapped.save_pretrained(tmp, state_dict=cast, safe_serialization=True)
+            if direct:
+                _save_model_directly(unwrapped, cast, tmp)
+            else:
+                unwrapped.save_pretrained(tmp, state_dict=cast, safe_serialization=True)
             _set_config_dtype(tmp, saved_dtype)
         tokenizer.save_pretrained(tmp)
         write_generation_config(unwrapped, tokenizer, tmp, eos_ids)
@@ -194,6 +203,40 @@ def save_checkpoint(
         tmp.rename(final)
     accelerator.wait_for_everyone()
     return final
+
+
+def _is_fsdp(accelerator: Any) -> bool:
+    from accelerate.utils import DistributedType
+
+    return accelerator.distributed_type == DistributedType.FSDP
+
+
+def _tied_names(model: Any) -> set[str]:
+    """Parameter names that are another name of an earlier parameter (tied weights), by object identity."""
+    seen: set[int] = set()
+    tied = set()
+    for name, param in model.named_parameters(remove_duplicate=False):
+        if id(param) in seen:
+            tied.add(name)
+        seen.add(id(param))
+    return tied
+
+
+def _save_model_directly(model: Any, state: dict[str, Any], where: Path) -> None:
+    from safetensors.torch import save_file
+
+    tied = _tied_names(model)
+    save_file({k: v.contiguous() for k, v in state.items() if k not in tied}, str(where / "model.safetensors"), metadata={"format": "pt"})
+    model.config.save_pretrained(where)
+
+
+def _save_adapter_directly(model: Any, state: dict[str, Any], where: Path) -> None:
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    adapter = get_peft_model_state_dict(model, state_dict=state)
+    save_file({k: v.contiguous() for k, v in adapter.items()}, str(where / "adapter_model.safetensors"), metadata={"format": "pt"})
+    model.peft_config["default"].save_pretrained(str(where))
 
 
 def _cast_keeping_ties(state: dict[str, Any], dtype: Any) -> dict[str, Any]:

@@ -305,7 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
             kwargs: dict[str, Any] = {"dest": dest, "default": None, "help": HELP.get(key, "") + _default_text(f), **extra}
             if typ is not None:
                 kwargs["type"] = typ
-            group.add_argument(f"--{prefix}{f.name.replace('_', '-')}", **kwargs)
+            # `--log-to` is what `sfteval run/compare/gate` call the same choice of trackers.
+            aliases = ["--log-to"] if key == "trackers" else []
+            group.add_argument(f"--{prefix}{f.name.replace('_', '-')}", *aliases, **kwargs)
     return p
 
 

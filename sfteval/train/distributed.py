@@ -137,6 +137,17 @@ def resolve_deepspeed_config(
     return conf, built
 
 
+def partial_state() -> Any:
+    """Accelerate's process state, set up before the Accelerator (data preparation needs ranks).
+
+    PartialState does not read ACCELERATE_USE_CPU itself (AcceleratorState does): without it,
+    torchrun'd CPU processes would each think they are alone."""
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+
+
 def check_accumulation(cfg: TrainConfig) -> None:
     env = os.environ.get("ACCELERATE_GRADIENT_ACCUMULATION_STEPS")
     if env and env.isdigit() and int(env) not in (1, cfg.grad_accum):
@@ -176,7 +187,11 @@ def make_accelerator(cfg: TrainConfig, out: Path, ds_config: dict[str, Any] | No
     )
     state = AcceleratorState()
     if fsdp is not None and state.distributed_type == DistributedType.MULTI_CPU:
-        state.distributed_type = DistributedType.FSDP  # see the module docstring
+        # see the module docstring; both shared states, as every AcceleratorState() re-reads PartialState's
+        from accelerate import PartialState
+
+        PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+        state.distributed_type = DistributedType.FSDP
         state.fsdp_plugin = fsdp
     if cfg.strategy in ("zero2", "zero3") or cfg.deepspeed_config:
         if state.distributed_type != DistributedType.DEEPSPEED:

@@ -125,12 +125,11 @@ def _trained_end_ids(samples: Any, end_ids: frozenset[int]) -> list[int]:
 
 def dry_run(cfg: TrainConfig, *, color: bool = False) -> str:
     """Encode the data and show two examples with their supervised spans; no model, no output."""
-    from accelerate import PartialState
-
     from sfteval.train.data import preview
+    from sfteval.train.distributed import partial_state
     from sfteval.train.prepare import prepare
 
-    p = prepare(cfg.validate(), PartialState())
+    p = prepare(cfg.validate(), partial_state())
     text = f"base {p.base} ({p.saved_dtype}), chat template {p.template.source}\n" + preview(p.data, p.tokenizer, color=color)
     if p.eval_data is not None:
         text += "\neval: " + preview(p.eval_data, p.tokenizer, n=0)
@@ -153,24 +152,24 @@ def _setup_output(cfg: TrainConfig, out: Path, state: Any, identity_of: Any) -> 
 
 
 def train(cfg: TrainConfig) -> TrainResult:  # noqa: C901 - the recipe reads top to bottom
-    from accelerate import PartialState
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
 
     from sfteval.train import checkpoint as ck
     from sfteval.train import outputs
     from sfteval.train.batching import micro_batch_tensors, step_batches
-    from sfteval.train.distributed import deepspeed_source, is_deepspeed, load_deepspeed_json, make_accelerator, resolve_deepspeed_config
+    from sfteval.train.distributed import check_accumulation, deepspeed_source, is_deepspeed, load_deepspeed_json, make_accelerator, partial_state, resolve_deepspeed_config
     from sfteval.train.loop import evaluate, make_optimizer, make_scheduler, param_groups, train_step, warmup_steps
     from sfteval.train.model import check_qlora, load_model
     from sfteval.train.prepare import check_resume, prepare, trim_log
     from sfteval.train.resume import load_resume_state, master_file
 
     cfg = cfg.validate()
+    check_accumulation(cfg)  # these two before anything is written
     if cfg.lora.qlora:
-        check_qlora()  # before anything is written
+        check_qlora()
     out = Path(cfg.output)
-    state = PartialState()
+    state = partial_state()
     world, rank, main = state.num_processes, state.process_index, state.is_main_process
     p = prepare(cfg, state)
     data, eval_data, tokenizer = p.data, p.eval_data, p.tokenizer
@@ -205,6 +204,16 @@ def train(cfg: TrainConfig) -> TrainResult:  # noqa: C901 - the recipe reads top
         packages=ck.package_versions(),
         chat_template_sha256=p.template.sha256,
     )
+    ds_raw = load_deepspeed_json(src) if (src := deepspeed_source(cfg)) else None
+    ds_conf, built = None, {"optimizer": "trainer (AdamW)", "scheduler": f"trainer ({cfg.schedule})"}
+    if ds_raw is not None:  # resolved (or refused) before anything is written
+        from transformers import AutoConfig
+
+        hidden = int(getattr(AutoConfig.from_pretrained(p.base, revision=cfg.model_revision), "hidden_size", 0) or 0)
+        ds_conf, built = resolve_deepspeed_config(
+            ds_raw, cfg, world=world, hidden_size=hidden, total_steps=total, warmup_steps=warmup_steps(cfg, total), where=str(src)
+        )
+    facts = replace(facts, counts={**facts.counts, "optimizer": built["optimizer"], "scheduler": built["scheduler"]})
     action, run = _setup_output(cfg, out, state, identity_of)
     facts = replace(facts, run_id=run["run_id"])
     if main:
@@ -219,14 +228,6 @@ def train(cfg: TrainConfig) -> TrainResult:  # noqa: C901 - the recipe reads top
 
     set_seed(cfg.seed)
     model = load_model(cfg, p.base, resume_from=latest, master=master_file(latest, ck.STATE) if latest else None)
-    ds_raw = load_deepspeed_json(src) if (src := deepspeed_source(cfg)) else None
-    ds_conf, built = None, {"optimizer": "trainer (AdamW)", "scheduler": f"trainer ({cfg.schedule})"}
-    if ds_raw is not None:
-        hidden = int(getattr(model.config, "hidden_size", 0) or 0)
-        ds_conf, built = resolve_deepspeed_config(
-            ds_raw, cfg, world=world, hidden_size=hidden, total_steps=total, warmup_steps=warmup_steps(cfg, total), where=str(src)
-        )
-    facts = replace(facts, counts={**facts.counts, "optimizer": built["optimizer"], "scheduler": built["scheduler"]})
     accelerator = make_accelerator(cfg, out, ds_conf)
     ds_sched = ds_conf is not None and "scheduler" in ds_conf
     if ds_conf is not None and "optimizer" in ds_conf:
