@@ -212,7 +212,8 @@ def filesystem_plan(read_paths: Sequence[str] = ()) -> tuple[list[str], list[str
 
 def _zygote_cmd(mode: str, read_paths: Sequence[str] = (), limits: Limits = Limits(), cpu: int | None = None) -> list[str]:
     allow, masks = filesystem_plan(read_paths)
-    cfg = {"mode": mode, "allow": allow, "masks": masks, "limits": asdict(limits), "cpu": cpu}
+    cfg = {"mode": mode, "allow": allow, "masks": masks, "limits": asdict(limits), "cpu": cpu,
+           "cgroup": os.environ.get("SFTEVAL_CGROUP")}  # a delegated cgroup v2 folder to use
     return [sys.executable, "-I", _CHILD, "--zygote", json.dumps(cfg)]
 
 

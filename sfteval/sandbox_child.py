@@ -81,7 +81,7 @@ class _Setup:
         if self.mode == "unsafe":
             return
         if cfg.get("cgroups", True):
-            self.cgroups.open_dirs()
+            self.cgroups.open_dirs(cfg.get("cgroup"))
             if self.cgroups.version:
                 lim = cfg["limits"]
                 # One program at a time: the program, plus us, its supervisor and judge

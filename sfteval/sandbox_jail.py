@@ -288,7 +288,7 @@ class Cgroups:
         ctls = sorted(self.dirs) if self.version == 1 else ["memory", "pids"] + (["cpu"] if self.cpu_v2 else [])
         return f"v{self.version}:{','.join(ctls)}"
 
-    def open_dirs(self) -> None:
+    def open_dirs(self, base: str | None = None) -> None:
         own = {}
         try:
             with open("/proc/self/cgroup") as f:
@@ -300,7 +300,7 @@ class Cgroups:
             self.error = str(e)
             return
         mounts = _cgroup_mounts()
-        base_v2 = os.environ.get("SFTEVAL_CGROUP") or (mounts.get("") and mounts[""] + own.get("", "/"))
+        base_v2 = base or (mounts.get("") and mounts[""] + own.get("", "/"))
         if base_v2 and self._try_v2(base_v2):
             return
         dirs = {}
