@@ -171,3 +171,31 @@ def test_tensorboard_event_files(runs, tmp_path: Path, monkeypatch: pytest.Monke
     comp = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
     delta = comp["benchmarks"]["mmlu"]["metrics"]["accuracy"]["delta"]["value"]
     assert acc.Scalars("mmlu/accuracy/delta")[0].value == pytest.approx(delta, abs=1e-6)
+
+
+def test_the_trainer_takes_the_same_flag() -> None:
+    from sfteval.train.config import config_from_args
+
+    cfg = config_from_args(["--model", "m", "--data", "d.jsonl", "--output", "o", "--log-to", "tensorboard", "wandb"])
+    assert cfg.trackers == ("tensorboard", "wandb")
+
+
+@pytest.mark.slow
+def test_the_trainer_logs_its_loss_to_tensorboard(tiny_model: Path, tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard", reason="tensorboard is in the dev extra")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    data = tmp_path / "sft.jsonl"
+    data.write_text("".join(json.dumps({"instruction": f"Say {w}.", "output": w}) + "\n"
+                            for w in ("alpha", "beta", "gamma", "delta")))
+    res = subprocess.run([sys.executable, "-m", "sfteval.train", "--model", str(tiny_model), "--data", str(data),
+                          "--output", str(tmp_path / "out"), "--max-steps", "2", "--log-to", "tensorboard"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    logs = sorted({p.parent for p in (tmp_path / "out").rglob("events.out.tfevents.*")})
+    tags = set()
+    for d in logs:
+        acc = EventAccumulator(str(d))
+        acc.Reload()
+        tags |= set(acc.Tags()["scalars"])
+    assert any("loss" in t for t in tags), tags
