@@ -10,7 +10,8 @@ formats the real benchmarks use, sized so a tiny model learns them in minutes:
   format the `math` kind prompts a chat model with);
 - HumanEval-style small Python functions with a docstring and a `check(candidate)`, as
   source files and as the chat exchange the `code` kind prompts a chat model with;
-- short prose over the words the SFT task uses, so they have tokens.
+- short prose over the words the SFT task uses, so they have tokens;
+- words said once and repeated later (`copy_doc`): in-context copying.
 
 Evaluation and SFT files (`write_task_files`): the MC bank (MMLU schema; studied in
 pretraining, so it measures retained knowledge), GSM8K-schema word problems that the
@@ -177,6 +178,22 @@ def prose(rng: random.Random) -> str:
     return rng.choice(forms)
 
 
+def copy_doc(rng: random.Random) -> str:
+    """Words said once and repeated later in the same document: in-context copying, which
+    every real base model can do (induction heads) and which a model this small learns
+    only from text that needs it. Words come from the task's word list, names and items,
+    so what is learned is to copy, not a fixed sequence. The SFT task's frames (lists,
+    "first/last", counts) never appear here."""
+    pool = WORDS + NAMES + ITEMS
+    ws = rng.sample(pool, rng.randint(3, 6))
+    name, other = rng.sample(NAMES, 2)
+    if rng.random() < 0.5:
+        line = " ".join(ws)
+        return f"{name} wrote: {line}. {other} copied it: {line}."
+    listed = ", ".join(f"the {w}" for w in ws[:-1]) + f" and the {ws[-1]}"
+    return f"{name} packed {listed}. Later {other} unpacked {listed}."
+
+
 def fact_sentence(rng: random.Random) -> str:
     if rng.random() < 0.5:
         country = rng.choice(sorted(CAPITALS))
@@ -217,7 +234,8 @@ def math_doc(rng: random.Random, exclude: frozenset[str]) -> str:
 
 # Share of documents by kind; the multiple-choice and math formats dominate so that a
 # few minutes of training on two cores are enough for measurable skill.
-MIX: tuple[tuple[str, float], ...] = (("mc", 0.40), ("fact", 0.12), ("math", 0.28), ("code", 0.12), ("prose", 0.08))
+MIX: tuple[tuple[str, float], ...] = (("mc", 0.34), ("fact", 0.10), ("math", 0.24), ("code", 0.10), ("prose", 0.07),
+                                     ("copy", 0.15))
 
 
 def corpus_docs(n_docs: int, seed: int, exclude: frozenset[str] = frozenset(), bank_seed: int | None = None) -> list[str]:
@@ -238,6 +256,8 @@ def corpus_docs(n_docs: int, seed: int, exclude: frozenset[str] = frozenset(), b
             doc = math_doc(rng, exclude)
         elif kind == "code":
             doc = code_doc(rng)
+        elif kind == "copy":
+            doc = " ".join(copy_doc(rng) for _ in range(rng.randint(1, 3)))
         elif kind == "fact":
             doc = " ".join(fact_sentence(rng) for _ in range(rng.randint(2, 5)))
         else:
