@@ -170,6 +170,8 @@ def test_raters_vote_only_on_their_items_in_their_study(db_url: str, tmp_path: P
         store.record_vote(sid, eve[0], "mallory", "A")
     assert store.record_vote(sid, eve[0], "judge:tiny", "A")  # machine raters judge every item
     assert store.votes(sid, rater="eve") == []  # a rater's own view holds only their votes
+    assert study_results(store, sid).n_votes == 0  # a judge's vote is not a human's
+    assert study_results(store, sid, include_machine=True).n_votes == 1
 
 
 def test_assignment_keeps_overlap_balance_and_quota() -> None:

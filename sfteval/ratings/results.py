@@ -67,15 +67,24 @@ class StudyResults:
 _SCORE = {"tuned": 1.0, "base": 0.0, "tie": 0.5, "both_bad": 0.5}
 
 
-def study_results(store: Any, study_id: str, *, seed: int = 0, resamples: int = 2000) -> StudyResults:
-    """Results of a study in a VoteStore."""
+MACHINE_PREFIX = "judge:"  # votes cast by sfteval.judge: not human, kept apart (sfteval.agreement compares them)
+
+
+def study_results(store: Any, study_id: str, *, seed: int = 0, resamples: int = 2000,
+                  include_machine: bool = False) -> StudyResults:
+    """Results of a study in a VoteStore (human raters only unless `include_machine`)."""
     return results_from_votes(study_id, store.votes(study_id), len(store.item_ids(study_id)),
-                              seed=seed, resamples=resamples)
+                              seed=seed, resamples=resamples, include_machine=include_machine)
 
 
 def results_from_votes(study_id: str, votes: Sequence[Vote], n_items: int | None = None, *, seed: int = 0,
-                       resamples: int = 2000) -> StudyResults:
-    """Win rate with a bootstrap over items, per-rater counts and bias, agreement."""
+                       resamples: int = 2000, include_machine: bool = False) -> StudyResults:
+    """Win rate with a bootstrap over items, per-rater counts and bias, agreement.
+
+    Votes of machine raters (`judge:<model>`) are left out unless `include_machine`: a
+    human win rate or human agreement that silently counted a judge would mean neither."""
+    if not include_machine:
+        votes = [v for v in votes if not str(v["rater"]).startswith(MACHINE_PREFIX)]
     counts = {o: sum(v["outcome"] == o for v in votes) for o in OUTCOMES}
     by_item: dict[str, list[float]] = {}
     for v in votes:

@@ -41,6 +41,7 @@ from sqlalchemy.pool import NullPool
 from sfteval.errors import SftevalError
 from sfteval.ratings import schema as t
 from sfteval.ratings.access import assign_items, new_token, split_token, verifier_matches
+from sfteval.ratings.results import MACHINE_PREFIX
 from sfteval.ratings.study import (
     CHOICES,
     Pair,
@@ -57,7 +58,6 @@ from sfteval.ratings.study import (
 EXPORT_FIELDS = ("seq", "study", "item", "rater", "choice", "tuned_side", "outcome", "created")
 NETWORK_FS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "ceph", "fuse.sshfs", "beegfs",
                         "glusterfs", "fuse.glusterfs", "afs", "9p", "fuse.s3fs", "fuse.gcsfuse", "fuse.rclone"})
-MACHINE_PREFIX = "judge:"
 
 
 @dataclass(frozen=True)
