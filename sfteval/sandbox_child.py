@@ -93,7 +93,11 @@ class _Setup:
             jail.check(jail.libc.unshare(flags), "unshare(mount, net)")
         else:
             scratch = self.scratch = _host_scratch()
-            jail.enter_user_namespace(flags)
+            try:
+                jail.enter_user_namespace(flags)
+            except OSError:
+                os.rmdir(scratch)  # nobody else knows it exists
+                raise
             self.mapped = jail.mapped()
             if self.mapped:
                 os.rmdir(scratch)

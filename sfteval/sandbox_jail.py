@@ -344,6 +344,7 @@ class Cgroups:
         )  # fmt: skip
         self.name = name
         for ctl, dfd in self.dirs.items():
+            _sweep(dfd)
             os.mkdir(name, 0o755, dir_fd=dfd)
             for key, value in settings.get(ctl, []):
                 try:
@@ -369,6 +370,22 @@ class Cgroups:
             return 0
         fields = dict(line.split() for line in text.splitlines() if len(line.split()) == 2)
         return int(fields.get("oom_kill", "0"))
+
+
+def _sweep(dfd: int) -> None:
+    """Remove the empty cgroups of fork servers that are gone (one killed before its
+    host could clean up). rmdir fails on a cgroup that still holds a process."""
+    for entry in os.listdir(dfd):
+        if entry.startswith("sfteval-zygote-") and entry[15:].isdigit():
+            try:
+                os.kill(int(entry[15:]), 0)
+            except ProcessLookupError:
+                try:
+                    os.rmdir(entry, dir_fd=dfd)
+                except OSError:
+                    pass
+            except OSError:
+                pass
 
 
 def remove_cgroups(paths: list[str], timeout_s: float = 5.0) -> None:

@@ -231,6 +231,7 @@ def test_no_isolation_refuses_unless_allowed(tmp_path: Path) -> None:
     replay = tmp_path / "replay.jsonl"
     replay.write_text(json.dumps({"id": "HumanEval/0", "output": "    return True\n"}) + "\n")
     base = ["run", "--replay", str(replay), "-b", "humaneval", "--limit", "1", "--name", "x", "--out", str(tmp_path / "out")]
+    shm_before = {n for n in os.listdir("/dev/shm") if n.startswith("sfteval")}
     refused = _cli(base, dict(os.environ), jail)
     assert refused.returncode == 2, refused.stderr[-2000:]
     assert "no real isolation" in refused.stderr and "--allow-unsafe-exec" in refused.stderr
@@ -244,3 +245,5 @@ def test_no_isolation_refuses_unless_allowed(tmp_path: Path) -> None:
     assert execution["isolation"] == "unsafe" and execution["allow_unsafe_exec"] is True
     (samples,) = (tmp_path / "out").glob("**/samples/humaneval.jsonl")
     assert json.loads(samples.read_text().splitlines()[0])["meta"]["outcomes"] == ["failed"]
+    # The failed probes left nothing behind (a user-namespace probe makes its host folder first).
+    assert {n for n in os.listdir("/dev/shm") if n.startswith("sfteval")} <= shm_before
