@@ -1,6 +1,7 @@
 """Trainer throughput: supervised tokens/s of train.sft against named peers, same run.
 
     python perf/train_throughput.py [--tiny-steps 20] [--mid-steps 6] [--samples 400] [--skip-trl]
+    python perf/train_throughput.py --tokenize 20000 [--workers 2]   (tokenization cache: warm vs cold)
 
 Peers, each in its own cold subprocess (so peak RSS is its own), same model, data,
 global batch (micro 4 x accum 2), steps, lr schedule, fp32 on the CPU:
@@ -31,6 +32,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -71,6 +73,55 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def cpu_seconds() -> float:
+    """User + system CPU of this process and its finished children (tokenization workers)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def tokenize_bench(work: Path, n: int, workers: int) -> str:
+    """Cold (empty cache, `workers` processes) vs warm (same key: read the cache) tokenization of n conversations."""
+    from transformers import AutoTokenizer
+
+    from sfteval.tinymodel import build_tiny_model
+    from sfteval.train.data import end_token_ids
+    from sfteval.train.tokencache import encode_files
+
+    rows, base = [], []
+    if GSM8K.is_file():
+        base = [json.loads(x) for x in GSM8K.read_text().splitlines()]
+    rng = random.Random(0)
+    for i in range(n):  # two-turn conversations from two GSM8K problems (or synthetic sums)
+        turns = []
+        for _ in range(2):
+            if base:
+                r = base[rng.randrange(len(base))]
+                q, a = r["question"], r["answer"]
+            else:
+                x, y = rng.randint(1, 999), rng.randint(1, 999)
+                q, a = f"Add {x} and {y}. " * rng.randint(1, 6), f"{x} + {y} = {x + y}. " * rng.randint(1, 12)
+            turns += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+        rows.append({"id": str(i), "messages": turns})
+    data = work / "conversations.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tok = AutoTokenizer.from_pretrained(build_tiny_model(work / "tok-model"))
+    kw = dict(fmt="auto", on_bad="error", cutoff_len=1024, end_ids=end_token_ids(tok), last_turn_only=False, cache_dir=str(work / "cache"))
+    out = []
+    for label, w in (("cold, 1 process", 1), (f"cold, {workers} processes", workers), ("warm cache", workers)):
+        if label.startswith("cold"):
+            shutil.rmtree(work / "cache", ignore_errors=True)
+        c0, t0 = cpu_seconds(), time.perf_counter()
+        enc = encode_files([str(data)], tok, workers=w, **kw)
+        out.append((label, time.perf_counter() - t0, cpu_seconds() - c0, enc.tokens))
+    lines = [f"\n## Tokenization of {n} two-turn conversations ({out[0][3]} tokens, tiny tokenizer)", "",
+             "| run | wall s | CPU s (incl. workers) |", "|---|---:|---:|"]
+    lines += [f"| {label} | {wall:.2f} | {cpu:.2f} |" for label, wall, cpu, _ in out]
+    lines += ["", f"| warm / cold ({workers} processes) | {out[1][1] / out[2][1]:.1f}x faster (goal >= 10x) |",
+              f"| warm / cold (1 process) | {out[0][1] / out[2][1]:.1f}x faster |",
+              f"| {workers} processes / 1 process, cold | {out[0][1] / out[1][1]:.2f}x |"]
+    return "\n".join(lines)
+
+
 # --- children -------------------------------------------------------------------------
 
 
@@ -83,7 +134,7 @@ def child_ours(model: str, data: str, steps: int, variant: str) -> dict:
             TrainConfig(
                 model=model, data=(data,), output=out, max_steps=steps, micro_batch_size=MICRO, grad_accum=ACCUM,
                 lr=LR, cutoff_len=CUTOFF, packing=variant == "ours-packed", group_by_length=variant == "ours",
-                progress=False, keep_last=1,
+                progress=False, keep_last=1, cache_dir="none",
             )
         )
     return {"tokens": res.supervised_tokens, "seconds": res.loop_seconds}
@@ -169,6 +220,7 @@ def run_child(args: argparse.Namespace) -> None:
     else:
         out = child_ours(args.model, args.data, args.steps, args.child)
     out["peak_rss_mb"] = peak_rss_mb()
+    out["cpu_s"] = cpu_seconds()
     print("RESULT " + json.dumps(out), flush=True)
 
 
@@ -199,10 +251,10 @@ def measure(variant: str, model: Path, data: Path, steps: int) -> dict:
 
 def table(name: str, params: int, steps: int, res: dict[str, dict]) -> str:
     lines = [f"\n## {name} ({params / 1e6:.1f}M parameters), {steps} steps, global batch {MICRO * ACCUM}", "",
-             "| variant | sup. tokens/s | loop s | wall s | peak RSS MB |", "|---|---:|---:|---:|---:|"]
+             "| variant | sup. tokens/s | loop s | wall s | CPU s (child) | peak RSS MB |", "|---|---:|---:|---:|---:|---:|"]
     for v, r in res.items():
         est = " (est.)" if r.get("tokens_estimated") else ""
-        lines.append(f"| {v} | {r['tok_s']:.0f}{est} | {r['seconds']:.1f} | {r['wall']:.1f} | {r['peak_rss_mb']:.0f} |")
+        lines.append(f"| {v} | {r['tok_s']:.0f}{est} | {r['seconds']:.1f} | {r['wall']:.1f} | {r.get('cpu_s', 0):.1f} | {r['peak_rss_mb']:.0f} |")
     ratios = [("ours / bare loop (goal >= 0.9)", "ours", "bare"), ("ours / TRL SFTTrainer (goal >= 1.2)", "ours", "trl"),
               ("ours without length grouping / TRL", "ours-nogroup", "trl"),
               ("packing / padding in random order (goal >= 1.5)", "ours-packed", "ours-nogroup"),
@@ -227,9 +279,16 @@ def main() -> None:
     p.add_argument("--skip-trl", action="store_true")
     p.add_argument("--only", choices=["tiny", "mid"])
     p.add_argument("--variants", default="bare,ours,ours-nogroup,ours-packed,trl,mix-padding,mix-packed")
+    p.add_argument("--tokenize", type=int, default=0, help="only the tokenization-cache benchmark on N conversations (e.g. 20000)")
+    p.add_argument("--workers", type=int, default=2, help="tokenization processes for --tokenize")
     args = p.parse_args()
     if args.child:
         return run_child(args)
+    if args.tokenize:
+        work = Path(tempfile.mkdtemp(prefix="sfteval-perf-tok-"))
+        print(f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; work dir {work}")
+        print(tokenize_bench(work, args.tokenize, args.workers), flush=True)
+        return None
 
     from sfteval.tinymodel import TinySpec, build_tiny_model
 

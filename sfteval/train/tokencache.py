@@ -131,8 +131,8 @@ def _load(where: Path, key: str) -> Any | None:
         meta = read_json(head)
         with np.load(arrays) as z:
             ids, mask, lengths = z["ids"], z["mask"], z["lengths"]
-    except (OSError, ValueError, KeyError):
-        return None  # unreadable: re-encode and overwrite
+    except Exception:  # noqa: BLE001 - torn zip, bad JSON, missing array: re-encode and overwrite
+        return None
     bounds = np.concatenate([[0], np.cumsum(lengths)])
     samples = tuple(Encoded(ids[a:b], mask[a:b], src) for a, b, src in zip(bounds[:-1], bounds[1:], meta["sources"]))
     return EncodedData(samples, int(meta["rows"]), dict(meta["dropped"]), tuple(meta["files"]), int(meta["truncated"]))
