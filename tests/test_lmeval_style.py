@@ -80,3 +80,37 @@ def test_gsm8k_cot_exemplars_are_lm_evals() -> None:
     assert ours == [{"question": s["question"], "target": s["target"]} for s in cfg["fewshot_config"]["samples"]]
     assert prompt_settings(load_spec("gsm8k_cot").options, 8, 0, "x").question_template + "" == \
         cfg["doc_to_text"].replace("{{question}}", "{question}")
+
+
+def test_mmlu_prompts_are_lm_evals_default_template(tmp_path: Path) -> None:
+    """Our mmlu, built for local items, against lm-eval's own task machinery on the same
+    items (its `mmlu` default template, per-subject description, first_n 5-shot)."""
+    import json
+
+    import yaml
+    from lm_eval.tasks import TaskManager
+
+    from sfteval.benchmarks import with_overrides
+    from sfteval.kinds import BuildContext, get_kind
+    from sfteval.prompts import Renderer
+
+    offline = Path(__file__).resolve().parents[1] / "sfteval" / "catalog" / "data" / "offline"
+    subject = "elementary_arithmetic"
+    for split in ("test", "dev"):
+        rows = [json.loads(x) for x in (offline / f"mmlu_{split}.jsonl").read_text().splitlines()]
+        rows = [r for r in rows if r["subject"] == subject]
+        rows[0]["choices"][1] = " 22 "  # stray whitespace in a choice: lm-eval keeps it, so must we
+        (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    template = yaml.safe_load((Path(lm_eval.__file__).parent / "tasks/mmlu/default/_default_template_yaml").read_text())
+    template.update(task="local_mmlu", dataset_path="json", description=(
+        f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}.\n\n"),
+        dataset_kwargs={"data_files": {"test": str(tmp_path / "test.jsonl"), "dev": str(tmp_path / "dev.jsonl")}})
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "local_mmlu.yaml").write_text(yaml.safe_dump(template))
+    task = TaskManager(include_path=str(tmp_path / "tasks")).load_task_or_group(["local_mmlu"])["local_mmlu"]
+    theirs = [task.fewshot_context(doc, 5) for doc in task.eval_docs]
+
+    spec = with_overrides(load_spec("mmlu"), str(tmp_path / "test.jsonl"), str(tmp_path / "dev.jsonl"))
+    built = get_kind("choice").build(spec, BuildContext(renderer=Renderer(None, chat=False)))
+    assert [s.prompt for s in built.samples] == theirs
+    assert all(s.request.continuations == (" A", " B", " C", " D") for s in built.samples)

@@ -55,7 +55,9 @@ def parse_item(row: dict[str, Any], source: str, line: int) -> Item:
     if not isinstance(choices, (list, tuple)) or not 2 <= len(choices) <= len(LETTERS):
         raise SftevalError("expected a list of 2-10 choices", path=source, line=line, field="choices")
     letters = tuple(LETTERS[: len(choices)])
-    body = question + "\n" + "".join(f"{letter}. {str(c).strip()}\n" for letter, c in zip(letters, choices))
+    # Choices as written, like lm-eval's mmlu template (only the question is stripped), so
+    # MMLU prompts stay string-identical to lm-eval's (tests/test_lmeval_style.py).
+    body = question + "\n" + "".join(f"{letter}. {c}\n" for letter, c in zip(letters, choices))
     return Item(body, letters, _answer_letter(row, letters, source, line))
 
 
