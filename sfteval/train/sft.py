@@ -1,19 +1,21 @@
 """Supervised fine-tuning on Accelerate: `train(cfg) -> TrainResult`, and the command line.
 
-    python -m sfteval.train --model BASE --data TRAIN [--eval-data VAL] --output OUT [--config FILE.toml]
+    python -m sfteval.train --model BASE --data TRAIN [--eval-data VAL] --output OUT [--config NAME|FILE.toml] [--dry-run]
     accelerate launch -m sfteval.train ...   (or the old path: train/sft.py)
-      (same flags; DDP / FSDP / DeepSpeed are Accelerate's job)
+      (same flags; --strategy ddp|fsdp|zero2|zero3 through Accelerate: sfteval.train.distributed)
     ACCELERATE_USE_CPU=1 torchrun --nproc_per_node 2 -m sfteval.train ...   (several CPU processes, gloo;
         `accelerate launch --cpu --num_processes N` starts only one process where MPI is absent)
 
-A short loop, no HF Trainer: load and mask the data (train.data), plan batches
+A short loop, no HF Trainer: check every input and encode the data (train.prepare,
+train.data), take the output folder for this run (train.outputs), plan batches
 deterministically (train.batching), run optimizer steps whose loss is normalised over
 the whole step (train.loop), log to OUT/train_log.jsonl, and write atomic checkpoints
-(train.checkpoint). `--resume` continues from the newest complete checkpoint with the
-same data order and RNG state, so the result equals an uninterrupted run.
+(train.checkpoint, train.resume). `--resume` continues from the newest complete
+checkpoint with the same data order and RNG state, so the result equals an
+uninterrupted run.
 
 train_log.jsonl, one line per `logging_steps` optimizer steps (the dashboard reads it):
-  step, epoch, train_loss (mean token loss over the interval), eval_loss (when
+  run_id, step, epoch, train_loss (mean token loss over the interval), eval_loss (when
   evaluated), lr, grad_norm (before clipping), tokens_per_s (supervised tokens per
   second, all processes), supervised_tokens (in the interval), total_supervised_tokens.
 """
