@@ -108,10 +108,15 @@ class SweepEngine:
         if self._loaded == self._target:
             return self._backend
         key = engine_key(self._target)
+        why_new = "first checkpoint" if self._backend is None else "architecture, tokenizer or weight kind differs"
+        switched = False
         if self._backend is not None and key == self._key and hasattr(self._backend, "switch_to"):
-            self._how = self._backend.switch_to(self._target)  # "weights reloaded" | "adapter switched"
-        else:
-            why_new = "first checkpoint" if self._backend is None else "architecture, tokenizer or weight kind differs"
+            try:
+                self._how = self._backend.switch_to(self._target)  # "weights reloaded" | "adapter switched"
+                switched = True
+            except SftevalError as e:  # this engine cannot take these weights in place
+                why_new = str(e).splitlines()[0]
+        if not switched:
             self.close()
             self._backend = open_backend(self.name, self._target, self._engine_settings)
             self.engines_started += 1

@@ -79,6 +79,16 @@ def adapter_mode(device: str, *, can_serve_lora: bool) -> AdapterMode:
     return "lora" if can_serve_lora and device == "cuda" else "merge"
 
 
+def lora_servable(adapter_dir: str, base_dir: str) -> bool:
+    """An adapter can ride on its base engine unmerged only if it changes the weights alone:
+    no tokenizer or generation_config of its own that differs from the base's."""
+    for f in (*TOKENIZER_FILES, "special_tokens_map.json", "generation_config.json"):
+        a, b = Path(adapter_dir) / f, Path(base_dir) / f
+        if a.is_file() and (not b.is_file() or a.read_bytes() != b.read_bytes()):
+            return False
+    return True
+
+
 def lora_rank(adapter_cfg: dict[str, Any]) -> int:
     ranks = [int(adapter_cfg.get("r") or 8), *(int(v) for v in (adapter_cfg.get("rank_pattern") or {}).values())]
     return max(ranks)

