@@ -47,15 +47,23 @@ app = typer.Typer(
 )
 
 
-@app.callback()
-def _root(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
-) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    # A parse-time callback: the root callback's body only runs once a subcommand was
+    # found, so `sfteval --version` alone used to stop at "Missing command."
+    if value:
         from sfteval import __version__
 
-        typer.echo(__version__)
+        typer.echo(f"sfteval {__version__}")
         raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
+    ),
+) -> None:
+    pass
 
 
 def _register() -> None:
@@ -66,6 +74,17 @@ def _register() -> None:
 _register()
 
 
+def resume_hint(args: list[str]) -> str:
+    """What Ctrl-C prints: the exact command that picks up where this one stopped.
+
+    Runs and judge runs skip every sample already in samples/*.jsonl, so the same command
+    line resumes; it is quoted so that it pastes back into a shell as it was typed."""
+    import shlex
+
+    return ("interrupted; samples written so far are kept. Resume with:\n"
+            f"  {shlex.join(['sfteval', *args])}")
+
+
 def main() -> None:
     try:
         rc = app(standalone_mode=False)  # commands end with `raise typer.Exit(code)`
@@ -73,7 +92,7 @@ def main() -> None:
         typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
-        typer.secho("interrupted; samples written so far are kept (re-run the command to resume)", err=True)
+        typer.secho(resume_hint(sys.argv[1:]), err=True)
         sys.exit(130)
     except SystemExit:
         raise
@@ -84,8 +103,11 @@ def main() -> None:
             e.show()
             sys.exit(2)
         if type(e).__name__ == "Abort":
+            typer.secho(resume_hint(sys.argv[1:]), err=True)
             sys.exit(130)
         raise
+    if rc == 130:  # typer turns Ctrl-C inside a command into a silent Exit(130)
+        typer.secho(resume_hint(sys.argv[1:]), err=True)
     sys.exit(rc if isinstance(rc, int) else 0)
 
 

@@ -97,7 +97,8 @@ def best_of(entries: list[dict[str, Any]], bench: str, metric: str, mode: str) -
     return {"step": e["step"], "run_id": e["run_id"], "value": float(value)}
 
 
-def run_sweep(root: str | Path, cfg: RunConfig, select: str | None = None, ray: str | None = None) -> Path:
+def run_sweep(root: str | Path, cfg: RunConfig, select: str | None = None, ray: str | None = None,
+              fmt: str = "text", all_metrics: bool = False) -> Path:
     """Evaluate every checkpoint under `root` (locally in step order, or as Ray tasks when
     `ray` is "local" or an address: sfteval.sweep_exec); returns the sweep folder."""
     from sfteval.sweep_exec import evaluate_checkpoints
@@ -111,8 +112,10 @@ def run_sweep(root: str | Path, cfg: RunConfig, select: str | None = None, ray: 
     entries: list[dict[str, Any]] = []
     chosen: tuple[str, str, str] | None = None
     doc: dict[str, Any] = {}
+    primaries: dict[str, str] = {}  # benchmark -> primary metric, for the summary
     for step, path, run_dir in evaluate_checkpoints(ckpts, cfg, name, ray=ray):
         results = read_results(run_dir)
+        primaries.update({b: r.primary_metric for b, r in results.benchmarks.items() if r.primary_metric})
         metrics = {b: {m: e.to_dict() for m, e in r.metrics.items()} for b, r in results.benchmarks.items()}
         if chosen is None:  # check the selection on the first run, not after the last
             chosen = parse_select(select, metrics, {b: r.primary_metric or "" for b, r in results.benchmarks.items()})
@@ -128,7 +131,7 @@ def run_sweep(root: str | Path, cfg: RunConfig, select: str | None = None, ray: 
             "best": best_of(entries, bench, metric, mode),
         }
         write_sweep(out_dir / "sweep.json", SweepRecord.from_dict(doc))
-    print_table(doc)
+    print_table(doc, fmt, all_metrics, primaries)
     return out_dir
 
 
@@ -186,15 +189,56 @@ def _num(v: Any) -> str:
     return "" if v is None else f"{float(v):.4f}"
 
 
-def print_table(doc: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
+def summary_tables(doc: dict[str, Any], all_metrics: bool = False, primaries: dict[str, str] | None = None) -> list[Any]:
+    """The sweep's summary as two narrow tables (readable at 80 columns, any number of
+    benchmarks): one row per checkpoint and benchmark (its primary metric, or every metric),
+    then the logged losses by step. A wide one-column-per-metric table was unreadable."""
+    from sfteval.tables import Table, ci3, f3
 
-    header, rows = table_rows(doc)
+    best = (doc.get("best") or {}).get("step")
     sel = doc["select"]
-    table = Table(title=f"sweep {doc['source']} (best by {sel['metric']}, {sel['mode']})")
-    for h in header:
-        table.add_column(h)
-    for r in rows:
-        table.add_row(*r)
-    Console().print(table)
+    rows, records = [], []
+    for e in doc["checkpoints"]:
+        for b, ms in e["metrics"].items():
+            primary = _primary(doc, e, b, primaries or {})
+            for m, est in ms.items():
+                if not all_metrics and primary is not None and m != primary:
+                    continue
+                keep = "*" if e["step"] == best and f"{b}/{m}" == sel["metric"] else ""
+                rows.append((str(e["step"]), b, m, f3(est["value"]), ci3(est.get("ci95")), keep))
+                records.append({"step": e["step"], "benchmark": b, "metric": m, "value": est["value"],
+                                "ci95": est.get("ci95"), "n": est.get("n"), "best": e["step"] == best})
+    title = f"sweep {doc['source']}"
+    notes = (f"* the checkpoint kept: best by {sel['metric']} ({sel['mode']})",)
+    tables = [Table(title, ("step", "benchmark", "metric", "value", "95% CI", "kept"), tuple(rows),
+                    right=frozenset({0, 3, 4}), notes=notes, records=tuple(records))]
+    log_rows = sorted((r for r in doc.get("train_log", []) if "step" in r), key=lambda r: r["step"])
+    if log_rows:
+        loss = [(str(e["step"]), _num(_logged(log_rows, e["step"], "train_loss")), _num(_logged(log_rows, e["step"], "eval_loss")))
+                for e in doc["checkpoints"]]
+        tables.append(Table("losses logged at or before each checkpoint", ("step", "train_loss", "eval_loss"),
+                            tuple(loss), right=frozenset({0, 1, 2}),
+                            records=tuple({"step": int(r[0]), "train_loss": _logged(log_rows, int(r[0]), "train_loss"),
+                                           "eval_loss": _logged(log_rows, int(r[0]), "eval_loss")} for r in loss)))
+    return tables
+
+
+def _primary(doc: dict[str, Any], entry: dict[str, Any], bench: str, primaries: dict[str, str]) -> str | None:
+    """A benchmark's primary metric: the selection's metric, else the run's record of it."""
+    sb, _, sm = doc["select"]["metric"].partition("/")
+    if sb == bench:
+        return sm
+    if bench in primaries:
+        return primaries[bench]
+    try:
+        return read_results(Path(entry["run_dir"])).benchmarks[bench].primary_metric
+    except Exception:  # noqa: BLE001 - an unreadable run folder shows every metric instead
+        return None
+
+
+def print_table(doc: dict[str, Any], fmt: str = "text", all_metrics: bool = False,
+                primaries: dict[str, str] | None = None) -> None:
+    """The sweep summary on stdout (plain text by default: it survives a pipe)."""
+    from sfteval.tables import check_format, echo
+
+    echo(summary_tables(doc, all_metrics, primaries), check_format(fmt))

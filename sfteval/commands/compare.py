@@ -10,13 +10,14 @@ comparison.json (docs/compare-format.md), report.md and report.html. The work li
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
 from sfteval.commands import engine_options as eo
 from sfteval.config import parse_name_paths
 from sfteval.errors import SftevalError
+from sfteval.tables import ALL_METRICS_HELP, FORMAT_OPTION_HELP
 from sfteval.trackers.hooks import LOG_TO_HELP
 
 
@@ -40,6 +41,39 @@ def _as_run(path: Path, run_kwargs: dict) -> Path:
         typer.echo(f"evaluating checkpoint {path} ...", err=True)
         return Path(execute_run(RunConfig(checkpoint=str(path), **run_kwargs)))
     raise SftevalError("neither a run folder (results.json), a checkpoint folder nor a hub id (ORG/NAME)", path=str(path))
+
+
+def summary_tables(comparison: dict[str, Any], all_metrics: bool = False) -> list[Any]:
+    """base -> tuned per benchmark (primary metric, or every metric), paired delta and its
+    CI, and the forgetting verdict where the benchmark is judged for it. By default the
+    metric names go under the table, which keeps it within 80 columns for usual names."""
+    import textwrap
+
+    from sfteval.tables import Table, ci3, f3
+
+    rows, records, primaries = [], [], []
+    for b, e in comparison["benchmarks"].items():
+        primary = e.get("primary_metric")
+        for m, p in e["metrics"].items():
+            if (not all_metrics and m != primary) or not p:
+                continue
+            d = p["delta"]
+            verdict = (e.get("forgetting") or {}).get("verdict", "") if m == primary else ""
+            cells = (f3(p["base"]["value"]), f3(p["tuned"]["value"]), f"{float(d['value']):+.3f}",
+                     ci3(d.get("ci95"), signed=True), verdict)
+            rows.append((b, m + (" *" if m == primary else ""), *cells) if all_metrics else (b, *cells))
+            records.append({"benchmark": b, "metric": m, "primary": m == primary, "base": p["base"]["value"],
+                            "tuned": p["tuned"]["value"], "delta": d["value"], "ci95": d.get("ci95"),
+                            "forgetting": verdict or None})
+            if m == primary:
+                primaries.append(f"{b} {m}")
+    numbers = ("base", "tuned", "delta", "95% CI", "forgetting")
+    if all_metrics:
+        header, right, notes = ("benchmark", "metric", *numbers), frozenset({2, 3, 4, 5}), ("* primary metric",)
+    else:
+        header, right = ("benchmark", *numbers), frozenset({1, 2, 3, 4})
+        notes = tuple(textwrap.wrap("metrics: " + "; ".join(primaries), 80, subsequent_indent="  ")) if primaries else ()
+    return [Table("base -> tuned (paired, 95% CI)", header, tuple(rows), right=right, notes=notes, records=tuple(records))]
 
 
 def register(app: typer.Typer) -> None:
@@ -77,8 +111,13 @@ def register(app: typer.Typer) -> None:
         model_name: Optional[str] = eo.MODEL_NAME,
         concurrency: int = eo.CONCURRENCY,
         log_to: list[str] = typer.Option([], "--log-to", help=LOG_TO_HELP, rich_help_panel="Trackers"),
+        fmt: str = typer.Option("text", "--format", help=FORMAT_OPTION_HELP, rich_help_panel="Summary"),
+        all_metrics: bool = typer.Option(False, "--all-metrics", help=ALL_METRICS_HELP, rich_help_panel="Summary"),
     ) -> None:
         """Compare a tuned model with its base, item by item."""
+        from sfteval.tables import check_format, echo
+
+        fmt = check_format(fmt)
         from sfteval.compare import CompareSettings, compare_runs, default_out, load_run, write_comparison
         from sfteval.report import build_report, write_report
         from sfteval.trackers import parse_log_to
@@ -103,6 +142,11 @@ def register(app: typer.Typer) -> None:
                           gpu_memory_utilization=gpu_memory_utilization, model_name=model_name,
                           concurrency=concurrency, trust_remote_code=trust_remote_code)}
         base_dir, tuned_dir = _as_run(base, run_kwargs), _as_run(tuned, run_kwargs)
+        from sfteval.lineage import lineage_warning
+
+        warning = lineage_warning(base_dir, tuned_dir)
+        if warning:
+            typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
         settings = CompareSettings(seed=seed, resamples=resamples, margin=margin, general=tuple(general),
                                    allow_mismatch=allow_mismatch, train_data=tuple(train_data),
                                    sweep=str(sweep) if sweep else None, split=None if items == "all" else items)
@@ -111,16 +155,11 @@ def register(app: typer.Typer) -> None:
         path = write_comparison(comparison, out_dir)
         title, sections = build_report(comparison)
         md, page = write_report(title, sections, out_dir)
-        for b, e in comparison["benchmarks"].items():
-            p = e["metrics"].get(e["primary_metric"])
-            if p:
-                verdict = f"  [{e['forgetting']['verdict']}]" if e.get("forgetting") else ""
-                d = p["delta"]
-                typer.echo(f"{b}/{e['primary_metric']}: {p['base']['value']:.3f} -> {p['tuned']['value']:.3f}  "
-                           f"delta {d['value']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]{verdict}")
+        echo(summary_tables(comparison, all_metrics), fmt)
         for m in comparison["mismatches"]:
             if m["blocking"]:
                 typer.secho(f"accepted mismatch: {m['benchmark']}: {m['field']}", fg=typer.colors.YELLOW, err=True)
-        typer.echo(f"wrote {path}\nwrote {md}\nwrote {page}")
+        if fmt != "json":
+            typer.echo(f"wrote {path}\nwrote {md}\nwrote {page}")
         log_comparison(trackers, comparison, path)
         raise typer.Exit(0)

@@ -10,6 +10,7 @@ import typer
 
 from sfteval.commands import engine_options as eo
 from sfteval.errors import SftevalError
+from sfteval.tables import ALL_METRICS_HELP, FORMAT_OPTION_HELP
 from sfteval.trackers.hooks import LOG_TO_HELP
 
 RUN_HELP = """Score CHECKPOINT on benchmarks, with error bars and every sample recorded.
@@ -62,8 +63,13 @@ def run_command(
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Sweeps: the same on a running Ray cluster, HOST:PORT (implies --ray).", rich_help_panel="Scale"),
     allow_unsafe_exec: bool = typer.Option(False, "--allow-unsafe-exec", help="Code benchmarks: run model-written programs even where no sandbox isolation is possible (no namespaces: they can reach the network and your files). Recorded in results.json."),
     log_to: list[str] = typer.Option([], "--log-to", help=LOG_TO_HELP, rich_help_panel="Trackers"),
+    fmt: str = typer.Option("text", "--format", help=FORMAT_OPTION_HELP, rich_help_panel="Summary"),
+    all_metrics: bool = typer.Option(False, "--all-metrics", help=ALL_METRICS_HELP, rich_help_panel="Summary"),
 ) -> None:
     from sfteval.config import RunConfig, parse_name_paths
+    from sfteval.tables import check_format
+
+    check_format(fmt)  # a bad --format fails before anything loads
     from sfteval.execute import allow_unsafe_exec as set_unsafe_exec
     from sfteval.trackers import parse_log_to
     from sfteval.trackers.hooks import log_run, log_sweep
@@ -119,12 +125,14 @@ def run_command(
     if sweeping:
         from sfteval.sweep import run_sweep
 
-        sweep_dir = run_sweep(Path(checkpoint), cfg, select, ray=ray_address or ("local" if ray else None))
-        typer.echo(f"sweep summary: {sweep_dir / 'sweep.json'}")
+        sweep_dir = run_sweep(Path(checkpoint), cfg, select, ray=ray_address or ("local" if ray else None),
+                              fmt=fmt, all_metrics=all_metrics)
+        if fmt != "json":
+            typer.echo(f"sweep summary: {sweep_dir / 'sweep.json'}")
         log_sweep(trackers, sweep_dir / "sweep.json")
         raise typer.Exit(0)
     run_dir = run_with_progress(cfg)
-    print_summary(run_dir)
+    print_summary(run_dir, fmt, all_metrics)
     log_run(trackers, run_dir)
     raise typer.Exit(0)
 
@@ -144,42 +152,69 @@ def run_with_progress(cfg: Any) -> Path:
 
     console = Console(stderr=True)
     tasks: dict[str, Any] = {}
+    status = load_status(cfg)
+    if not console.is_terminal:  # a CI log gets the status as a plain line (no live bar there)
+        console.print(status, markup=False, highlight=False)
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
         console=console, transient=False,
     ) as bar:
+        # The model or engine opens inside the first chunk (10-20 s for a vLLM engine): until
+        # a first sample is done, a status line says what is happening instead of a bar at 0/N.
+        loading: list[Any] = [bar.add_task(status, total=None)]
 
         def report(bench: str, done: int, total: int) -> None:
             if bench not in tasks:
                 tasks[bench] = bar.add_task(bench, total=total, completed=done)
             bar.update(tasks[bench], completed=done)
+            if loading and (done > 0 or done >= total):
+                bar.remove_task(loading.pop())
 
-        return execute_run(cfg, report=report)
+        try:
+            return execute_run(cfg, report=report)
+        finally:
+            if loading:
+                bar.remove_task(loading.pop())
 
 
-def print_summary(run_dir: Path) -> None:
-    from rich.console import Console
-    from rich.table import Table
+def load_status(cfg: Any) -> str:
+    """The status line shown while data is read and the model or engine starts."""
+    if cfg.replay:
+        return f"reading benchmarks and replayed outputs ({cfg.replay}) ..."
+    return f"loading {cfg.checkpoint} ({cfg.backend} backend) and benchmark data; the first samples follow ..."
 
+
+def summary_tables(doc: dict[str, Any], all_metrics: bool = False) -> list[Any]:
+    """The run's summary: one row per benchmark (its primary metric), or per metric."""
+    from sfteval.tables import Table, ci3, f3
+
+    rows, records = [], []
+    for bench, res in doc["benchmarks"].items():
+        primary = res.get("primary_metric")
+        for metric, est in res["metrics"].items():
+            if not all_metrics and primary and metric != primary:
+                continue
+            star = " *" if all_metrics and metric == primary else ""
+            rows.append((bench, metric + star, f3(est["value"]), f3(est.get("stderr")), ci3(est.get("ci95")), str(est["n"])))
+            records.append({"benchmark": bench, "metric": metric, "primary": metric == primary, "value": est["value"],
+                            "stderr": est.get("stderr"), "ci95": est.get("ci95"), "n": est["n"]})
+    notes = ["* primary metric"] if all_metrics else []
+    notes += [f"skipped {bench}: {why}" for bench, why in doc.get("skipped", {}).items()]
+    title = f"{doc['label']}  ({doc['backend'].get('name')}, run {doc['run_id']})"
+    return [Table(title, ("benchmark", "metric", "value", "± se", "95% CI", "n"), tuple(rows),
+                  right=frozenset({2, 3, 4, 5}), notes=tuple(notes), records=tuple(records))]
+
+
+def print_summary(run_dir: Path, fmt: str = "text", all_metrics: bool = False) -> None:
+    """The summary on stdout as a plain table (never truncated, also off a terminal)."""
     from sfteval.fileio import read_json
+    from sfteval.tables import check_format, echo
 
     doc = read_json(run_dir / "results.json")
-    table = Table(title=f"{doc['label']}  ({doc['backend'].get('name')}, run {doc['run_id']})")
-    for col in ("benchmark", "metric", "value ± se", "95% CI", "n"):
-        table.add_column(col, justify="right" if col not in ("benchmark", "metric") else "left", no_wrap=True)
-    for bench, res in doc["benchmarks"].items():
-        for metric, est in res["metrics"].items():
-            star = " *" if metric == res.get("primary_metric") else ""
-            table.add_row(
-                bench, metric + star, f"{est['value']:.3f} ± {est['stderr']:.3f}",
-                f"[{est['ci95'][0]:.3f}, {est['ci95'][1]:.3f}]", str(est["n"]),
-            )
-    console = Console()
-    console.print(table)
-    console.print("* primary metric")
-    for bench, why in doc.get("skipped", {}).items():
-        console.print(f"[yellow]skipped {bench}: {why}[/yellow]")
-    console.print(f"results: {run_dir / 'results.json'}\nsamples: {run_dir / 'samples'}/")
+    fmt = check_format(fmt)
+    echo(summary_tables(doc, all_metrics), fmt)
+    if fmt != "json":
+        typer.echo(f"results: {run_dir / 'results.json'}\nsamples: {run_dir / 'samples'}/")
 
 
 def register(app: typer.Typer) -> None:
