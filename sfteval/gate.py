@@ -39,6 +39,7 @@ from sfteval.config import check_fields, load_toml
 from sfteval.errors import SftevalError
 from sfteval.gate_checks import Check, boundary, decide, multiplicity_note
 from sfteval.gate_report import junit_xml, markdown_summary, warn_annotations, write_outputs
+from sfteval.metric_range import threshold_problem
 from sfteval.paired import one_sided_p
 from sfteval.stats import interval_pvalue
 
@@ -247,6 +248,13 @@ def _min_check(target: str, m: float, est: dict[str, Any], why: str | None) -> C
                  p_fail=pf, p_pass=pp, n=n, sigma2=sigma2)
 
 
+def _available(benches: dict[str, Any]) -> str:
+    """Every bench/metric a rule could name here (the primary one marked), for error reasons."""
+    names = [f"{b}/{m}" + (" (primary)" if m == (info or {}).get("primary_metric") else "")
+             for b, info in benches.items() for m in ((info or {}).get("metrics") or {})]
+    return ", ".join(names) or "none"
+
+
 def _no_drop_spec(names: tuple[str, ...]) -> dict[str, float]:
     return {name: 0.0 for name in names}
 
@@ -268,7 +276,12 @@ def evaluate(rules: Rules, data: dict[str, Any]) -> GateResult:
             est = entry.get("tuned_reported") or entry.get("tuned")
             why = entry.get("uninformative")
         if info is None or est is None or _ci(est) is None:
-            checks.append(_error("min", target, m, f"rule min.{key}: no {target} with a CI in this {where}"))
+            checks.append(_error("min", target, m, f"rule min.{key}: no {target} with a CI in this {where}; "
+                                 f"available: {_available(benches)}"))
+            continue
+        bad = threshold_problem("min", metric, m)
+        if bad:
+            checks.append(_error("min", target, m, f"rule min.{key}: {bad}"))
             continue
         checks.append(_min_check(target, m, est, why))
     if (rules.max_drop or rules.no_drop) and not is_comparison:
@@ -279,7 +292,12 @@ def evaluate(rules: Rules, data: dict[str, Any]) -> GateResult:
             target = f"{bench}/{metric}"
             entry = ((benches.get(bench) or {}).get("metrics") or {}).get(metric)
             if entry is None:
-                checks.append(_error(rule, target, d, f"rule {rule}.{key}: no {target} in this comparison"))
+                checks.append(_error(rule, target, d, f"rule {rule}.{key}: no {target} in this comparison; "
+                                     f"available: {_available(benches)}"))
+                continue
+            bad = threshold_problem(rule, metric, d)
+            if bad:
+                checks.append(_error(rule, target, d, f"rule {rule}.{key}: {bad}"))
                 continue
             checks.append(_delta_check(rule, target, d, entry))
     if is_comparison:
