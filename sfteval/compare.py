@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sfteval.diagnoses import DIAGNOSES
-from sfteval.diagnoses.common import est_dict, num
+from sfteval.diagnoses.common import num
 from sfteval.diagnoses.context import CompareSettings, DiagnosisInput
 from sfteval.diagnoses.forgetting import forgetting_verdict
 from sfteval.diagnoses.training import load_training, training_sources
