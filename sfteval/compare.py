@@ -151,6 +151,23 @@ def _flip_example(direction: str, i: str, brow: SampleLine, trow: SampleLine) ->
     }
 
 
+def _score_changes(metric: str, brows: dict[str, SampleLine], trows: dict[str, SampleLine]) -> list[dict[str, Any]]:
+    """The TOP_FLIPS largest drops and gains of a graded per-item score, as flip examples
+    with the two scores (items without a score on both sides, or unchanged, are skipped)."""
+    changes = []
+    for i, b in brows.items():
+        t = trows.get(i)
+        bs, ts = (b.scores or {}).get(metric), (t.scores or {}).get(metric) if t is not None else None
+        if t is not None and isinstance(bs, (int, float)) and isinstance(ts, (int, float)) and ts != bs:
+            changes.append((float(ts) - float(bs), i, float(bs), float(ts)))
+    changes.sort(key=lambda c: (c[0], c[1]))
+    picked = [("lost", c) for c in changes[:TOP_FLIPS] if c[0] < 0]
+    picked += [("gained", c) for c in reversed(changes[-TOP_FLIPS:]) if c[0] > 0]
+    return [_flip_example(d, i, brows[i], trows[i]) | {"metric": metric, "base_score": bs, "tuned_score": ts,
+                                                        "score_change": num(dv)}
+            for d, (dv, i, bs, ts) in picked]
+
+
 def _breakdown(bi: BenchmarkResult, ti: BenchmarkResult, metric: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, groups in bi.breakdown.items():
@@ -196,6 +213,8 @@ def compare_benchmark(name: str, base: Run, tuned: Run, settings: CompareSetting
             for direction in ("lost", "gained"):
                 for i in prim["flips"][f"{direction}_ids"][:TOP_FLIPS]:
                     entry["top_flips"].append(_flip_example(direction, i, brows[i], trows[i]))
+        else:  # graded scores (reference, judge...): the largest per-item changes either way
+            entry["top_flips"] = _score_changes(primary, brows, trows)
         paired = {key: group_table(key, brows, trows, primary) for key in bi.breakdown}
         entry["breakdown"] = {k: v for k, v in paired.items() if v} or _breakdown(bi, ti, primary)
     return entry

@@ -59,7 +59,11 @@ def render_markdown(title: str, sections: Sequence[Section], files_dir: str = "r
                 out += [f"![{b.caption}]({files_dir}/{b.name}.png)", ""]
             else:
                 fence = "````" if "```" in b.text else "```"
-                out += [f"**{b.label}**", "", fence, b.text, fence, ""]
+                if b.folded:  # GitHub and most Markdown viewers render <details>
+                    out += [f"<details><summary>{html.escape(b.label)}</summary>", "", fence, b.text, fence, "",
+                            "</details>", ""]
+                else:
+                    out += [f"**{b.label}**", "", fence, b.text, fence, ""]
     return "\n".join(out) + "\n"
 
 
@@ -91,6 +95,8 @@ def render_html(title: str, sections: Sequence[Section]) -> str:
                 data = base64.b64encode(b.png).decode("ascii")
                 out.append(f"<figure><img alt='{e(b.caption)}' src='data:image/png;base64,{data}'>"
                            f"<figcaption>{e(b.caption)}</figcaption></figure>")
+            elif b.folded:
+                out.append(f"<details><summary><b>{e(b.label)}</b></summary><pre>{e(b.text)}</pre></details>")
             else:
                 out.append(f"<p><b>{e(b.label)}</b></p><pre>{e(b.text)}</pre>")
     out.append("</body></html>")
@@ -111,8 +117,10 @@ def write_report(title: str, sections: Sequence[Section], out_dir: str | Path) -
     return md, page
 
 
-def build_report(data: dict[str, Any], run_dir: str | Path | None = None) -> tuple[str, list[Section]]:
-    """(title, sections) for a comparison.json dict, or for results.json + its run folder."""
+def build_report(data: dict[str, Any], run_dir: str | Path | None = None,
+                 gate: str | None = None) -> tuple[str, list[Section]]:
+    """(title, sections) for a comparison.json dict (its verdict card shows `gate`, the gate's
+    one-line result, when given), or for results.json + its run folder."""
     if str(data.get("schema", "")).startswith("sfteval.compare/"):
-        return comparison_sections(data)
+        return comparison_sections(data, gate)
     return run_sections(RunResults.from_dict(data), run_dir)

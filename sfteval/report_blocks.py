@@ -34,6 +34,7 @@ class Figure:
 class Pre:
     label: str
     text: str
+    folded: bool = False  # rendered inside <details> (long few-shot prompts would fill the page)
 
 
 Block = Union[str, Table, Figure, Pre]

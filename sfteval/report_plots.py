@@ -30,8 +30,20 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
+def _outside_legend(ax: Any) -> None:
+    """The legend right of the axes, where no point or bar can sit under it (inside, at
+    "lower right", it covered the lowest benchmark's point)."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=8)
+
+
 def forest_plot(rows: list[tuple[str, float, float, float]], margin: float) -> bytes | None:
     """rows: (label, delta, lo, hi)."""
+    fig = forest_figure(rows, margin)
+    return None if fig is None else _png(fig)
+
+
+def forest_figure(rows: list[tuple[str, float, float, float]], margin: float) -> Any | None:
+    """The forest plot's matplotlib figure (tests measure where its legend sits)."""
     plt = pyplot()
     if plt is None or not rows:
         return None
@@ -42,11 +54,11 @@ def forest_plot(rows: list[tuple[str, float, float, float]], margin: float) -> b
         ax.errorbar(d, y, xerr=[[d - lo], [hi - d]], fmt="o", color=color, capsize=3)
     if margin > 0:
         ax.axvspan(-margin, margin, color="#bbbbbb", alpha=0.3, label=f"margin ±{margin:g}")
-        ax.legend(loc="lower right", fontsize=8)
+        _outside_legend(ax)
     ax.axvline(0, color="black", lw=0.8)
     ax.set_yticks(ys, [r[0] for r in rows])
     ax.set_xlabel("tuned - base (95% CI)")
-    return _png(fig)
+    return fig
 
 
 def group_bars(title: str, groups: list[tuple[str, float, float | None, float | None, float | None]]
@@ -66,7 +78,7 @@ def group_bars(title: str, groups: list[tuple[str, float, float | None, float | 
         te = [1.96 * (g[4] or 0) for g in groups]
         ax.bar(x - 0.2, [g[1] for g in groups], 0.4, yerr=be, label="base", color="#95a5a6")
         ax.bar(x + 0.2, [g[2] or 0 for g in groups], 0.4, yerr=te, label="tuned", color="#2980b9")
-        ax.legend(fontsize=8)
+        _outside_legend(ax)
     ax.set_xticks(x, [g[0] for g in groups], rotation=60, ha="right", fontsize=7)
     ax.set_title(title, fontsize=10)
     return _png(fig)
@@ -77,7 +89,8 @@ def sweep_plot(sweep: dict[str, Any]) -> bytes | None:
     if plt is None or not sweep.get("points"):
         return None
     loss = sweep.get("loss") or {}
-    fig, axes = plt.subplots(1, 2 if loss.get("steps") else 1, figsize=(10, 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, 2 if loss.get("steps") else 1, figsize=(10, 3.4), squeeze=False,
+                             layout="constrained")  # room for the legends outside the axes
     ax = axes[0][0]
     pts = sweep["points"]
     steps = [p["step"] for p in pts]
@@ -87,7 +100,7 @@ def sweep_plot(sweep: dict[str, Any]) -> bytes | None:
         ax.fill_between(steps, lows, [p["ci95"][1] for p in pts], color="#2980b9", alpha=0.2)
     if sweep.get("keep"):
         ax.axvline(sweep["keep"]["step"], color="#27ae60", ls="--", label="keep")
-        ax.legend(fontsize=8)
+        _outside_legend(ax)
     ax.set_xlabel("step")
     ax.set_title(sweep.get("metric", ""), fontsize=10)
     if loss.get("steps"):
@@ -96,7 +109,7 @@ def sweep_plot(sweep: dict[str, Any]) -> bytes | None:
         if loss.get("eval_steps"):
             ax2.plot(loss["eval_steps"], loss["eval_loss"], "o-", label="eval loss", color="#c0392b")
         ax2.set_xlabel("step")
-        ax2.legend(fontsize=8)
+        _outside_legend(ax2)
     return _png(fig)
 
 

@@ -217,14 +217,23 @@ def _contamination(c: dict[str, Any], missing: list[str]) -> Section:
 
 
 def _flips(c: dict[str, Any]) -> Section | None:
+    """Pass/fail flips, and for graded scores the largest per-item changes; prompts folded."""
     blocks: list[Block] = []
     for b, e in c["benchmarks"].items():
         for f in e.get("top_flips") or []:
-            head = f"{b} #{f['id']}: {f['direction']} (base answer {f['base_answer']!r}, tuned {f['tuned_answer']!r}, " \
-                   f"reference {_clip(f['reference'], 80)!r})"
-            blocks += [head, Pre("prompt (end)", _clip(f["prompt"])), Pre("base output", _clip(f["base_output"])),
-                       Pre("tuned output", _clip(f["tuned_output"]))]
-    return Section("Top flips", tuple(blocks)) if blocks else None
+            if f.get("score_change") is not None:  # a graded metric (reference kinds, judges)
+                what = (f"{f['metric']} {fmt(f['base_score'])} -> {fmt(f['tuned_score'])} "
+                        f"({f['score_change']:+.3f})")
+            else:
+                what = f"base answer {f['base_answer']!r}, tuned {f['tuned_answer']!r}"
+            head = f"{b} #{f['id']}: {f['direction']} ({what}, reference {_clip(f['reference'], 80)!r})"
+            blocks += [head, Pre("prompt (end)", _clip(f["prompt"]), folded=True),
+                       Pre("base output", _clip(f["base_output"])), Pre("tuned output", _clip(f["tuned_output"]))]
+    return Section("Top flips (largest per-item changes for graded scores)", tuple(blocks)) if blocks else None
+
+
+def _names(xs: list[str] | None) -> str:
+    return ", ".join(xs) if xs else "none"
 
 
 # One renderer per diagnosis, keyed like `sfteval.diagnoses.DIAGNOSES` (a test checks the keys
@@ -237,16 +246,21 @@ SECTIONS: dict[str, Callable[[dict[str, Any], list[str]], Section | None]] = {
 }
 
 
-def comparison_sections(c: dict[str, Any]) -> tuple[str, list[Section]]:
+def comparison_sections(c: dict[str, Any], gate: str | None = None) -> tuple[str, list[Section]]:
+    """The sections of a comparison report, the verdict card first (`gate`: the gate's
+    one-line result when there is one)."""
+    from sfteval.report_verdict import verdict_section
+
     base, tuned = c["base"], c["tuned"]
     title = f"sfteval comparison: {base['label'] or base['run_id']} -> {tuned['label'] or tuned['run_id']}"
     missing: list[str] = []
     fg = c["forgetting"]
     intro = [f"Base run `{base['run_id']}` ({base['model_path']}), tuned run `{tuned['run_id']}` "
              f"({tuned['model_path']}).",
-             f"Forgetting (margin {fg['margin']:g}): forgot {fg['forgot'] or 'none'}; improved "
-             f"{fg['improved'] or 'none'}; no evidence {fg['no evidence'] or 'none'}."]
-    sections = [Section("Summary", tuple(intro))]
+             f"Forgetting (margin {fg['margin']:g}): forgot {_names(fg['forgot'])}; improved "
+             f"{_names(fg['improved'])}; no evidence {_names(fg['no evidence'])}; "
+             f"not measured {_names(fg.get('not measured'))}."]
+    sections = [verdict_section(c, gate), Section("Summary", tuple(intro))]
     if c["mismatches"]:
         rows = tuple((describe_mismatch(m), "yes" if m["blocking"] else "no") for m in c["mismatches"])
         sections.append(Section("Differences between the runs", (

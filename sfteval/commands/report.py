@@ -15,6 +15,8 @@ def register(app: typer.Typer) -> None:
     def report(
         target: Path = typer.Argument(..., help="a run, comparison or sweep folder (or its results/comparison/sweep.json)"),
         out: Path = typer.Option(None, "--out", help="default: the comparison's folder, or <run folder>/report"),
+        gate: Path = typer.Option(None, "--gate", help="a `sfteval gate` output folder (its summary.md): the "
+                                  "verdict card shows the gate's result"),
     ) -> None:
         """Write a Markdown and an HTML report (plots inlined) for a run or a comparison."""
         from sfteval.gate import load_target
@@ -31,7 +33,14 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(0)
         data = load_target(target)
         is_comparison = str(data.get("schema", "")).startswith("sfteval.compare/")
-        title, sections = build_report(data, None if is_comparison else folder)
+        from sfteval.errors import SftevalError
+        from sfteval.report_verdict import read_gate
+
+        gate_line = read_gate(gate) if gate is not None else None
+        if gate is not None and gate_line is None:
+            raise SftevalError("no gate summary here", path=str(gate / "summary.md"),
+                               hint="pass the folder `sfteval gate --out` wrote")
+        title, sections = build_report(data, None if is_comparison else folder, gate_line)
         md, page = write_report(title, sections, out or (folder if is_comparison else folder / "report"))
         typer.echo(f"wrote {md}\nwrote {page}")
         raise typer.Exit(0)
