@@ -47,7 +47,7 @@ def test_results_json_has_the_promised_fields(offline_run: Path) -> None:
     mmlu = doc["benchmarks"]["offline_mmlu"]
     assert mmlu["settings"]["num_fewshot"] == 5
     assert set(mmlu["breakdown"]["subject"]) == {"elementary_arithmetic", "units", "world_capitals"}
-    assert doc["benchmarks"]["offline_heldout"]["metrics"]["bleu"]["method"].startswith("bootstrap")
+    assert doc["benchmarks"]["offline_heldout"]["metrics"]["bleu"]["method"].startswith("corpus-bleu-bootstrap")
 
 
 def test_every_sample_line_is_complete(offline_run: Path) -> None:
