@@ -25,7 +25,8 @@ from sfteval.ratings.results import (
     results_from_votes,
     study_results,
 )
-from sfteval.ratings.store import RaterInfo, VoteStore, database_url, read_export
+from sfteval.ratings.export import read_export
+from sfteval.ratings.store import RaterInfo, VoteStore, database_url
 from sfteval.ratings.study import (
     CHOICES,
     OUTCOMES,
