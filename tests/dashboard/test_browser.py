@@ -174,3 +174,29 @@ def test_rater_link_in_chromium_reaches_only_the_rate_page(rater_server, browser
     log = (tmp_path / "rater-server.log").read_text()
     for token in (*tokens.values(), other):  # never logged, by us or by the server
         assert token.split(".")[1] not in log
+
+
+# Every page of the full dashboard by its deep link: each must render its own title (not
+# "Page not found"), show no exception box, and leave a screenshot. (#20)
+PAGES = {"/runs": "Runs", "/compare": "Compare", "/samples": "Samples", "/checkpoints": "Checkpoints",
+         "/rate": "Rate", "/ratings": "Ratings", "/": "Runs"}
+
+
+def test_every_page_by_deep_link_without_exceptions(server, browser, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    url, _ = server
+    for path, title in PAGES.items():
+        browser.get(f"{url}{path}")
+        deadline = time.monotonic() + 60
+        heads: list[str] = []
+        while title not in heads and time.monotonic() < deadline:  # the sidebar names it before the page draws
+            time.sleep(0.5)
+            heads = [h.text for h in browser.find_elements(By.CSS_SELECTOR, "h1")]
+        assert title in heads, (path, heads)
+        time.sleep(2.5)  # let the page finish its run (charts and tables draw after the title)
+        body = browser.find_element(By.TAG_NAME, "body").text
+        assert "Page not found" not in body, path
+        errors = browser.find_elements(By.CSS_SELECTOR, "[data-testid='stException']")
+        assert not errors, (path, [e.text[:500] for e in errors])
+        _shot(browser, tmp_path, f"page{path.replace('/', '-') or '-home'}.png")
