@@ -212,7 +212,7 @@ def sweep_lines(sweep: dict[str, Any]) -> list[str]:
 
     header, rows = table_rows(sweep)
     keep = [i for i, h in enumerate(header)
-            if h in ("step", "train_loss", "eval_loss", "best") or h.split("/")[-1] in ("accuracy", "exact_match_strict", "pass@1", "rougeL")]
+            if h in ("step", "train_loss", "eval_loss", "best") or h.split("/")[-1] in ("accuracy", "exact_match_strict", "pass@1", "exact_match", "rougeL")]
     out = []
     for row in [header, *rows]:
         out.append("  ".join(row[i].split(" [")[0].ljust(len(header[i])) for i in keep).rstrip())
