@@ -78,7 +78,7 @@ def test_checkpoints_page_plots_metric_and_losses(app_env) -> None:
     table = at.dataframe[0].value
     assert list(table["step"]) == [100, 200, 300]
     assert any("step 200" in c.value for c in at.caption)
-    assert len(at.get("vega_lite_chart")) == 2
+    assert len(at.get("vega_lite_chart")) == 3  # the metric, target vs general benchmarks, the losses
 
 
 def test_ratings_page_creates_study_and_reports(app_env) -> None:
@@ -151,7 +151,7 @@ def test_checkpoints_page_falls_back_to_train_log_jsonl(tmp_path: Path, monkeypa
     (tmp_path / "sweeps" / "s" / "sweep.json").write_text(json.dumps(sweep))
     monkeypatch.setenv("SFTEVAL_REPORTS", str(tmp_path))
     at = _open("checkpoints")
-    assert not at.info and len(at.get("vega_lite_chart")) == 2
+    assert not at.info and len(at.get("vega_lite_chart")) == 3  # metric, target vs general, losses
 
 
 def test_compare_page_lists_every_registered_diagnosis(app_env) -> None:

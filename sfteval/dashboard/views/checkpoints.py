@@ -13,7 +13,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from data import settings, sweep
+from data import results, settings, sweep
+from numfmt import fmt_ci, fmt_value
 from sfteval.errors import SftevalError
 from sfteval.runfolder import list_sweeps, read_train_log
 
@@ -52,8 +53,34 @@ else:
     st.altair_chart(chart, width="stretch")
     if best:
         st.caption(f"Best by {select or key} ({(data.get('select') or {}).get('mode', '')}): step {best.get('step')}"
-                   f" (`{best.get('run_id')}`), value {best.get('value')}")
-    st.dataframe(cur.drop(columns="key"), hide_index=True)
+                   f" (`{best.get('run_id')}`), value {fmt_value(best.get('value'))}")
+    shown = cur.assign(**{"95% CI": [fmt_ci([lo, hi]) for lo, hi in zip(cur["lo"], cur["hi"])]})
+    st.dataframe(shown.drop(columns=["key", "lo", "hi"]), hide_index=True,
+                 column_config={"value": st.column_config.NumberColumn("value", format="%.3f")})
+
+    # Target against forgetting: one line per benchmark (its primary metric) by step, so a
+    # target gain and a general benchmark's drop show on one chart.
+    def _primary(bench: str) -> str | None:
+        for ck in data.get("checkpoints") or []:
+            try:
+                return results(Path(ck["run_dir"]))["benchmarks"][bench]["primary_metric"]
+            except Exception:  # noqa: BLE001 - run folder moved or unreadable: fall back below
+                continue
+        return None
+
+    sel_bench = (select or "").partition("/")[0]
+    lines = []
+    for bench in sorted({k.partition("/")[0] for k in keys}):
+        metric = (select or "").partition("/")[2] if bench == sel_bench else _primary(bench)
+        wanted = f"{bench}/{metric}" if metric else next(k for k in keys if k.startswith(bench + "/"))
+        lines.append(wanted)
+    overlay = frame[frame["key"].isin(lines)].assign(
+        role=lambda f: ["target (selection)" if k == select else "other benchmark" for k in f["key"]])
+    st.subheader("Target vs general benchmarks by step")
+    st.altair_chart(alt.Chart(overlay).mark_line(point=True).encode(
+        x=alt.X("step:Q"), y=alt.Y("value:Q", title="primary metric"), color=alt.Color("key:N", title=None),
+        strokeDash=alt.StrokeDash("role:N", title=None),
+        tooltip=["step", "key", alt.Tooltip("value:Q", format=".3f"), "run_id"]), width="stretch")
 
 log = data.get("train_log") or []
 source = Path(str(data.get("source") or ""))

@@ -15,8 +15,10 @@ import pandas as pd
 import streamlit as st
 
 from data import comparison, settings
+from numfmt import fmt_ci, fmt_p, fmt_value
 from sfteval.diagnoses import DIAGNOSES
 from sfteval.errors import SftevalError
+from sfteval.report_verdict import verdict_section
 from sfteval.runfolder import list_comparisons
 
 st.title("Compare")
@@ -50,6 +52,12 @@ for side in ("only_in_base", "only_in_tuned"):
     if comp.get(side):
         st.warning(f"Benchmarks {side.replace('_', ' ')}: {', '.join(comp[side])}")
 
+# The headline first: the report's verdict card (sfteval.report_verdict), same words, same numbers.
+with st.container(border=True):
+    st.markdown("**Headline**")
+    card = verdict_section(comp).blocks[0]
+    st.markdown("\n".join(f"- **{finding}**: {evidence}" for finding, evidence in card.rows))
+
 
 def _verdict(entry: dict[str, Any], is_primary: bool, delta: dict[str, Any]) -> str:
     forgetting = entry.get("forgetting")
@@ -71,7 +79,8 @@ for bench, entry in (comp.get("benchmarks") or {}).items():
         rows.append({
             "benchmark": bench, "metric": metric, "primary": metric == primary,
             "base": (m.get("base") or {}).get("value"), "tuned": (m.get("tuned") or {}).get("value"),
-            "delta": d.get("value"), "ci_lo": lo, "ci_hi": hi, "p": m.get("p_value"), "p_holm": m.get("p_holm"),
+            "delta": d.get("value"), "ci_lo": lo, "ci_hi": hi, "95% CI": fmt_ci([lo, hi], signed=True),
+            "p": fmt_p(m.get("p_value")), "p_holm": fmt_p(m.get("p_holm")),
             "retention": m.get("retention"), "lost": flips.get("lost"), "gained": flips.get("gained"),
             "n": entry.get("n_aligned"), "verdict": _verdict(entry, metric == primary, d),
         })
@@ -81,11 +90,11 @@ if table.empty:
     st.info("The comparison has no benchmark in common.")
     st.stop()
 table = table.sort_values(["primary", "benchmark"], ascending=[False, True], kind="stable")
-first = ["benchmark", "metric", "verdict", "delta", "ci_lo", "ci_hi", "base", "tuned"]
-table = table[first + [c for c in table.columns if c not in first]]
-num = {c: st.column_config.NumberColumn(c, format="%.4f") for c in ("base", "tuned", "delta", "ci_lo", "ci_hi")}
-num |= {c: st.column_config.NumberColumn(c, format="%.3g") for c in ("p", "p_holm", "retention")}
-st.dataframe(table, hide_index=True, column_config=num)
+first = ["benchmark", "metric", "verdict", "delta", "95% CI", "base", "tuned", "p", "p_holm"]
+shown = table[first + [c for c in table.columns if c not in first and c not in ("ci_lo", "ci_hi")]]
+num = {c: st.column_config.NumberColumn(c, format="%.3f") for c in ("base", "tuned", "retention")}
+num["delta"] = st.column_config.NumberColumn("delta", format="%+.3f")
+st.dataframe(shown, hide_index=True, column_config=num)
 
 st.subheader("Forest plot (primary metrics, 95% CI)")
 forest = table[table["primary"] & table["delta"].notna()].copy()
@@ -102,7 +111,7 @@ if not forest.empty:
     bars = alt.Chart(forest).mark_rule(strokeWidth=3).encode(
         y=y, x=alt.X("ci_lo:Q", title="delta (tuned - base)"), x2="ci_hi:Q", color=colour)
     dots = alt.Chart(forest).mark_point(filled=True, size=120).encode(
-        y=y, x="delta:Q", color=colour, tooltip=["benchmark", "metric", "delta", "ci_lo", "ci_hi", "p", "verdict"])
+        y=y, x="delta:Q", color=colour, tooltip=["benchmark", "metric", alt.Tooltip("delta:Q", format="+.3f"), "95% CI", "p", "verdict"])
     zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(strokeDash=[4, 4]).encode(x="x:Q")
     st.altair_chart((bars + dots + zero).properties(height=alt.Step(40)), width="stretch")
 
@@ -144,8 +153,8 @@ for bench, entry in (comp.get("benchmarks") or {}).items():
 drift = comp.get("drift") or {}
 if drift:
     st.subheader("Output drift")
-    drows = [{"benchmark": b, "quantity": q, "base": c.get("base"), "tuned": c.get("tuned"),
-              "delta": c.get("delta"), "p": c.get("p_value"), "flagged": q in (d.get("flags") or [])}
+    drows = [{"benchmark": b, "quantity": q, "base": fmt_value(c.get("base")), "tuned": fmt_value(c.get("tuned")),
+              "delta": fmt_value(c.get("delta")), "p": fmt_p(c.get("p_value")), "flagged": q in (d.get("flags") or [])}
              for b, d in drift.items() for q, c in d.items() if isinstance(c, dict) and "delta" in c]
     if drows:
         st.dataframe(pd.DataFrame(drows), hide_index=True)

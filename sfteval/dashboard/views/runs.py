@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from data import list_runs, results, settings
+from numfmt import fmt_ci
 
 st.title("Runs")
 cfg = settings()
@@ -43,6 +44,9 @@ if table.empty:
     st.stop()
 table = table.sort_values(sort_by, ascending=sort_by != "created", kind="stable")
 metric_cols = [c for c in table.columns if "/" in c]
+# the metrics next to the run's name: after five text columns they sat off-screen
+table = table[["run_id", "label", *metric_cols, *(c for c in table.columns if c not in metric_cols
+                                                  and c not in ("run_id", "label"))]]
 st.dataframe(
     table,
     hide_index=True,
@@ -59,9 +63,10 @@ if pick:
         st.warning("results.json is missing: the run is still going, or it stopped. Re-run the same command to resume.")
     else:
         data = results(run.path)
-        metrics = [{"benchmark": b, "metric": m, "value": e.get("value"), "ci95": e.get("ci95"), "n": e.get("n"),
-                    "method": e.get("method")}
+        metrics = [{"benchmark": b, "metric": m, "value": e.get("value"), "95% CI": fmt_ci(e.get("ci95")),
+                    "n": e.get("n"), "method": e.get("method")}
                    for b, info in data["benchmarks"].items() for m, e in (info.get("metrics") or {}).items()]
-        st.dataframe(pd.DataFrame(metrics), hide_index=True)
+        st.dataframe(pd.DataFrame(metrics), hide_index=True,
+                     column_config={"value": st.column_config.NumberColumn("value", format="%.3f")})
         with st.expander("Settings, model and environment"):
             st.json({k: data.get(k) for k in ("model", "config", "backend", "environment")}, expanded=False)
