@@ -153,8 +153,7 @@ def run_with_progress(cfg: Any) -> Path:
     console = Console(stderr=True)
     tasks: dict[str, Any] = {}
     status = load_status(cfg)
-    if not console.is_terminal:  # a CI log gets the status as a plain line (no live bar there)
-        console.print(status, markup=False, highlight=False)
+    plain = [not console.is_terminal]  # a CI log gets the status as one plain line (no live bar there)
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
         console=console, transient=False,
@@ -164,6 +163,9 @@ def run_with_progress(cfg: Any) -> Path:
         loading: list[Any] = [bar.add_task(status, total=None)]
 
         def report(bench: str, done: int, total: int) -> None:
+            if plain[0] and done < total:  # data is read; the model or engine opens next, inside the first chunk
+                plain[0] = False
+                console.print(f"{bench}: {done}/{total} done; {status}", markup=False, highlight=False)
             if bench not in tasks:
                 tasks[bench] = bar.add_task(bench, total=total, completed=done)
             bar.update(tasks[bench], completed=done)
@@ -181,7 +183,7 @@ def load_status(cfg: Any) -> str:
     """The status line shown while data is read and the model or engine starts."""
     if cfg.replay:
         return f"reading benchmarks and replayed outputs ({cfg.replay}) ..."
-    return f"loading {cfg.checkpoint} ({cfg.backend} backend) and benchmark data; the first samples follow ..."
+    return f"loading {cfg.checkpoint} ({cfg.backend} backend); the first samples follow ..."
 
 
 def summary_tables(doc: dict[str, Any], all_metrics: bool = False) -> list[Any]:
