@@ -227,6 +227,8 @@ def train(cfg: TrainConfig) -> TrainResult:  # noqa: C901 - the recipe reads top
         check_resume(meta, cfg, facts.data_files, world, latest)
     elif cfg.resume:
         print(f"nothing to resume in {out}: starting from the base model", file=sys.stderr)
+        if main:
+            trim_log(out / LOG_NAME, 0)  # a run killed before its first checkpoint logged steps that will be redone
 
     set_seed(cfg.seed)
     model = load_model(cfg, p.base, resume_from=latest, master=master_file(latest, ck.STATE) if latest else None)

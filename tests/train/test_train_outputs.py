@@ -113,3 +113,13 @@ def test_command_line_refusal_is_one_error_and_exit_2(tiny_model, sft_data, tmp_
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO)
     assert done.returncode == 2 and "the output folder is not empty (checkpoint-4)" in done.stderr and "Traceback" not in done.stderr
     assert (out / "checkpoint-4" / "model.safetensors").read_bytes() == b"old weights"
+
+
+def test_resume_after_a_kill_before_the_first_checkpoint_redoes_the_log(tiny_model, sft_data, tmp_path):
+    """Found by the kill -9 test: the killed run's log lines stayed and the redone steps were appended."""
+    out = tmp_path / "out"
+    train(cfg(tiny_model, sft_data, out, max_steps=2, save_steps=None))
+    shutil.rmtree(out / "checkpoint-2")  # as if killed after logging, before the only save
+    res = train(cfg(tiny_model, sft_data, out, max_steps=2, save_steps=None, resume=True))
+    rows = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2] and {r["run_id"] for r in rows} == {res.run_id}
