@@ -16,8 +16,9 @@ is worth showing; each command picks its rows (primary metrics unless `--all-met
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import typer
 
