@@ -2,9 +2,11 @@
 
     1. data      sfteval.demo.corpus: evaluation items, SFT train / held-out splits
     2. base      sfteval.demo.pretrain: tokenizer + tiny Llama pretrained on the corpus
-    3. sft       sfteval.train.sft.train: full fine-tuning for several epochs at a learning rate
-                 high for SFT (1e-3), several checkpoints: the target task improves and the
-                 general skills of so small a model suffer, which is what the demo shows
+    3. sft       sfteval.train.sft.train: full fine-tuning for several epochs at lr 3e-4, a
+                 checkpoint every 30 (--fast) / 60 steps. Measured on the --fast base (load ~18
+                 on 2 cores): held-out rougeL 0.04 -> 0.17, 0.35, 0.42, 0.42, 0.45 over the five
+                 checkpoints; at 1e-3 the MMLU-style facts fell to chance (0.25), at 3e-4 they
+                 fell 0.93 -> 0.74. Exact match stays near 0: the base does not copy words yet
     4. runs      sfteval.runner.execute_run on the base, sfteval.sweep.run_sweep on every
                  checkpoint (best by the held-out target metric)
     5. compare   sfteval.compare: base vs best checkpoint (and vs the final one)
@@ -77,13 +79,13 @@ def settings_for(fast: bool, backend: str = "auto", seed: int = 0) -> DemoSettin
             spec=TinySpec(vocab_size=1024, hidden_size=128, num_layers=4, num_heads=2, intermediate_size=512, seed=seed),
             pretrain=PretrainSettings(steps=320, batch_size=16, seq_len=128, seed=seed),
             sizes=TaskSizes(code_test=16, math_test=30, sft_train=400, sft_heldout=40),
-            sft=SftSettings(steps=150, save_steps=50), backend=backend,
+            sft=SftSettings(steps=150, save_steps=30, lr=3e-4), backend=backend,
         )
     return DemoSettings(
         seed=seed,
         spec=TinySpec(vocab_size=1024, hidden_size=128, num_layers=4, num_heads=2, intermediate_size=512, seed=seed),
         pretrain=PretrainSettings(steps=600, batch_size=16, seq_len=128, seed=seed),
-        backend=backend,
+        sft=SftSettings(lr=3e-4), backend=backend,
     )
 
 
