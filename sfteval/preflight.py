@@ -15,9 +15,10 @@ are not evaluated); problems only a model can reveal (a prompt longer than its c
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 
-from sfteval.benchmarks import BenchmarkSpec, with_overrides
+from sfteval.benchmarks import BenchmarkSpec, load_spec, resolve_benchmarks, with_overrides
 from sfteval.config import RunConfig
 from sfteval.errors import SftevalError
 from sfteval.kinds import BuildContext, Built, get_kind
@@ -51,3 +52,32 @@ def build_all(specs: Sequence[BenchmarkSpec], context: Callable[[BenchmarkSpec],
                                path=str(b.data.get("source") or spec.source), field="id")
         built[spec.name] = b
     return built
+
+
+def select_specs(cfg: RunConfig) -> tuple[list[BenchmarkSpec], dict[str, str]]:
+    """The benchmarks a run evaluates (with run-level options applied), and those skipped
+    with the reason (a user-data benchmark given no data)."""
+    specs = resolve_benchmarks(cfg.benchmarks, cfg.suite)
+    if cfg.train_data:
+        specs.append(load_spec("train"))
+    skipped: dict[str, str] = {}
+    kept = []
+    for s in specs:
+        kind = get_kind(s.kind)
+        needs_data = getattr(kind, "user_data", False) and not (s.data.local or s.data.hub)
+        given = data_override(s, cfg)
+        if needs_data and not given:
+            if cfg.benchmarks and s.name in cfg.benchmarks:
+                raise SftevalError(f"benchmark '{s.name}' needs data", field="data", hint=f"pass --data {s.name}=PATH")
+            skipped[s.name] = f"no data: pass --data {s.name}=PATH"
+            continue
+        run_level = {"bertscore_model": cfg.bertscore_model, "bootstrap_seed": cfg.seed,
+                     "bootstrap_resamples": cfg.bootstrap_resamples}
+        extra = {k: run_level[k] for k in getattr(kind, "run_options", ())}
+        kept.append(dataclasses.replace(s, options={**s.options, **extra}) if extra else s)
+    unknown = set(cfg.data) - {s.name for s in specs}
+    if unknown:
+        raise SftevalError(f"--data names benchmark(s) not selected: {', '.join(sorted(unknown))}", field="data")
+    if not kept:
+        raise SftevalError("every selected benchmark was skipped", hint="; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    return kept, skipped

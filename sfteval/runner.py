@@ -27,8 +27,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sfteval.backends import Backend, backend_class, open_backend
-from sfteval.benchmarks import BenchmarkSpec, load_spec, resolve_benchmarks
+from sfteval.backends import Backend, backend_class
+from sfteval.backends.parallel import open_backend
+from sfteval.benchmarks import BenchmarkSpec
 from sfteval.config import RunConfig
 from sfteval.errors import SftevalError
 from sfteval import runstate
@@ -38,7 +39,7 @@ from sfteval import preflight
 from sfteval.hub import localize
 from sfteval.prompts import make_renderer
 from sfteval.provenance import environment, fingerprint
-from sfteval.preflight import data_override
+from sfteval.preflight import select_specs
 from sfteval.runfolder import (
     BenchmarkResult,
     ModelInfo,
@@ -68,33 +69,6 @@ def _label(cfg: RunConfig) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in raw).strip("-") or "run"
 
 
-def _specs(cfg: RunConfig) -> tuple[list[BenchmarkSpec], dict[str, str]]:
-    specs = resolve_benchmarks(cfg.benchmarks, cfg.suite)
-    if cfg.train_data:
-        specs.append(load_spec("train"))
-    skipped: dict[str, str] = {}
-    kept = []
-    for s in specs:
-        kind = get_kind(s.kind)
-        needs_data = getattr(kind, "user_data", False) and not (s.data.local or s.data.hub)
-        given = data_override(s, cfg)
-        if needs_data and not given:
-            if cfg.benchmarks and s.name in cfg.benchmarks:
-                raise SftevalError(f"benchmark '{s.name}' needs data", field="data", hint=f"pass --data {s.name}=PATH")
-            skipped[s.name] = f"no data: pass --data {s.name}=PATH"
-            continue
-        run_level = {"bertscore_model": cfg.bertscore_model, "bootstrap_seed": cfg.seed,
-                     "bootstrap_resamples": cfg.bootstrap_resamples}
-        extra = {k: run_level[k] for k in getattr(kind, "run_options", ())}
-        kept.append(dataclasses.replace(s, options={**s.options, **extra}) if extra else s)
-    unknown = set(cfg.data) - {s.name for s in specs}
-    if unknown:
-        raise SftevalError(f"--data names benchmark(s) not selected: {', '.join(sorted(unknown))}", field="data")
-    if not kept:
-        raise SftevalError("every selected benchmark was skipped", hint="; ".join(f"{k}: {v}" for k, v in skipped.items()))
-    return kept, skipped
-
-
 def plan_id(label: str, model_key: str, specs: Sequence[BenchmarkSpec], cfg: RunConfig, backend: str) -> str:
     key = json.dumps(
         {
@@ -118,7 +92,7 @@ def execute_run(cfg: RunConfig, backend: Backend | None = None, report: Reporter
     from sfteval.replay import load_replay
 
     cfg = localize(cfg)  # a hub id becomes its snapshot folder (the fingerprint records repo id + commit)
-    specs, skipped = _specs(cfg)
+    specs, skipped = select_specs(cfg)
     specs = preflight.prepare(specs, cfg)  # --data / --fewshot-data in place
     replayed = load_replay(cfg.replay, [s.name for s in specs]) if cfg.replay else None
     if cfg.replay:

@@ -183,11 +183,11 @@ def _sum_timing(parts: list[dict[str, Any]]) -> dict[str, Any]:
 def _specs_from_config(cfg_dict: dict[str, Any]) -> list[Any]:
     """The benchmark specs the run used, rebuilt from its recorded config."""
     from sfteval.config import EngineSettings, RunConfig
-    from sfteval.runner import _specs
+    from sfteval.preflight import select_specs
 
     fields = {f.name for f in dataclasses.fields(RunConfig)}
     engine_fields = {f.name for f in dataclasses.fields(EngineSettings)}
     kw = {k: v for k, v in cfg_dict.items() if k in fields}
     kw["benchmarks"] = tuple(kw.get("benchmarks") or ())
     kw["engine"] = EngineSettings(**{k: v for k, v in (cfg_dict.get("engine") or {}).items() if k in engine_fields})
-    return _specs(RunConfig(**kw))[0]
+    return select_specs(RunConfig(**kw))[0]

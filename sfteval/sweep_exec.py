@@ -102,7 +102,7 @@ class SweepEngine:
         self._target = checkpoint
 
     def _ready(self) -> Any:
-        from sfteval.backends import open_backend
+        from sfteval.backends.parallel import open_backend
 
         assert self._target is not None
         if self._loaded == self._target:

@@ -17,10 +17,6 @@ ROOT = Path(sfteval.__file__).parent
 # a test below fails once an edge is gone, so this list cannot go stale).
 KNOWN_CYCLE_EDGES = {
     ("sfteval.train.tokencache", "sfteval.train.data"): "#16: data <-> tokencache import each other lazily",
-    ("sfteval.backends.parallel", "sfteval.backends"): "#17: parallel imports Progress from the package that lazily "
-                                                     "imports it (a leaf module for the Protocol would cut it)",
-    ("sfteval.shard", "sfteval.runner"): "#17: shard reaches back into runner._specs (move benchmark selection "
-                                         "out of the runner, or pass the specs in)",
 }
 
 

@@ -66,15 +66,6 @@ class BackendFactory(Protocol):
     def __call__(self, model_path: str, engine: EngineSettings) -> Backend: ...
 
 
-def open_backend(name: str, model_path: str, engine: EngineSettings) -> Backend:
-    """The backend `name` on `model_path`; N replicas when engine.data_parallel_size > 1."""
-    if engine.data_parallel_size > 1:
-        from sfteval.backends.parallel import DataParallelBackend
-
-        return DataParallelBackend(name, model_path, engine)
-    return backend_class(name)(model_path, engine)
-
-
 def backend_class(name: str) -> BackendFactory:
     try:
         target = BACKENDS[name]

@@ -25,9 +25,12 @@ import dataclasses
 import multiprocessing as mp
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sfteval.backends import Progress
+from sfteval.backends import backend_class
+
+if TYPE_CHECKING:
+    from sfteval.backends import Backend, Progress
 from sfteval.config import EngineSettings
 from sfteval.errors import SftevalError
 from sfteval.types import GenRequest, Generation, Loglik, LoglikRequest
@@ -79,8 +82,6 @@ def _replica_main(conn: Any, name: str, model_path: str, engine: EngineSettings,
             import torch
 
             torch.set_num_threads(int(env["SFTEVAL_TORCH_THREADS"]))
-        from sfteval.backends import backend_class
-
         backend = backend_class(name)(model_path, engine)
     except BaseException as e:  # noqa: BLE001 - reported to the parent, which raises it
         conn.send(("error", f"{type(e).__name__}: {e}"))
@@ -108,8 +109,6 @@ class DataParallelBackend:
     chunk_size = 2048  # per instance: the replicated backend's, so chunks (resume points) match N = 1
 
     def __init__(self, name: str, model_path: str, engine: EngineSettings) -> None:
-        from sfteval.backends import backend_class
-
         self.name = name
         self.size = engine.data_parallel_size
         self.chunk_size = backend_class(name).chunk_size
@@ -184,3 +183,11 @@ class DataParallelBackend:
                 p.join(timeout=10)
         for c in conns:
             c.close()
+
+
+def open_backend(name: str, model_path: str, engine: EngineSettings) -> Backend:
+    """The backend `name` on `model_path`; N replicas when engine.data_parallel_size > 1.
+    (Here, not in the package, so that the package never imports this module.)"""
+    if engine.data_parallel_size > 1:
+        return DataParallelBackend(name, model_path, engine)
+    return backend_class(name)(model_path, engine)
