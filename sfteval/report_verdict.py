@@ -37,7 +37,20 @@ def _change(x: dict[str, Any]) -> str:
 
 
 def read_gate(folder: str | Path) -> str | None:
-    """The gate's one-line result from its summary.md (`## sfteval gate: PASS`), or None."""
+    """The gate's one-line result: from its gate.json (verdict, exit code, checks by
+    verdict), else the first line of summary.md (`## sfteval gate: PASS`), else None."""
+    doc_path = Path(folder) / "gate.json"
+    if doc_path.is_file():
+        import json
+        from collections import Counter
+
+        try:
+            doc = json.loads(doc_path.read_text(encoding="utf-8"))
+            counts = Counter(str(c.get("verdict")) for c in doc.get("checks") or [])
+            tally = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
+            return f"{str(doc['verdict']).upper()} (exit {doc['exit_code']}; {tally or 'no checks'})"
+        except (ValueError, KeyError, TypeError, AttributeError):
+            pass  # a damaged gate.json: fall back to the summary
     path = Path(folder) / "summary.md"
     try:
         first = path.read_text(encoding="utf-8").splitlines()[0]

@@ -42,3 +42,14 @@ def test_gate_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pyte
                      str(tmp_path / "g2"))
     assert code2 == code and "mmlu/accuracy" in md and (tmp_path / "g2" / "gate.json").is_file()
     assert _cli(monkeypatch, capsys, "gate", str(tmp_path / "cmp"), "--rules", str(rules), "--format", "xml")[0] == 2
+
+
+def test_report_reads_the_gates_json(tmp_path: Path) -> None:
+    from sfteval.report_verdict import read_gate
+
+    (tmp_path / "gate.json").write_text(json.dumps({"verdict": "inconclusive", "exit_code": 3, "checks": [
+        {"verdict": "pass"}, {"verdict": "inconclusive"}, {"verdict": "pass"}]}))
+    assert read_gate(tmp_path) == "INCONCLUSIVE (exit 3; 1 inconclusive, 2 pass)"
+    (tmp_path / "gate.json").write_text("{broken")
+    (tmp_path / "summary.md").write_text("## sfteval gate: FAIL\n")
+    assert read_gate(tmp_path) == "FAIL"
