@@ -80,7 +80,7 @@ def test_report_cli_reads_the_gate_result(comparison: dict, tmp_path: Path, monk
     _cli(monkeypatch, "gate", str(tmp_path / "cmp"), "--rules", str(rules), "--out", str(tmp_path / "gate"))
     assert _cli(monkeypatch, "report", str(tmp_path / "cmp"), "--gate", str(tmp_path / "gate")) == 0
     md = (tmp_path / "cmp" / "report.md").read_text()
-    assert md.index("## Verdict") < md.index("## Summary") and "| gate | FAIL |" in md
+    assert md.index("## Verdict") < md.index("## Summary") and "| gate | FAIL (exit 1; " in md
     assert _cli(monkeypatch, "report", str(tmp_path / "cmp"), "--gate", str(tmp_path)) == 2
 
 
