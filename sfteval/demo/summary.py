@@ -122,7 +122,8 @@ def story(summary: dict[str, Any]) -> dict[str, Any]:
     if ck["step"] != ck["final_step"]:
         for bench, f in final["forgetting"].items():
             b = best["forgetting"].get(bench)
-            if b is not None and f["tuned"] < b["tuned"]:
+            measured = b is not None and "not measured" not in (f["verdict"], b["verdict"])
+            if measured and f["tuned"] < b["tuned"]:
                 final_worse.append({"benchmark": bench, "metric": f["metric"], "best": b["tuned"], "final": f["tuned"]})
     gate = summary["gate"]
     return {
