@@ -148,7 +148,8 @@ def child_bare(model: str, data: str, steps: int) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from sfteval.train.batching import micro_batch_tensors, plan_epoch, step_batches
-    from sfteval.train.data import end_token_ids, load_encoded, prepare_tokenizer
+    from sfteval.train.data import end_token_ids, prepare_tokenizer
+    from sfteval.train.tokencache import load_encoded
 
     torch.manual_seed(0)
     tok = AutoTokenizer.from_pretrained(model)

@@ -197,34 +197,6 @@ def encode_all(
     return kept, dropped, truncated
 
 
-def load_encoded(
-    files: Sequence[str],
-    tokenizer: Any,
-    *,
-    fmt: str = "auto",
-    on_bad: str = "error",
-    cutoff_len: int,
-    end_ids: frozenset[int],
-    last_turn_only: bool = False,
-    workers: int = 1,
-    cache_dir: str | None = "none",
-) -> EncodedData:
-    """Load every file with the shared sfteval loader, then encode (cached, in `workers` processes)."""
-    from sfteval.train.tokencache import encode_files
-
-    return encode_files(
-        files,
-        tokenizer,
-        fmt=fmt,
-        on_bad=on_bad,
-        cutoff_len=cutoff_len,
-        end_ids=end_ids,
-        last_turn_only=last_turn_only,
-        workers=workers,
-        cache_dir=cache_dir,
-    )
-
-
 def preview(data: EncodedData, tokenizer: Any, n: int = 2, *, color: bool = False) -> str:
     """Two encoded examples with the supervised spans in [[ ]] (or green), and the counts."""
     lines = [

@@ -58,7 +58,7 @@ def load_tokenizer(cfg: TrainConfig, base: str) -> tuple[Any, TemplateInfo]:
 
 def prepare(cfg: TrainConfig, state: Any) -> Prepared:
     """Base, tokenizer and encoded data; the main process encodes (and caches) first."""
-    from sfteval.train.data import load_encoded
+    from sfteval.train.tokencache import load_encoded
     from sfteval.train.model import base_dtype_name, resolve_base
 
     base = resolve_base(cfg.model)

@@ -22,11 +22,14 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sfteval.fileio import atomic_write_json, read_json, sha256_file
+
+if TYPE_CHECKING:
+    from sfteval.train.data import EncodedData
 
 SCHEMA = "sfteval.tokens/2"
 _PARALLEL_MIN = 2000  # conversations below which one process is faster than forking
@@ -181,3 +184,30 @@ def encode_files(
     if where is not None and key is not None:
         _save(where, key, data)
     return data
+
+
+def load_encoded(
+    files: Sequence[str],
+    tokenizer: Any,
+    *,
+    fmt: str = "auto",
+    on_bad: str = "error",
+    cutoff_len: int,
+    end_ids: frozenset[int],
+    last_turn_only: bool = False,
+    workers: int = 1,
+    cache_dir: str | None = "none",
+) -> EncodedData:
+    """Load every file with the shared sfteval loader, then encode (cached, in `workers` processes).
+    (Here, beside the cache, so that data.py never imports this module.)"""
+    return encode_files(
+        files,
+        tokenizer,
+        fmt=fmt,
+        on_bad=on_bad,
+        cutoff_len=cutoff_len,
+        end_ids=end_ids,
+        last_turn_only=last_turn_only,
+        workers=workers,
+        cache_dir=cache_dir,
+    )

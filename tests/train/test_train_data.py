@@ -136,7 +136,7 @@ def test_template_without_end_token_is_refused(tiny_tokenizer):
 
 
 def test_bad_rows_name_file_and_line_or_are_counted(tmp_path: Path, tiny_tokenizer):
-    from sfteval.train.data import load_encoded
+    from sfteval.train.tokencache import load_encoded
 
     rows = alpaca_rows(4)
     rows[2] = {"instruction": "no output here"}
@@ -175,7 +175,7 @@ def test_packing_rows_fit_and_positions_restart():
 def test_every_format_and_file_type_gives_the_same_samples(tmp_path: Path, tiny_tokenizer):
     import json
 
-    from sfteval.train.data import load_encoded
+    from sfteval.train.tokencache import load_encoded
 
     qa = [("What is 2 + 3?", "5"), ("Name a colour.", "Blue.")]
     alpaca = [{"instruction": q, "output": a} for q, a in qa]

@@ -110,7 +110,8 @@ def test_padded_eval_batches_add_no_loss(tiny_model, sft_data):
     """A rank's padding pass (label-free repeat) changes neither the mean nor the count."""
     from transformers import AutoTokenizer
 
-    from sfteval.train.data import end_token_ids, load_encoded
+    from sfteval.train.data import end_token_ids
+    from sfteval.train.tokencache import load_encoded
     from sfteval.train.sft import _eval_batches
 
     tok = AutoTokenizer.from_pretrained(tiny_model)

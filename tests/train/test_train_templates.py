@@ -120,7 +120,7 @@ def test_on_bad_skip_covers_rows_the_template_cannot_render(tiny_tokenizer):
 
 
 def test_llama_factory_history_and_sharegpt_system_are_trained_on(tmp_path, tiny_tokenizer):
-    from sfteval.train.data import load_encoded
+    from sfteval.train.tokencache import load_encoded
 
     alpaca = write_jsonl(tmp_path / "a.jsonl", [{"instruction": "q2", "output": "a2", "history": [["q1", "a1"]], "system": "Be brief."}])
     share = write_jsonl(tmp_path / "s.jsonl", [{"system": "Be brief.", "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}])
