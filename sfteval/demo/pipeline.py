@@ -263,7 +263,12 @@ def seed_study(out: Path, base_run: Path, tuned_run: Path) -> dict[str, Any]:
     a study of other runs under the name (older settings) is left alone and the next
     free name is used."""
     from sfteval.errors import SftevalError
-    from sfteval.ratings import VoteStore, build_study
+
+    try:
+        from sfteval.ratings import VoteStore, build_study
+    except ImportError as e:  # the vote store comes with the dashboard extra, not with `train`
+        return {"study_id": None, "skipped": f"{e}: install sfteval[dashboard] to rate the pairs, "
+                "then run `sfteval demo` again with the same --out (everything else is reused)"}
 
     db = out / "reports" / "ratings.sqlite3"
     store = VoteStore(db)

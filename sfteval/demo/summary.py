@@ -209,7 +209,9 @@ def format_summary(summary: dict[str, Any]) -> list[str]:
     for c in g["checks"]:
         lines.append(f"    {c['verdict']:<12} {c['target']}: {c['reason']}")
     study = summary.get("study")
-    if study:
+    if study and study.get("skipped"):
+        lines += ["", f"Rating study not seeded: {study['skipped']}"]
+    elif study:
         lines += [
             "",
             f"Rate the pairs yourself (blind: base vs step {ck['step']} on {study['n_items']} held-out items, "
