@@ -223,7 +223,8 @@ def _numbers(obj: object, path: str = "") -> dict[str, float]:
     out: dict[str, float] = {}
     if isinstance(obj, dict):
         for k, v in obj.items():
-            if not any(t in str(k) for t in ("seconds", "time", "elapsed", "per_s", "_s_", "created")):
+            timing = str(k).endswith("_s") or any(t in str(k) for t in ("seconds", "time", "elapsed", "per_s", "created"))
+            if not timing:
                 out.update(_numbers(v, f"{path}/{k}"))
     elif isinstance(obj, list):
         for i, v in enumerate(obj):
