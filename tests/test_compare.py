@@ -239,8 +239,13 @@ def test_compare_real_runs_of_the_tiny_model(tiny_model: Path, tmp_path: Path, m
     c = load_comparison(out)
     assert c["mismatches"] == [] and set(c["benchmarks"]) == {"offline_mmlu", "offline_gsm8k"}
     for e in c["benchmarks"].values():
-        assert e["n_aligned"] == 4 and e["metrics"][e["primary_metric"]]["delta"]["ci95"] == [0.0, 0.0]
-    assert run_cli(["gate", str(out), "--rules", str(_rules(tmp_path)), "--out", str(tmp_path / "g")], monkeypatch) == 0
+        delta = e["metrics"][e["primary_metric"]]["delta"]
+        # Identical outputs: a zero delta, but at n = 4 an honest paired interval is wide, never [0, 0] (#13).
+        assert e["n_aligned"] == 4 and delta["value"] == 0.0 and delta["ci95"][0] < 0.0 < delta["ci95"][1]
+    # So a 5-point non-inferiority margin cannot be shown on 4 items: inconclusive (3), or
+    # uninformative (2) where the random tiny model scores the same constant in both runs.
+    code = run_cli(["gate", str(out), "--rules", str(_rules(tmp_path)), "--out", str(tmp_path / "g")], monkeypatch)
+    assert code in (2, 3)
 
 
 def _rules(tmp: Path) -> Path:
