@@ -113,12 +113,18 @@ class HttpClient:
     def gather(self, make: Callable[[Any], Awaitable[Any]], items: Sequence[Any], progress: Callable[[int], None] | None = None) -> list[Any]:
         """`make(item)` for every item concurrently (bounded by the pool); results in order.
 
-        The first error cancels the rest and is raised; so is Ctrl-C in the caller."""
+        The first error cancels the rest and is raised; so is Ctrl-C in the caller. `progress`
+        runs in the calling thread, never in the event loop's: an exception it raises
+        (KeyboardInterrupt included) cancels the batch instead of killing the loop's thread,
+        which left the caller waiting forever."""
+        import concurrent.futures
+        import queue
+
+        finished: queue.SimpleQueue[int] = queue.SimpleQueue()
 
         async def one(i: int, item: Any, out: list[Any]) -> None:
             out[i] = await make(item)
-            if progress:
-                progress(1)
+            finished.put(1)
 
         async def all_of() -> list[Any]:
             out: list[Any] = [None] * len(items)
@@ -134,7 +140,18 @@ class HttpClient:
 
         fut = asyncio.run_coroutine_threadsafe(all_of(), self._loop)
         try:
-            return fut.result()
+            while True:
+                try:
+                    result, running = fut.result(timeout=0.05), False
+                except concurrent.futures.TimeoutError:  # not the builtin one before Python 3.11
+                    result, running = None, True
+                done = 0
+                while not finished.empty():
+                    done += finished.get_nowait()
+                if done and progress:
+                    progress(done)
+                if not running:
+                    return result
         except BaseException:
             fut.cancel()
             raise
