@@ -72,10 +72,12 @@ def rate(store: VoteStore, study_id: str, rater: str) -> None:
     if flash:
         getattr(st, flash[0])(flash[1])
     order = store.order_for(study_id, rater)
-    done = len(store.voted_items(study_id, rater) & set(order))
+    voted = store.voted_items(study_id, rater)
+    done = len(voted & set(order))
     total = len(order)
     st.progress(done / total if total else 1.0, text=f"{done} of {total} rated")
-    item = store.next_item(study_id, rater)
+    # What store.next_item computes, from the two reads above instead of two more queries.
+    item = next((i for i in order if i not in voted), None)
     if item is None:
         st.success("Done: you have rated every item assigned to you. Thank you!")
         st.button("Undo last vote", on_click=_undo, args=(store, study_id, rater), key="undo_done", shortcut="U")
