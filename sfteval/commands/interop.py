@@ -8,7 +8,6 @@ Export writes a run's metrics as an lm-eval results file for leaderboard tooling
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -60,15 +59,10 @@ def export_lm_eval(
     output: Optional[Path] = typer.Option(None, "--out", "-o", help="File to write (default: standard output)."),
 ) -> None:
     """Write a run's metrics in lm-eval's aggregated-results schema."""
-    from sfteval.fileio import atomic_write_text
+    from sfteval.commands.output import write_or_print
     from sfteval.interop.lmeval_export import export_lmeval
 
-    text = json.dumps(export_lmeval(run), indent=2, ensure_ascii=False) + "\n"
-    if output is None:
-        sys.stdout.write(text)
-    else:
-        atomic_write_text(output, text)
-        typer.echo(f"wrote {output}", err=True)
+    write_or_print(json.dumps(export_lmeval(run), indent=2, ensure_ascii=False) + "\n", output)
     raise typer.Exit(0)
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -134,14 +133,9 @@ def export(
         raise SftevalError(f"unknown format {fmt!r}", field="--format", hint="csv or jsonl")
     store = _store(db, reports)
     store.item_ids(study)  # an unknown study is an error, not an empty file
-    text = store.export_csv(study) if fmt == "csv" else store.export_jsonl(study)
-    if out is None:
-        sys.stdout.write(text)
-    else:
-        from sfteval.fileio import atomic_write_text
+    from sfteval.commands.output import write_or_print
 
-        atomic_write_text(out, text)
-        typer.echo(f"wrote {out}", err=True)
+    write_or_print(store.export_csv(study) if fmt == "csv" else store.export_jsonl(study), out)
     raise typer.Exit(0)
 
 
