@@ -201,8 +201,13 @@ def test_two_cpu_processes_match_one_with_the_same_global_batch(tiny_model, sft_
     import torch
 
     w1, w2 = weights(tmp_path / "one" / "checkpoint-3"), weights(tmp_path / "two" / "checkpoint-3")
+    # The gradients agree to float rounding (the all-reduce sums in another order), but Adam
+    # divides by sqrt(v) + eps: where a gradient is ~eps that rounding moves the update by a
+    # visible fraction of lr. So: every weight within lr/30, and all but 0.1% within 1e-5.
     for k in w1:
-        torch.testing.assert_close(w1[k], w2[k], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(w1[k], w2[k], rtol=1e-4, atol=1e-4)
+        off = ((w1[k] - w2[k]).abs() > 1e-5 + 1e-4 * w2[k].abs()).float().mean().item()
+        assert off <= 1e-3, (k, off)
 
 
 @pytest.mark.slow
