@@ -1,6 +1,6 @@
 """#20 on the dashboard: a headline card on Compare, numbers to their precision, Samples
-reading the comparison's base vs tuned with one "regressions only" control and a sort by
-per-item delta, outputs shown where a kind extracts no answer, and Checkpoints overlaying
+reading the comparison's base vs tuned with one "show" control (all, regressions,
+improvements, changed) and a sort by per-item delta, outputs shown where a kind extracts no answer, and Checkpoints overlaying
 the target metric and the other benchmarks by step."""
 
 from __future__ import annotations
@@ -42,10 +42,15 @@ def test_samples_defaults_to_the_comparison_and_filters_regressions(app_env) -> 
     assert at.selectbox(key="samples_base").value == base.name
     assert at.selectbox(key="samples_tuned").value == tuned.name
     at.selectbox(key="samples_bench").select("gsm8k").run()
-    at.toggle(key="samples_regressions").set_value(True).run()
+    at.selectbox(key="samples_show").select("regressions only").run()
     table = at.dataframe[0].value
     assert len(table) > 0 and set(table["status"]) == {"regression"}
-    at.toggle(key="samples_regressions").set_value(False).run()
+    at.selectbox(key="samples_show").select("improvements only").run()
+    table = at.dataframe[0].value
+    assert len(table) > 0 and set(table["status"]) == {"improvement"}
+    at.selectbox(key="samples_show").select("changed either way").run()
+    assert set(at.dataframe[0].value["status"]) == {"regression", "improvement"}
+    at.selectbox(key="samples_show").select("all items").run()
     at.selectbox(key="samples_sort").select("delta: largest gain first").run()
     deltas = [d for d in at.dataframe[0].value["delta"] if not math.isnan(d)]
     assert deltas == sorted(deltas, reverse=True) and deltas[0] > 0

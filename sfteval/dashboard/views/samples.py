@@ -16,6 +16,14 @@ from sfteval.errors import SftevalError
 from sfteval.runfolder import common_benchmarks, list_comparisons
 
 ANSWER_KINDS = ("choice", "math")  # kinds whose score is decided by an extracted answer
+# What to show: a reader hunting regressions and one checking what the tuning bought both
+# want one control, not two toggles that can contradict each other.
+SHOW = {
+    "all items": None,
+    "regressions only": ["regression"],
+    "improvements only": ["improvement"],
+    "changed either way": ["regression", "improvement"],
+}
 SORTS = {
     "delta: largest drop first": ("delta", True),
     "delta: largest gain first": ("delta", False),
@@ -80,11 +88,11 @@ for col, status in zip(cols, STATUS_ORDER):
     col.metric(status, int(counts.get(status, 0)))
 
 f0, f1, f2, f3 = st.columns([2, 3, 2, 3])
-only_regressions = f0.toggle("Regressions only", key="samples_regressions")
+show = f0.selectbox("Show", list(SHOW), key="samples_show")
 text = f1.text_input("Search text", placeholder="in prompt, reference, outputs, answers", key="samples_text")
 id_query = f2.text_input("Item ids", placeholder="e.g. 17, 42", key="samples_ids")
 sort_label = f3.selectbox("Sort by", list(SORTS), key="samples_sort")
-view = filter_pairs(df, text=text, ids=id_query, statuses=["regression"] if only_regressions else None)
+view = filter_pairs(df, text=text, ids=id_query, statuses=SHOW[show])
 column, ascending = SORTS[sort_label]
 if column is not None:
     view = view.sort_values(column, ascending=ascending, kind="stable", na_position="last")
