@@ -59,10 +59,20 @@ ORDERS = ("base_first", "tuned_first")
 _VERDICT = re.compile(r"\[\[\s*(A|B|C|tie)\s*\]\]", re.I)
 
 
-class JudgeModel(Protocol):
-    """The seam: judge prompts in, raw replies out (one per prompt, in order)."""
+@dataclass(frozen=True)
+class Reply:
+    """One judge reply and why its generation stopped (a `FinishReason` of
+    docs/run-format.md; the samples writer refuses any other)."""
 
-    def reply(self, prompts: Sequence[str]) -> list[str]: ...
+    text: str
+    finish_reason: str = "unknown"
+
+
+class JudgeModel(Protocol):
+    """The seam: judge prompts in, raw replies out (one per prompt, in order). A plain
+    string is a reply whose finish reason the judge did not say (`unknown`)."""
+
+    def reply(self, prompts: Sequence[str]) -> Sequence[str | Reply]: ...
 
     def info(self) -> dict[str, Any]: ...
 
@@ -84,6 +94,7 @@ class ItemVerdict:
     consistent: bool
     position_first: float  # share of the two verdicts that picked position A (a tie counts 1/2)
     replies: dict[str, str] = field(default_factory=dict)
+    finish_reasons: dict[str, str] = field(default_factory=dict)  # order -> the reply's finish reason
 
 
 def question_text(prompt: str) -> str:
@@ -125,7 +136,7 @@ def preferred(order: str, verdict: str | None) -> str:
     return first if verdict == "A" else second
 
 
-def combine(item_id: str, replies: dict[str, str]) -> ItemVerdict:
+def combine(item_id: str, replies: dict[str, str], finish_reasons: dict[str, str] | None = None) -> ItemVerdict:
     verdicts = {o: parse_verdict(replies[o]) for o in ORDERS}
     prefs = {o: preferred(o, verdicts[o]) for o in ORDERS}
     a, b = prefs["base_first"], prefs["tuned_first"]
@@ -133,7 +144,8 @@ def combine(item_id: str, replies: dict[str, str]) -> ItemVerdict:
     first = float(np.mean([1.0 if v == "A" else 0.0 if v == "B" else 0.5 for v in verdicts.values()]))
     # consistent: the same verdict survived the swap (an unparsed reply is no verdict)
     consistent = a == b and None not in verdicts.values()
-    return ItemVerdict(item_id, verdicts, prefs, outcome, consistent, first, dict(replies))
+    reasons = dict(finish_reasons) if finish_reasons is not None else {o: "unknown" for o in replies}
+    return ItemVerdict(item_id, verdicts, prefs, outcome, consistent, first, dict(replies), reasons)
 
 
 def item_scores(v: ItemVerdict) -> dict[str, float]:
@@ -179,8 +191,9 @@ def judge_items(model: JudgeModel, items: Sequence[PairItem]) -> list[ItemVerdic
     """Both orders of every item in one batch of requests, replies kept."""
     asked = [prompts_for(it) for it in items]
     flat = [p[o] for p in asked for o in ORDERS]
-    replies = model.reply(flat)
+    replies = [r if isinstance(r, Reply) else Reply(str(r)) for r in model.reply(flat)]
     if len(replies) != len(flat):
         raise RuntimeError(f"the judge answered {len(replies)} of {len(flat)} prompts")
-    return [combine(it.item_id, {o: replies[2 * i + j] for j, o in enumerate(ORDERS)}) for i, it in enumerate(items)]
+    return [combine(it.item_id, {o: replies[2 * i + j].text for j, o in enumerate(ORDERS)},
+                    {o: replies[2 * i + j].finish_reason for j, o in enumerate(ORDERS)}) for i, it in enumerate(items)]
 

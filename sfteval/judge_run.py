@@ -27,7 +27,7 @@ from typing import Any
 
 from sfteval.config import EngineSettings
 from sfteval.errors import SftevalError
-from sfteval.fileio import append_jsonl, iter_jsonl, sha256_text, truncate_torn_tail
+from sfteval.fileio import sha256_text, truncate_torn_tail
 from sfteval.judge import (
     ORDERS,
     RUBRIC,
@@ -36,6 +36,7 @@ from sfteval.judge import (
     ItemVerdict,
     JudgeModel,
     PairItem,
+    Reply,
     aggregate,
     item_scores,
     judge_items,
@@ -46,7 +47,10 @@ from sfteval.judge import (
 from sfteval.runfolder import (
     RunResults,
     SampleLine,
+    append_samples,
     common_benchmarks,
+    iter_sample_lines,
+    prompts_digest,
     read_results,
     read_samples,
     samples_file,
@@ -113,13 +117,16 @@ class BackendJudge:
                 self._backend = backend_class(name)(self.s.judge, self.s.engine)
         return self._backend
 
-    def reply(self, prompts: Sequence[str]) -> list[str]:
+    def reply(self, prompts: Sequence[str]) -> list[Reply]:
         from sfteval.types import GenParams, GenRequest
 
         backend = self._open()
         params = GenParams(max_new_tokens=self.s.max_new_tokens, temperature=0.0)
         gens = backend.generate([GenRequest(self._render(p), params) for p in prompts])
-        return [g.texts[0] if g.texts else "" for g in gens]
+        # the backend's finish reason travels to the samples line: a judge reply cut at
+        # max_new_tokens is recorded as `length`, not as a clean stop
+        return [Reply(g.texts[0], str(g.finish_reasons[0]) if g.finish_reasons else "unknown") if g.texts
+                else Reply("", "unknown") for g in gens]
 
     def info(self) -> dict[str, Any]:
         return {**(self._backend.info() if self._backend is not None else {"name": self.s.backend}),
@@ -206,8 +213,8 @@ def run_judge(base_run: str | Path, tuned_run: str | Path, s: JudgeSettings, mod
             path = run_dir / "samples" / f"judge_{bench}.jsonl"
             verdict_s = _fill(judge, items[bench], path, s.chunk, lambda d, n, b=bench: progress and progress(b, d, n))
             rows = _read(path, items[bench])
-            scores = [r["scores"] for r in rows]
-            unparsed = sum(v is None for r in rows for v in r["meta"]["verdicts"].values())
+            scores = [dict(r.scores) for r in rows]
+            unparsed = sum(v is None for r in rows for v in r.meta["verdicts"].values())
             metrics = aggregate(scores, seed=s.seed, resamples=s.resamples)
             results[f"judge_{bench}"] = {
                 "kind": "judge", "role": "target", "general": False,
@@ -216,13 +223,13 @@ def run_judge(base_run: str | Path, tuned_run: str | Path, s: JudgeSettings, mod
                 "metrics": {k: v.to_dict() for k, v in metrics.items()},
                 "primary_metric": "win_rate",
                 "breakdown": {},
-                "counts": {o: sum(r["answer"] == o for r in rows) for o in ("win", "tie", "loss")},
+                "counts": {o: sum(r.answer == o for r in rows) for o in ("win", "tie", "loss")},
                 "unparsed_verdicts": unparsed,
                 "settings": {"judge": judge_name(s), "rubric": RUBRIC_VERSION, "rubric_sha256": RUBRIC_SHA256,
                              "gen": gen, "orders": list(ORDERS), "tie_rule": "verdict changes with the order -> tie"},
                 "data": {"benchmark": bench, "base_run": str(base_run), "tuned_run": str(tuned_run),
                          "sha256": None, "rows": len(rows)},
-                "prompts_digest": sha256_text("".join(f"{r['id']}:{r['prompt_hash']}\n" for r in sorted(rows, key=lambda r: r["id"]))),
+                "prompts_digest": prompts_digest({r.id: r.prompt_hash for r in rows}),
                 "samples_file": f"samples/judge_{bench}.jsonl",
                 "timing": {"judge_s": round(verdict_s, 3), "total_s": round(time.perf_counter() - t0, 3)},
             }
@@ -254,9 +261,9 @@ def _fill(judge: JudgeModel, items: list[PairItem], path: Path, chunk: int, prog
     expected = {it.item_id: prompts_hash(prompts_for(it)) for it in items}
     done: set[str] = set()
     if path.is_file():
-        for line, rec in iter_jsonl(path):
-            sid = str(rec.get("id"))
-            if expected.get(sid) != (rec.get("meta") or {}).get("judge_prompts_sha256"):
+        for line, rec in iter_sample_lines(path):
+            sid = rec.id
+            if expected.get(sid) != rec.meta.get("judge_prompts_sha256"):
                 raise SftevalError(f"item '{sid}' on disk was judged on other prompts or outputs", path=str(path),
                                    line=line, field="meta.judge_prompts_sha256",
                                    hint="the runs changed since: delete this judge folder or use another --out")
@@ -269,27 +276,31 @@ def _fill(judge: JudgeModel, items: list[PairItem], path: Path, chunk: int, prog
         t0 = time.perf_counter()
         verdicts = judge_items(judge, batch)
         spent += time.perf_counter() - t0
-        append_jsonl(path, [_line(it, v, expected[it.item_id]) for it, v in zip(batch, verdicts)])
+        append_samples(path, [_line(it, v, expected[it.item_id]) for it, v in zip(batch, verdicts)])
         done.update(it.item_id for it in batch)
         progress(len(done), len(items))
     return spent
 
 
-def _line(item: PairItem, v: ItemVerdict, judged_hash: str) -> dict[str, Any]:
-    return {
-        "id": item.item_id, "prompt": item.question, "prompt_hash": sha256_text(item.question),
-        "output": v.replies["base_first"], "finish_reason": "stop", "answer": v.outcome, "reference": None,
-        "scores": item_scores(v),
-        "meta": {"verdicts": v.verdicts, "preferred": v.preferred, "consistent": v.consistent,
-                 "replies": v.replies, "judge_prompts_sha256": judged_hash,
-                 "base_output": item.base_output, "tuned_output": item.tuned_output},
-    }
+def _line(item: PairItem, v: ItemVerdict, judged_hash: str) -> SampleLine:
+    """One judged item: its two replies (base first, then tuned first) with their finish
+    reasons as the line's outputs, written by the one samples writer (which refuses a
+    finish reason docs/run-format.md does not list)."""
+    return SampleLine(
+        id=item.item_id, prompt=item.question, prompt_hash=sha256_text(item.question),
+        outputs=tuple(v.replies[o] for o in ORDERS),
+        finish_reasons=tuple(v.finish_reasons.get(o, "unknown") for o in ORDERS),
+        answer=v.outcome, reference=None, scores=item_scores(v),
+        meta={"verdicts": v.verdicts, "preferred": v.preferred, "consistent": v.consistent,
+              "replies": v.replies, "judge_prompts_sha256": judged_hash,
+              "base_output": item.base_output, "tuned_output": item.tuned_output},
+    )
 
 
-def _read(path: Path, items: list[PairItem]) -> list[dict[str, Any]]:
+def _read(path: Path, items: list[PairItem]) -> list[SampleLine]:
     order = {it.item_id: i for i, it in enumerate(items)}
-    rows = {str(r["id"]): r for _, r in iter_jsonl(path) if str(r.get("id")) in order}
-    return sorted(rows.values(), key=lambda r: order[str(r["id"])])
+    rows = [r for _, r in iter_sample_lines(path) if r.id in order]
+    return sorted(rows, key=lambda r: order[r.id])
 
 
 def record_votes(run_dir: str | Path, db: str, study: str | None = None) -> tuple[str, str, int]:

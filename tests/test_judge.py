@@ -19,7 +19,7 @@ import pytest
 from runfolders import FakeBench, write_run
 from sfteval.config import EngineSettings
 from sfteval.errors import SftevalError
-from sfteval.judge import RUBRIC_SHA256, combine, parse_verdict
+from sfteval.judge import RUBRIC_SHA256, Reply, combine, parse_verdict
 from sfteval.judge_run import JudgeSettings, record_votes, run_judge
 from sfteval.ratings import tuned_side as ag_side
 
@@ -41,6 +41,7 @@ class Script:
     def __init__(self) -> None:
         self.requests: list[str] = []
         self.fail_after: int | None = None
+        self.finish = "stop"  # the finish reason every reply reports
         self.lock = threading.Lock()
 
     def reply(self, prompt: str) -> str:
@@ -87,7 +88,7 @@ def server() -> Iterator[tuple[str, Script]]:
                 script.requests.append(msg["content"])
             text = script.reply(msg["content"])
             self._send(200, {"choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                          "finish_reason": "stop"}]})
+                                          "finish_reason": script.finish}]})
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
@@ -325,3 +326,40 @@ def test_compare_reads_two_judge_runs(tmp_path: Path, server: tuple[str, Script]
     comp = json.loads(next((tmp_path / "cmp").rglob("comparison.json")).read_text())
     delta = comp["benchmarks"]["judge_heldout"]["metrics"]["win_rate"]["delta"]
     assert delta["value"] == pytest.approx(1.0) and delta["ci95"][0] > 0.5
+
+
+def test_a_judge_reply_cut_at_max_tokens_is_recorded_as_length(tmp_path: Path, server: tuple[str, Script]) -> None:
+    """The judge backend's finish reasons reach the samples file (both orders), not a
+    hard-coded clean stop: a truncated verdict must be visible in the run folder."""
+    url, script = server
+    script.finish = "length"
+    base, tuned = _runs(tmp_path)
+    run = run_judge(base, tuned, _settings(url, tmp_path))
+    from sfteval.runfolder import read_samples
+
+    lines = read_samples(run / "samples" / "judge_heldout.jsonl")
+    assert set(lines) == set(ITEMS)
+    assert all(line.finish_reasons == ("length", "length") for line in lines.values())
+    assert lines["2"].outputs == ("Position A always wins.\n[[A]]",) * 2
+
+
+class _OddJudge:
+    """An in-process judge whose backend reports a finish reason no document lists."""
+
+    def reply(self, prompts: list[str]) -> list[Reply]:
+        return [Reply("[[C]]", "max_tokens_reached") for _ in prompts]
+
+    def info(self) -> dict[str, Any]:
+        return {"name": "odd"}
+
+
+def test_a_judge_line_with_an_unknown_finish_reason_is_refused(tmp_path: Path) -> None:
+    base, tuned = _runs(tmp_path)
+    with pytest.raises(SftevalError, match="max_tokens_reached") as err:
+        run_judge(base, tuned, JudgeSettings(judge="odd", backend="openai", out=str(tmp_path / "j"), resamples=100),
+                  model=_OddJudge())
+    assert err.value.field == "finish_reason" and "judge_heldout.jsonl" in str(err.value.path)
+    (folder,) = (tmp_path / "j" / "runs").glob("judge-*")
+    path = folder / "samples" / "judge_heldout.jsonl"
+    assert not path.exists() or path.read_text() == ""  # nothing half-written
+    assert not (folder / "results.json").exists()
