@@ -19,7 +19,9 @@ Semantics, with the one-sided tests of `sfteval.gate_checks` (for one check exac
 - no_drop:     fail hi < 0;    else pass (no drop is shown; the summary says how large a
                drop could go unseen).
 - uninformative: a metric that measured nothing (zero variance in both runs, or every
-  answer failed extraction) decides nothing: never a pass, exit 2, said plainly.
+  answer failed extraction) decides nothing: never a pass, exit 2, said plainly. A `min`
+  rule sees it on a single run too (every item scoring the same, or >= 95% of answers not
+  extracted: `sfteval.gate_measured`, from the run's samples and results.json).
 Fail decisions are Holm-adjusted across the rule set (multiplicity = "holm").
 Verdict: error (2) if a rule names a metric that is not there, else fail (1) if any
 check fails, else uninformative (2) if any check is, else inconclusive (3, or as
@@ -38,6 +40,7 @@ from typing import Any
 from sfteval.config import check_fields, load_toml
 from sfteval.errors import SftevalError
 from sfteval.gate_checks import Check, boundary, decide, multiplicity_note
+from sfteval.gate_measured import from_estimate, run_unmeasured
 from sfteval.gate_report import junit_xml, markdown_summary, warn_annotations, write_outputs
 from sfteval.metric_range import threshold_problem
 from sfteval.paired import one_sided_p
@@ -271,10 +274,11 @@ def evaluate(rules: Rules, data: dict[str, Any]) -> GateResult:
         info = benches.get(bench)
         entry = ((info or {}).get("metrics") or {}).get(metric)
         est = entry
-        why = None
+        why = ((data.get("unmeasured") or {}).get(bench) or {}).get(metric)  # load_target read the samples
         if is_comparison and entry is not None:
             est = entry.get("tuned_reported") or entry.get("tuned")
             why = entry.get("uninformative")
+        why = why or (from_estimate(est) if est is not None else None)  # zero spread shows in results alone
         if info is None or est is None or _ci(est) is None:
             checks.append(_error("min", target, m, f"rule min.{key}: no {target} with a CI in this {where}; "
                                  f"available: {_available(benches)}"))
@@ -333,4 +337,10 @@ def load_target(path: str | Path) -> dict[str, Any]:
     comparison.json, validated by the run-folder reader."""
     from sfteval.runfolder import read_target
 
-    return read_target(path)
+    data = read_target(path)
+    if not str(data.get("schema", "")).startswith("sfteval.compare/"):
+        run_dir = Path(path) if Path(path).is_dir() else Path(path).parent
+        # a single run's `min` rules must see a metric that measured nothing (zero variance,
+        # answers not extracted): only its samples tell
+        data["unmeasured"] = run_unmeasured(run_dir, data)
+    return data
