@@ -331,8 +331,8 @@ def _line(sample: Sample, out: Generation | Loglik, rec: ScoreRecord, prompt_has
                       meta={**sample.meta, **rec.meta})
 
 
-def _read_ordered(path: Path, samples: Sequence[Sample]) -> list[dict[str, Any]]:
-    """The benchmark's lines in sample order, as the dicts `Kind.aggregate` reads."""
+def _read_ordered(path: Path, samples: Sequence[Sample]) -> list[SampleLine]:
+    """The benchmark's lines in sample order, as `Kind.aggregate` reads them."""
     order = {s.id: i for i, s in enumerate(samples)}
     records = [rec for _, rec in iter_sample_lines(path) if rec.id in order]
-    return [r.to_dict() for r in sorted(records, key=lambda r: order[r.id])]
+    return sorted(records, key=lambda r: order[r.id])

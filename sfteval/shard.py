@@ -141,12 +141,12 @@ def merge_shards(folders: Sequence[str | Path], out: str | Path) -> Path:
             raise SftevalError(f"benchmark '{name}': shard sizes {[len(x) for x in lines]} are not one split", field="shard")
         (run_dir / entry["samples_file"]).write_text("".join(ln + "\n" for ln in merged), encoding="utf-8")
         # read back through the one sample reader (it refuses an id two shards both wrote)
-        records = [s.to_dict() for _, s in iter_sample_lines(run_dir / entry["samples_file"])]
+        records = [s for _, s in iter_sample_lines(run_dir / entry["samples_file"])]
         spec = specs[name]
         agg = get_kind(spec.kind).aggregate(spec, records)
         from sfteval.types import to_dict
 
-        hashes = {str(r["id"]): r["prompt_hash"] for r in records}
+        hashes = {r.id: r.prompt_hash for r in records}
         benchmarks[name] = {
             **entry,
             "n": len(records),

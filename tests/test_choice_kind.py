@@ -12,6 +12,7 @@ from sfteval.benchmarks import parse_spec
 from sfteval.errors import SftevalError
 from sfteval.kinds import BuildContext, get_kind
 from sfteval.prompts import Renderer
+from sfteval.runfolder import SampleLine
 from sfteval.types import Generation, GenRequest, Loglik, LoglikRequest
 
 DEV = [
@@ -110,8 +111,8 @@ def test_scoring_loglik_and_generated_letters(tmp_path: Path) -> None:
     gen = kind.score(spec, built.samples, [Generation(("The answer is C.",), ("stop",)),
                                            Generation(("I don't know",), ("length",))])
     assert [r.answer for r in gen] == ["C", None] and [r.scores["accuracy"] for r in gen] == [0.0, 0.0]
-    lines = [{"scores": {"accuracy": a}, "meta": {"subject": s}}
-             for a, s in ((1.0, "arith"), (0.0, "arith"), (1.0, "geo"), (1.0, "geo"))]
+    lines = [SampleLine.from_dict({"id": str(i), "scores": {"accuracy": a}, "meta": {"subject": s}})
+             for i, (a, s) in enumerate(((1.0, "arith"), (0.0, "arith"), (1.0, "geo"), (1.0, "geo")))]
     agg = kind.aggregate(spec, lines)
     assert agg.primary == "accuracy" and agg.metrics["accuracy"].value == 0.75
     assert agg.metrics["accuracy_macro"].value == pytest.approx(0.75)

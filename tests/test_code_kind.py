@@ -15,6 +15,7 @@ from sfteval.metrics.code_extract import COMPLETION_STOPS, chat_program, extract
 from sfteval.metrics.passk import pass_at_k
 from sfteval.prompts import Renderer
 from sfteval.types import GenParams, Generation
+from sfteval.runfolder import SampleLine
 
 needs_sandbox = pytest.mark.skipif(default_isolation() == "none", reason="no sandbox isolation on this machine")
 
@@ -51,9 +52,10 @@ def toy(tmp_path: Path) -> Path:
     return path
 
 
-def _lines(samples, records) -> list[dict]:
+def _lines(samples, records) -> list[SampleLine]:
     """What the runner writes to the samples file (only the fields aggregate reads)."""
-    return [{"id": s.id, "scores": r.scores, "meta": {**s.meta, **r.meta}} for s, r in zip(samples, records)]
+    return [SampleLine.from_dict({"id": s.id, "scores": r.scores, "meta": {**s.meta, **r.meta}})
+            for s, r in zip(samples, records)]
 
 
 @pytest.mark.parametrize(

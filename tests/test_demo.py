@@ -175,7 +175,10 @@ def test_reference_kind_exact_match(output: str, reference: str, exact: float) -
     sample = Sample("h0", "p", reference, GenRequest("p", GenParams()))
     (record,) = kind.score(spec, [sample], [Generation((output,), ("stop",))])
     assert record.scores["exact_match"] == exact
-    agg = kind.aggregate(spec, [{"id": "h0", "reference": reference, "output": output, "scores": record.scores}] * 4)
+    from sfteval.runfolder import SampleLine
+
+    line = SampleLine.from_dict({"id": "h0", "reference": reference, "output": output, "scores": record.scores})
+    agg = kind.aggregate(spec, [line] * 4)
     assert agg.metrics["exact_match"].value == exact
 
 

@@ -16,6 +16,7 @@ from runfolders import FakeBench, write_run
 from sfteval.benchmarks import load_spec
 from sfteval.kinds import KINDS, BuildContext, get_kind
 from sfteval.prompts import Renderer
+from sfteval.runfolder import SampleLine
 from sfteval.types import Generation, GenParams, GenRequest, Loglik, LoglikRequest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,7 +69,7 @@ def test_example_kind_registers_and_runs(tmp_path: Path, monkeypatch: pytest.Mon
     assert built.samples[0].prompt == "Q: 2+2?\nA:"
     recs = kind.score(spec, built.samples, [Generation((" 4\nmore",), ("stop",)), Generation(("5",), ("stop",))])
     assert [r.scores["exact"] for r in recs] == [1.0, 0.0]
-    agg = kind.aggregate(spec, [{"scores": r.scores} for r in recs])
+    agg = kind.aggregate(spec, [SampleLine.from_dict({"id": str(i), "scores": r.scores}) for i, r in enumerate(recs)])
     assert agg.primary == "exact" and agg.metrics["exact"].value == 0.5
     sys.modules.pop("exact_kind", None)
 

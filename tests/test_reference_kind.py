@@ -14,6 +14,7 @@ from sfteval.benchmarks import parse_spec
 from sfteval.errors import SftevalError
 from sfteval.kinds import BuildContext, get_kind
 from sfteval.prompts import Renderer
+from sfteval.runfolder import SampleLine
 from sfteval.types import Generation
 
 ROWS = [
@@ -51,7 +52,7 @@ def test_scores_and_aggregate(tmp_path: Path) -> None:
     assert recs[1].scores["rouge1"] == 1.0 and recs[1].scores["sentence_bleu"] < 100.0  # rouge lower-cases, BLEU not
     assert all("bleu" not in r.scores for r in recs)
     assert recs[2].scores["rougeL"] == 0.0 and all(r.answer is None for r in recs)
-    lines = [{"id": s.id, "output": o.texts[0], "reference": s.reference, "scores": r.scores}
+    lines = [SampleLine.from_dict({"id": s.id, "output": o.texts[0], "reference": s.reference, "scores": r.scores})
              for s, o, r in zip(built.samples, outs, recs)]
     agg = kind.aggregate(spec, lines)
     assert agg.primary == "rougeL"

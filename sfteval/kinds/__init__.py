@@ -7,8 +7,8 @@ re-run on stored outputs without a model ("generate once, score many"):
     score(spec, samples, outputs)    -> one ScoreRecord per sample
     aggregate(spec, records)         -> Aggregate (metrics with error bars, breakdowns)
 
-`records` passed to aggregate are the samples-file lines (dicts), so aggregation works
-from disk alone.
+`records` passed to aggregate are the samples-file lines as the one reader returns them
+(`sfteval.runfolder.SampleLine`), so aggregation works from disk alone.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from sfteval.types import Estimate, Generation, Loglik, Sample
 if TYPE_CHECKING:
     from sfteval.benchmarks import BenchmarkSpec
     from sfteval.prompts import Renderer
+    from sfteval.runfolder.records import SampleLine
 
 KINDS: dict[str, str] = {
     "math": "sfteval.kinds.math:MathKind",
@@ -72,7 +73,7 @@ class Kind(Protocol):
         self, spec: BenchmarkSpec, samples: Sequence[Sample], outputs: Sequence[Generation | Loglik]
     ) -> list[ScoreRecord]: ...
 
-    def aggregate(self, spec: BenchmarkSpec, records: Sequence[dict[str, Any]]) -> Aggregate: ...
+    def aggregate(self, spec: BenchmarkSpec, records: Sequence[SampleLine]) -> Aggregate: ...
 
 
 def get_kind(name: str) -> Kind:

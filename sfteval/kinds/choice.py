@@ -30,6 +30,7 @@ from sfteval.kinds.common import gen_params_for, output_texts
 from sfteval.metrics.extract import extract_choice
 from sfteval.prompts import Renderer
 from sfteval.stats import Z95, mean_estimate
+from sfteval.runfolder.records import SampleLine
 from sfteval.types import Estimate, GenRequest, Generation, Loglik, LoglikRequest, Message, Sample
 
 LETTERS = "ABCDEFGHIJ"
@@ -164,12 +165,12 @@ class ChoiceKind:
             records.append(ScoreRecord(answer=answer, scores={"accuracy": float(answer == sample.reference)}, meta=meta))
         return records
 
-    def aggregate(self, spec: BenchmarkSpec, records: Sequence[dict[str, Any]]) -> Aggregate:
+    def aggregate(self, spec: BenchmarkSpec, records: Sequence[SampleLine]) -> Aggregate:
         by_subject: dict[str, list[float]] = defaultdict(list)
         for r in records:
-            by_subject[r.get("meta", {}).get("subject", "")].append(r["scores"]["accuracy"])
+            by_subject[str(r.meta.get("subject", ""))].append(float(r.scores["accuracy"]))
         per_subject = {s: mean_estimate(v) for s, v in sorted(by_subject.items())}
-        metrics = {"accuracy": mean_estimate([r["scores"]["accuracy"] for r in records])}
+        metrics = {"accuracy": mean_estimate([float(r.scores["accuracy"]) for r in records])}
         if len(per_subject) > 1:
             metrics["accuracy_macro"] = _macro(list(per_subject.values()))
         return Aggregate(metrics, "accuracy", {"subject": {s: {"accuracy": e} for s, e in per_subject.items()}})

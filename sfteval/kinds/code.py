@@ -39,6 +39,7 @@ from sfteval.kinds.common import gen_params_for, output_texts
 from sfteval.metrics.code_extract import COMPLETION_STOPS, chat_program, extract_code, truncate_at_stops
 from sfteval.metrics.passk import DEFAULT_KS, ks_for, pass_at_k_estimate
 from sfteval.prompts import Renderer
+from sfteval.runfolder.records import SampleLine
 from sfteval.types import Estimate, GenRequest, Generation, Loglik, Message, Sample
 
 DEFAULT_INSTRUCTION = (
@@ -220,9 +221,9 @@ class CodeKind:
             records.append(ScoreRecord(answer=progs[0][0], scores=scores, meta=meta))
         return records
 
-    def aggregate(self, spec: BenchmarkSpec, records: Sequence[dict[str, Any]]) -> Aggregate:
-        ns = [len(r["meta"]["outcomes"]) for r in records]
-        cs = [sum(o == "passed" for o in r["meta"]["outcomes"]) for r in records]
+    def aggregate(self, spec: BenchmarkSpec, records: Sequence[SampleLine]) -> Aggregate:
+        ns = [len(r.meta["outcomes"]) for r in records]
+        cs = [sum(o == "passed" for o in r.meta["outcomes"]) for r in records]
         if not ns:
             return Aggregate(metrics={}, primary="pass@1")
         ks = ks_for(min(ns), spec.options.get("ks", DEFAULT_KS))

@@ -38,6 +38,7 @@ from sfteval.errors import SftevalError
 from sfteval.kinds import Aggregate, BuildContext, Built, ScoreRecord
 from sfteval.kinds.common import gen_params_for, output_texts
 from sfteval.stats import Z95, mean_estimate, wilson_interval
+from sfteval.runfolder.records import SampleLine
 from sfteval.types import Estimate, Generation, GenRequest, Loglik, Message, Sample
 
 METRICS = ("prompt_strict", "prompt_loose", "instruction_strict", "instruction_loose")
@@ -114,25 +115,25 @@ class InstructionKind:
             records.append(ScoreRecord(answer=None, scores=scores, meta={"strict": strict, "loose": loose}))
         return records
 
-    def aggregate(self, spec: BenchmarkSpec, records: Sequence[dict[str, Any]]) -> Aggregate:
+    def aggregate(self, spec: BenchmarkSpec, records: Sequence[SampleLine]) -> Aggregate:
         from sfteval.metrics.ifeval import category
 
         metrics = {
-            "prompt_strict": mean_estimate([float(all(r["meta"]["strict"])) for r in records], proportion=True),
-            "prompt_loose": mean_estimate([float(all(r["meta"]["loose"])) for r in records], proportion=True),
+            "prompt_strict": mean_estimate([float(all(r.meta["strict"])) for r in records], proportion=True),
+            "prompt_loose": mean_estimate([float(all(r.meta["loose"])) for r in records], proportion=True),
         }
         for mode in ("strict", "loose"):
-            followed = [sum(r["meta"][mode]) for r in records]
-            totals = [len(r["meta"][mode]) for r in records]
+            followed = [sum(r.meta[mode]) for r in records]
+            totals = [len(r.meta[mode]) for r in records]
             metrics[f"instruction_{mode}"] = cluster_ratio(followed, totals)
         breakdown: dict[str, dict[str, dict[str, Estimate]]] = {"instruction": {}, "category": {}}
         for key, name_of in (("instruction", lambda i: i), ("category", category)):
             groups: dict[str, dict[str, list[tuple[int, int]]]] = defaultdict(lambda: {"strict": [], "loose": []})
             for r in records:
-                ids = r["meta"]["instruction_id_list"]
+                ids = r.meta["instruction_id_list"]
                 for mode in ("strict", "loose"):
                     per: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-                    for iid, ok in zip(ids, r["meta"][mode]):
+                    for iid, ok in zip(ids, r.meta[mode]):
                         per[name_of(iid)][0] += int(ok)
                         per[name_of(iid)][1] += 1
                     for g, (k, n) in per.items():

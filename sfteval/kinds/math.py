@@ -28,6 +28,7 @@ from sfteval.kinds.common import gen_params_for, output_texts
 from sfteval.metrics.extract import extract_gsm8k_strict, extract_last_number, gsm8k_reference
 from sfteval.prompts import Renderer
 from sfteval.stats import mean_estimate
+from sfteval.runfolder.records import SampleLine
 from sfteval.types import GenRequest, Generation, Loglik, Message, Sample
 
 CALCULATOR = re.compile(r"<<[^>]*>>")
@@ -140,9 +141,9 @@ class MathKind:
             )
         return records
 
-    def aggregate(self, spec: BenchmarkSpec, records: Sequence[dict[str, Any]]) -> Aggregate:
+    def aggregate(self, spec: BenchmarkSpec, records: Sequence[SampleLine]) -> Aggregate:
         metrics = {
-            m: mean_estimate([r["scores"][m] for r in records]) for m in ("exact_match_strict", "exact_match_flexible")
+            m: mean_estimate([float(r.scores[m]) for r in records]) for m in ("exact_match_strict", "exact_match_flexible")
         }
         return Aggregate(metrics=metrics, primary="exact_match_strict")
 

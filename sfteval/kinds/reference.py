@@ -93,7 +93,7 @@ class ReferenceKind:
             for i in range(len(samples))
         ]
 
-    def aggregate(self, spec: BenchmarkSpec, records: Sequence[dict[str, Any]]) -> Aggregate:
+    def aggregate(self, spec: BenchmarkSpec, records: Sequence[SampleLine]) -> Aggregate:
         from sfteval.metrics import text
 
         names = _metrics(spec)
@@ -101,16 +101,16 @@ class ReferenceKind:
 
         seed = benchmark_seed(spec.name, int(spec.options.get("bootstrap_seed", 0)))
         resamples = int(spec.options.get("bootstrap_resamples", 10_000))
-        hyps = [SampleLine.from_dict(r).output for r in records]  # the first output of each line
-        refs = [str(r["reference"]) for r in records]
+        hyps = [r.output for r in records]  # the first output of each line
+        refs = [str(r.reference) for r in records]
         metrics: dict[str, Estimate] = {}
         for n in names:
             if n == "bleu":
                 metrics[n] = text.corpus_bleu_estimate(hyps, refs, seed=seed, resamples=resamples)
             elif n == "sentence_bleu":
-                metrics[n] = mean_estimate([r["scores"][n] for r in records], proportion=False, bounds=(0.0, 100.0))
+                metrics[n] = mean_estimate([float(r.scores[n]) for r in records], proportion=False, bounds=(0.0, 100.0))
             else:
-                metrics[n] = mean_estimate([r["scores"][n] for r in records], proportion=n == "exact_match")
+                metrics[n] = mean_estimate([float(r.scores[n]) for r in records], proportion=n == "exact_match")
         for spec_name in spec.options.get("extra_metrics", []):
             values = text.evaluate_metric(spec_name, hyps, refs)
             for key, value in values.items():
