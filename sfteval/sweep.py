@@ -10,7 +10,17 @@ resolved path, so two trainer folders both named `out` never share a record:
      "checkpoints": [{"step", "path", "run_id", "run_dir", "metrics": {bench: {metric: Estimate}}}],
      "train_log": [{"step", "epoch", "train_loss", "eval_loss"?, "lr", "grad_norm", "tokens_per_s"}],
      "select": {"metric": "bench/metric", "mode": "max" | "min"},
-     "best": {"step", "run_id", "value"}}
+     "best": {"step", "run_id", "value", "ci95", "n", "method", "chosen_on": "select",
+              "reported_on": "report", "select_value", "split": {"method", "select_n", "report_n",
+              "select_ids_sha256", "report_ids_sha256"}, "all_items_step", "note"}}
+
+"best" is chosen on the `select` half of the selection metric's items (a hash of the item
+id, `sfteval.selection.split_of`) and its value and interval are those of the `report`
+half: choosing the best of K and reporting it on the same items is biased upward (the
+kept checkpoint's CI covered 83-91%, and base-vs-best claimed a gain 7-14% of the time
+with nothing changed). A base-vs-best comparison must use the report half too
+(`sfteval compare BASE KEPT --items report`). Without per-item scores to split, the
+all-items choice is kept and marked `chosen_on: "all"` with a note saying it is biased.
 
 sweep.json is rewritten (atomically) after each checkpoint, so a sweep cut short keeps
 what it finished and a re-run resumes (each run folder resumes on its own).
@@ -30,7 +40,7 @@ from typing import Any
 
 from sfteval.config import RunConfig
 from sfteval.errors import SftevalError
-from sfteval.runfolder import SWEEP_SCHEMA, SweepRecord, read_results, write_sweep
+from sfteval.runfolder import SWEEP_SCHEMA, SweepRecord, read_results, read_samples, write_sweep
 from sfteval.runfolder import read_train_log as read_log_file
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
 TRAIN_LOG = "train_log.jsonl"
@@ -88,13 +98,74 @@ def parse_select(select: str | None, first_metrics: dict[str, dict[str, Any]], p
 
 
 def best_of(entries: list[dict[str, Any]], bench: str, metric: str, mode: str) -> dict[str, Any] | None:
-    """The checkpoint with the best value; ties go to the earliest step."""
+    """The checkpoint with the best value on ALL items; ties go to the earliest step.
+    Its value is biased upward (chosen on the items it is reported on): `choose_best`
+    records this only when per-item scores are not there to split."""
     scored = [(e["metrics"][bench][metric]["value"], e) for e in entries if metric in e["metrics"].get(bench, {})]
     if not scored:
         return None
     sign = 1 if mode == "max" else -1
     value, e = max(scored, key=lambda ve: (sign * ve[0], -ve[1]["step"]))
     return {"step": e["step"], "run_id": e["run_id"], "value": float(value)}
+
+
+ItemCache = dict[str, dict[str, float]]  # run_dir -> {item id: score} of the selection metric
+
+
+def _item_scores(entry: dict[str, Any], bench: str, metric: str, cache: ItemCache) -> dict[str, float] | None:
+    """One checkpoint's per-item scores of the selection metric, from its samples (cached:
+    the sweep re-chooses after every checkpoint); None when unreadable or not per item."""
+    key = str(entry.get("run_dir") or "")
+    if key in cache:
+        return cache[key] or None
+    scores: dict[str, float] = {}
+    try:
+        info = read_results(Path(key)).benchmarks.get(bench) if key else None
+        if info is not None:
+            rows = read_samples(Path(key) / info.samples_path)
+            scores = {i: v for i, r in rows.items() if (v := r.score(metric)) is not None}
+    except (SftevalError, OSError, ValueError):
+        scores = {}
+    cache[key] = scores
+    return scores or None
+
+
+def choose_best(entries: list[dict[str, Any]], bench: str, metric: str, mode: str,
+                cache: ItemCache | None = None) -> dict[str, Any] | None:
+    """sweep.json's "best": chosen on the `select` half of the items and reported on the
+    `report` half (`sfteval.selection.choose_on_split`; the split and what each half was
+    used for are recorded), so neither its value nor a base-vs-best claim made on the
+    report half (`compare --items report`) carries the winner's curse. When per-item
+    scores cannot be split (samples gone, a corpus metric such as `bleu`, too few items),
+    the all-items choice is recorded with `chosen_on: "all"` and a note that its value is
+    biased upward."""
+    import numpy as np
+
+    from sfteval.selection import choose_on_split
+
+    cache = {} if cache is None else cache
+    scored = [e for e in entries if metric in e["metrics"].get(bench, {})]
+    per = [_item_scores(e, bench, metric, cache) for e in scored]
+    if scored and all(p is not None for p in per):
+        ids = sorted(set.intersection(*(set(p) for p in per if p is not None)))
+        if ids:
+            matrix = np.array([[p[i] for i in ids] for p in per if p is not None], dtype=float)
+            recorded = str(scored[0]["metrics"][bench][metric].get("method", ""))
+            pick = choose_on_split([e["step"] for e in scored], ids, matrix, mode,
+                                   proportion=True if recorded == "wilson" else False)
+            if pick is not None:
+                e = scored[pick.pop("index")]
+                all_items = best_of(entries, bench, metric, mode) or {}
+                return {"step": e["step"], "run_id": e["run_id"], **{k: v for k, v in pick.items() if k != "step"},
+                        "all_items_step": all_items.get("step"),
+                        "note": "chosen on the select half, value and interval on the report half: compare base "
+                                "with it on the report half (sfteval compare BASE KEPT --items report)"}
+    best = best_of(entries, bench, metric, mode)
+    if best is None:
+        return None
+    return best | {"chosen_on": "all", "reported_on": "all",
+                   "note": "chosen and reported on the same items (per-item scores could not be split): the value "
+                           "is biased upward, and so is a base-vs-best claim on these items"}
 
 
 def run_sweep(root: str | Path, cfg: RunConfig, select: str | None = None, ray: str | None = None,
@@ -113,6 +184,7 @@ def run_sweep(root: str | Path, cfg: RunConfig, select: str | None = None, ray: 
     chosen: tuple[str, str, str] | None = None
     doc: dict[str, Any] = {}
     primaries: dict[str, str] = {}  # benchmark -> primary metric, for the summary
+    item_cache: ItemCache = {}
     for step, path, run_dir in evaluate_checkpoints(ckpts, cfg, name, ray=ray):
         results = read_results(run_dir)
         primaries.update({b: r.primary_metric for b, r in results.benchmarks.items() if r.primary_metric})
@@ -128,7 +200,7 @@ def run_sweep(root: str | Path, cfg: RunConfig, select: str | None = None, ray: 
             "checkpoints": entries,
             "train_log": read_train_log(root),
             "select": {"metric": f"{bench}/{metric}", "mode": mode},
-            "best": best_of(entries, bench, metric, mode),
+            "best": choose_best(entries, bench, metric, mode, item_cache),
         }
         write_sweep(out_dir / "sweep.json", SweepRecord.from_dict(doc))
     print_table(doc, fmt, all_metrics, primaries)
@@ -209,7 +281,12 @@ def summary_tables(doc: dict[str, Any], all_metrics: bool = False, primaries: di
                 records.append({"step": e["step"], "benchmark": b, "metric": m, "value": est["value"],
                                 "ci95": est.get("ci95"), "n": est.get("n"), "best": e["step"] == best})
     title = f"sweep {doc['source']}"
-    notes = (f"* the checkpoint kept: best by {sel['metric']} ({sel['mode']})",)
+    chosen = doc.get("best") or {}
+    how = (f", chosen on the select half ({chosen['split']['select_n']} items), "
+           f"{chosen['value']:.3f} {ci3(chosen.get('ci95'))} on the report half ({chosen['split']['report_n']})"
+           if chosen.get("chosen_on") == "select" else
+           ", chosen on all items (biased upward)" if chosen.get("chosen_on") == "all" else "")
+    notes = (f"* the checkpoint kept: best by {sel['metric']} ({sel['mode']}){how}",)
     tables = [Table(title, ("step", "benchmark", "metric", "value", "95% CI", "kept"), tuple(rows),
                     right=frozenset({0, 3, 4}), notes=notes, records=tuple(records))]
     log_rows = sorted((r for r in doc.get("train_log", []) if "step" in r), key=lambda r: r["step"])

@@ -111,3 +111,81 @@ def test_compare_on_the_report_split_only(tmp_path: Path) -> None:
     n_report = sum(split_of(i) == "report" for i in IDS)
     assert comp["settings"]["split"] == "report"
     assert comp["benchmarks"]["heldout"]["metrics"]["accuracy"]["delta"]["n"] == n_report < N
+
+
+def test_base_vs_best_under_aa_claims_a_gain_at_the_nominal_rate() -> None:
+    """#13: K checkpoints all equal to the base (A/A). The old sweep chose "best" on all
+    items and the base-vs-best claim used the same items: a positive "improvement" was
+    claimed far above the nominal 2.5% (one-sided). sweep.json's best is now chosen on
+    the select half and the claim is made on the report half: at the nominal rate, and
+    the kept checkpoint's recorded interval covers its true value."""
+    from sfteval.paired import tango_interval
+    from sfteval.stats import mean_estimate
+    from sfteval.sweep import best_of, choose_best
+
+    def gain_claimed(b: np.ndarray, t: np.ndarray) -> bool:  # compare's interval for 0/1 metrics
+        return tango_interval(int(((b == 0) & (t == 1)).sum()), int(((b == 1) & (t == 0)).sum()), b.size)[0] > 0
+
+    rng = np.random.default_rng(6)
+    trials, old_claims, new_claims, new_cover, old_cover = 400, 0, 0, 0, 0
+    report = np.array([split_of(i) == "report" for i in IDS])
+    for _ in range(trials):
+        q = rng.beta(0.6, 0.4, N)
+        base = (rng.random(N) < q).astype(float)
+        cks = (rng.random((K, N)) < q[None, :]).astype(float)
+        entries = [{"step": s, "run_id": f"r{s}", "run_dir": f"mem/{s}",
+                    "metrics": {"b": {"m": mean_estimate(cks[k]).to_dict()}}} for k, s in enumerate(STEPS)]
+        cache = {f"mem/{s}": dict(zip(IDS, cks[k])) for k, s in enumerate(STEPS)}
+        old = best_of(entries, "b", "m", "max")
+        k_old = STEPS.index(old["step"])
+        old_claims += gain_claimed(base, cks[k_old])
+        lo, hi = entries[k_old]["metrics"]["b"]["m"]["ci95"]
+        old_cover += lo <= 0.6 <= hi
+        new = choose_best(entries, "b", "m", "max", cache)
+        assert new["chosen_on"] == "select" and new["reported_on"] == "report"
+        assert new["split"]["report_n"] == int(report.sum()) and new["n"] == int(report.sum())
+        k_new = STEPS.index(new["step"])
+        rep = np.array([split_of(i) == new["reported_on"] for i in IDS])
+        new_claims += gain_claimed(base[rep], cks[k_new][rep])
+        new_cover += new["ci95"][0] <= 0.6 <= new["ci95"][1]  # E[Beta(0.6, 0.4)]
+    assert old_claims / trials >= 0.06, old_claims / trials  # the winner's curse, measured on the old rule
+    assert new_claims / trials <= 0.025 + 0.02, new_claims / trials
+    assert new_cover / trials >= 0.93 - 0.013 and old_cover < new_cover, (old_cover, new_cover)
+
+
+def test_best_without_item_scores_says_it_is_biased() -> None:
+    from sfteval.stats import mean_estimate
+    from sfteval.sweep import choose_best
+
+    entries = [{"step": s, "run_id": f"r{s}", "run_dir": "", "metrics": {"b": {"m": mean_estimate([v, 1 - v]).to_dict()}}}
+               for s, v in [(1, 0.0), (2, 1.0)]]
+    best = choose_best(entries, "b", "m", "max")
+    assert best["step"] == 1 and best["chosen_on"] == "all" and "biased" in best["note"]
+
+
+def test_demo_compares_base_vs_kept_on_the_selection_benchmarks_report_half(tmp_path: Path) -> None:
+    """The demo's headline (base vs best) read a comparison on every item, the items the
+    kept checkpoint was chosen on among them. It now compares the selection benchmark on
+    its report half and leaves the other benchmarks whole (their items chose nothing)."""
+    from sfteval.demo.pipeline import DemoSettings, compare_and_report
+    from sfteval.runfolder import read_comparison
+
+    rng = np.random.default_rng(7)
+    scores = _sweep(rng, np.zeros(K))
+    other = (rng.random((2, N)) < 0.5).astype(float)
+    b = write_run(tmp_path, "base", [FakeBench("heldout", {"accuracy": scores[0]}, ids=IDS),
+                                     FakeBench("general", {"accuracy": other[0]}, ids=IDS, general=True)])
+    t = write_run(tmp_path, "tuned", [FakeBench("heldout", {"accuracy": scores[1]}, ids=IDS),
+                                      FakeBench("general", {"accuracy": other[1]}, ids=IDS, general=True)])
+    est = json.loads((t / "results.json").read_text())["benchmarks"]["heldout"]["metrics"]
+    sweep = write_sweep(tmp_path, "s", [{"step": 100, "run_id": t.name, "metrics": {"heldout": est}}], [],
+                        select="heldout/accuracy")
+    doc = json.loads(sweep.read_text())
+    doc["best"] |= {"chosen_on": "select", "reported_on": "report"}
+    sweep.write_text(json.dumps(doc))
+    folder = compare_and_report(tmp_path, b, t, "base-vs-best", DemoSettings(resamples=200), sweep)
+    comp = read_comparison(folder).to_dict()
+    n_report = sum(split_of(i) == "report" for i in IDS)
+    assert comp["settings"]["split"] == "report" and comp["settings"]["split_benchmarks"] == ["heldout"]
+    assert comp["benchmarks"]["heldout"]["metrics"]["accuracy"]["delta"]["n"] == n_report
+    assert comp["benchmarks"]["general"]["metrics"]["accuracy"]["delta"]["n"] == N

@@ -128,9 +128,23 @@ def test_run_sweep_end_to_end(trainer_out: Path, tmp_path: Path, monkeypatch: py
         est = c["metrics"]["offline_mmlu"]["accuracy"]
         assert set(est) >= {"value", "stderr", "ci95", "n"} and est["n"] == 6
     assert doc["select"] == {"metric": "offline_mmlu/accuracy", "mode": "max"}
-    values = {c["step"]: c["metrics"]["offline_mmlu"]["accuracy"]["value"] for c in doc["checkpoints"]}
-    top = max(values.values())
-    assert doc["best"]["value"] == top and doc["best"]["step"] == min(s for s, v in values.items() if v == top)
+    # best: chosen on the select half of the items, its value on the report half (#13: the
+    # all-items choice reported on the items it was chosen on is biased upward)
+    from sfteval.runfolder import read_samples
+    from sfteval.selection import split_of
+
+    half: dict[str, dict[int, list[float]]] = {"select": {}, "report": {}}
+    for c in doc["checkpoints"]:
+        for i, row in read_samples(Path(c["run_dir"]) / "samples" / "offline_mmlu.jsonl").items():
+            half[split_of(i)].setdefault(c["step"], []).append(float(row.score("accuracy")))
+    best = doc["best"]
+    assert best["chosen_on"] == "select" and best["reported_on"] == "report"
+    sel = {s: sum(v) / len(v) for s, v in half["select"].items()}
+    assert best["step"] == min(s for s, v in sel.items() if v == max(sel.values()))  # ties: the earliest
+    report = half["report"][best["step"]]
+    assert best["value"] == pytest.approx(sum(report) / len(report)) and best["n"] == len(report)
+    assert best["split"]["select_n"] + best["split"]["report_n"] == 6 and "sha256" in best["split"]["method"]
+    assert best["ci95"][0] <= best["value"] <= best["ci95"][1]
     assert [r["step"] for r in doc["train_log"]] == [10, 20, 30]
     out = capsys.readouterr().out
     assert "offline_mmlu/accuracy" in out and "train_loss" in out
