@@ -32,6 +32,7 @@ from sfteval.selection import split_of
 from sfteval.runfolder import (
     COMPARE_SCHEMA,
     BenchmarkResult,
+    Comparison,
     Run,
     RunSummary,
     SampleLine,
@@ -40,6 +41,8 @@ from sfteval.runfolder import (
     write_comparison,
 )
 from sfteval.runfolder import read_run as load_run
+from sfteval.runfolder.compared import BenchmarkComparison, Mismatch
+from sfteval.runfolder.records import Where
 
 # re-exported: callers import the settings, the loader and the writer from here
 __all__ = ["COMPARE_SCHEMA", "CompareSettings", "Run", "compare_runs", "is_run_dir", "load_run", "read_comparison",
@@ -118,19 +121,21 @@ def find_mismatches(base: Run, tuned: Run, benches: list[str]) -> list[dict[str,
     return out
 
 
-def describe_mismatch(m: dict[str, Any]) -> str:
-    where = f"{m['benchmark']}: " if m["benchmark"] else ""
-    if m["field"] == "samples.prompt_hash":
-        ex = m.get("example") or {}
-        text = (f"{where}samples.prompt_hash: {m['count']} aligned items have different prompts "
-                f"(e.g. ids {', '.join(m['ids'][:5])})")
-        if ex:
-            text += f"; item {ex['id']} first differs at character {ex['offset']}: " \
-                    f"base ...{ex['base']!r}... vs tuned ...{ex['tuned']!r}..."
+def describe_mismatch(m: Mismatch | dict[str, Any]) -> str:
+    if not isinstance(m, Mismatch):
+        m = Mismatch.from_dict(m)
+    where = f"{m.benchmark}: " if m.benchmark else ""
+    if m.field == "samples.prompt_hash":
+        ex = m.example
+        text = (f"{where}samples.prompt_hash: {m.count} aligned items have different prompts "
+                f"(e.g. ids {', '.join(m.ids[:5])})")
+        if ex is not None:
+            text += f"; item {ex.id} first differs at character {ex.offset}: " \
+                    f"base ...{ex.base!r}... vs tuned ...{ex.tuned!r}..."
         return text
-    if m["field"] == "samples.ids":
-        return f"{where}samples.ids: {m['count']} items are in only one run (base {m['base']} items, tuned {m['tuned']})"
-    return f"{where}{m['field']} differs: base {m['base']!r}, tuned {m['tuned']!r}"
+    if m.field == "samples.ids":
+        return f"{where}samples.ids: {m.count} items are in only one run (base {m.base} items, tuned {m.tuned})"
+    return f"{where}{m.field} differs: base {m.base!r}, tuned {m.tuned!r}"
 
 
 # ----------------------------------------------------------------------------- per benchmark
@@ -157,7 +162,7 @@ def _score_changes(metric: str, brows: dict[str, SampleLine], trows: dict[str, S
     changes = []
     for i, b in brows.items():
         t = trows.get(i)
-        bs, ts = (b.scores or {}).get(metric), (t.scores or {}).get(metric) if t is not None else None
+        bs, ts = b.scores.get(metric), t.scores.get(metric) if t is not None else None
         if t is not None and isinstance(bs, (int, float)) and isinstance(ts, (int, float)) and ts != bs:
             changes.append((float(ts) - float(bs), i, float(bs), float(ts)))
     changes.sort(key=lambda c: (c[0], c[1]))
@@ -176,7 +181,9 @@ def _breakdown(bi: BenchmarkResult, ti: BenchmarkResult, metric: str) -> dict[st
         for g, metrics in groups.items():
             be, te = metrics.get(metric), tgroups.get(g, {}).get(metric)
             if be is not None and te is not None:
-                rows[g] = {"base": be.to_dict(), "tuned": te.to_dict(), "delta": num(te.value - be.value)}
+                # only the two runs' own group estimates: no paired interval or test here
+                rows[g] = {"base": be.to_dict(), "tuned": te.to_dict(), "delta": num(te.value - be.value),
+                           "delta_ci95": [None, None], "n": None, "p_value": None, "q_value": None, "flagged": False}
         if rows:
             out[key] = rows
     return out
@@ -185,7 +192,8 @@ def _breakdown(bi: BenchmarkResult, ti: BenchmarkResult, metric: str) -> dict[st
 def compare_benchmark(name: str, base: Run, tuned: Run, settings: CompareSettings, general: bool) -> dict[str, Any]:
     bi, ti = base.benchmarks[name], tuned.benchmarks[name]
     brows, trows = base.samples[name], tuned.samples[name]
-    if settings.split:  # the half of the items a sweep did not choose its checkpoint on (sfteval.selection)
+    if settings.split and (not settings.split_benchmarks or name in settings.split_benchmarks):
+        # the half of the items a sweep did not choose its checkpoint on (sfteval.selection)
         brows = {i: r for i, r in brows.items() if split_of(i) == settings.split}
         trows = {i: r for i, r in trows.items() if split_of(i) == settings.split}
     metric_names = [m for m in bi.metrics if m in ti.metrics]
@@ -262,9 +270,11 @@ def compare_runs(base: Run, tuned: Run, settings: CompareSettings = CompareSetti
     for (b, m), adj in zip([k for k, _ in finite], holm([p for _, p in finite])):
         per_bench[b]["metrics"][m]["p_holm"] = adj
     train_sources = training_sources(settings.train_data, tuned.results)
-    inputs = DiagnosisInput(base, tuned, tuple(benches), per_bench, settings, load_training(train_sources))
+    # the diagnoses read the entries typed, as every later reader of the file does
+    typed = {b: BenchmarkComparison.from_dict(json_safe(e), Where(), f"benchmarks.{b}") for b, e in per_bench.items()}
+    inputs = DiagnosisInput(base, tuned, tuple(benches), typed, settings, load_training(train_sources))
     diagnoses = {name: diagnose(inputs) for name, diagnose in DIAGNOSES.items()}
-    return json_safe({
+    doc = json_safe({
         "schema": COMPARE_SCHEMA,
         "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "base": run_summary(base),
@@ -274,7 +284,7 @@ def compare_runs(base: Run, tuned: Run, settings: CompareSettings = CompareSetti
             "margin": settings.margin,
             "general": sorted(b for b in benches if per_bench[b]["general"]),
             "allow_mismatch": settings.allow_mismatch, "train_data": [str(p) for p in train_sources],
-            "sweep": settings.sweep, "split": settings.split,
+            "sweep": settings.sweep, "split": settings.split, "split_benchmarks": list(settings.split_benchmarks),
             "ngram": {"n": NGRAM, "share": SHARE, "run": RUN},
         },
         "mismatches": mismatches,
@@ -284,6 +294,8 @@ def compare_runs(base: Run, tuned: Run, settings: CompareSettings = CompareSetti
         "holm": {"family": [f"{b}/{m}" for b, m in family], "method": "holm"},
         **diagnoses,
     })
+    # through the typed records: what is written is exactly what every reader reads back
+    return Comparison.from_dict(doc).to_dict()
 
 
 def json_safe(obj: Any) -> Any:

@@ -235,7 +235,14 @@ def compare_and_report(out: Path, base_run: Path, tuned_run: Path, name: str, s:
     from sfteval.compare import CompareSettings, compare_runs, load_run, write_comparison
     from sfteval.report import build_report, write_report
 
-    settings = CompareSettings(seed=s.seed, resamples=s.resamples, margin=s.margin, sweep=str(sweep))
+    # the kept checkpoint was chosen on the select half of the selection benchmark's items:
+    # base vs it (and vs the final one, to set beside it) on that benchmark's report half only,
+    # or the headline's gain carries the winner's curse (#13); other benchmarks did not choose
+    record = read_json(sweep)
+    split = "report" if (record.get("best") or {}).get("chosen_on") == "select" else None
+    split_benchmarks = (str(record["select"]["metric"]).split("/")[0],) if split else ()
+    settings = CompareSettings(seed=s.seed, resamples=s.resamples, margin=s.margin, sweep=str(sweep), split=split,
+                               split_benchmarks=split_benchmarks)
     comparison = compare_runs(load_run(base_run), load_run(tuned_run), settings)
     folder = out / "reports" / "compare" / name
     write_comparison(comparison, folder)

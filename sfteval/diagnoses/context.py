@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from sfteval.diagnoses.training import Training
 from sfteval.paired import DEFAULT_RESAMPLES
 from sfteval.runfolder import Run
+from sfteval.runfolder.compared import BenchmarkComparison
 
 
 @dataclass(frozen=True)
@@ -26,16 +26,17 @@ class CompareSettings:
     train_data: tuple[str, ...] = ()  # SFT files; default: the tuned run's trainer data
     sweep: str | None = None
     split: str | None = None  # "select" | "report": compare only that half of the items (sfteval.selection)
+    split_benchmarks: tuple[str, ...] = ()  # the benchmarks `split` applies to (a sweep's selection one); () = all
 
 
 @dataclass(frozen=True)
 class DiagnosisInput:
     """The inputs of one comparison's diagnoses. `per_bench` is comparison.json's
-    `benchmarks` object (paired deltas, verdicts), computed before any diagnosis runs."""
+    `benchmarks` object (paired deltas, verdicts), typed, computed before any diagnosis runs."""
 
     base: Run
     tuned: Run
     benches: tuple[str, ...]  # benchmarks in both runs, in the base run's order
-    per_bench: Mapping[str, Any]
+    per_bench: Mapping[str, BenchmarkComparison]
     settings: CompareSettings
     training: Training | None
