@@ -266,7 +266,7 @@ def test_comparison_has_every_key_the_format_doc_promises(tmp_path: Path) -> Non
                       "benchmarks", "holm", "forgetting", "overfitting", "drift", "contamination"}
     assert set(c["base"]) == {"run_id", "label", "path", "model_path", "fingerprint"}
     assert set(c["settings"]) == {"seed", "resamples", "alpha", "margin", "general", "allow_mismatch", "train_data",
-                                  "sweep", "split", "ngram"}
+                                  "sweep", "split", "split_benchmarks", "ngram"}
     e = c["benchmarks"]["gsm8k"]
     assert set(e) == {"kind", "general", "primary_metric", "n_base", "n_tuned", "n_aligned", "metrics", "forgetting",
                       "top_flips", "breakdown"}
