@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from sfteval.runfolder.compared import BenchmarkComparison
 from sfteval.diagnoses.common import est_dict, train_and_heldout, unavailable
 from sfteval.diagnoses.context import CompareSettings, DiagnosisInput
 from sfteval.diagnoses.memorisation import NO_TRAINING
@@ -17,7 +18,7 @@ from sfteval.paired import compare_paired
 from sfteval.runfolder import Run
 
 
-def contamination(base: Run, tuned: Run, training: Training | None, per_bench: Mapping[str, Any],
+def contamination(base: Run, tuned: Run, training: Training | None, per_bench: Mapping[str, BenchmarkComparison],
                   settings: CompareSettings) -> dict[str, Any]:
     if training is None:
         return unavailable(NO_TRAINING)
@@ -46,9 +47,9 @@ def contamination(base: Run, tuned: Run, training: Training | None, per_bench: M
     return out
 
 
-def _clean_scores(name: str, base: Run, tuned: Run, entry: Mapping[str, Any], flagged: set[str],
+def _clean_scores(name: str, base: Run, tuned: Run, entry: BenchmarkComparison, flagged: set[str],
                   settings: CompareSettings) -> dict[str, Any] | None:
-    metric = entry.get("primary_metric")
+    metric = entry.primary_metric
     if not metric:
         return None
     brows, trows = base.samples[name], tuned.samples[name]

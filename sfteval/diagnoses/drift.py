@@ -172,7 +172,7 @@ def _flags(result: Mapping[str, Any], decided: Mapping[str, float], alpha: float
 
 def diagnose(d: DiagnosisInput) -> dict[str, Any]:
     """Every benchmark's drift, flags decided on BH q-values over the whole comparison."""
-    out = {b: drift(d.base.samples[b], d.tuned.samples[b], d.settings.alpha, d.per_bench.get(b, {}).get("kind"))
+    out = {b: drift(d.base.samples[b], d.tuned.samples[b], d.settings.alpha, d.per_bench[b].kind if b in d.per_bench else None)
            for b in d.benches}
     family = [(b, k) for b in out for k in _candidates(out[b])]
     qvals = bh_qvalues([out[b][k]["p_value"] for b, k in family])

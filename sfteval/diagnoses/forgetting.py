@@ -44,6 +44,6 @@ def diagnose(d: DiagnosisInput) -> dict[str, Any]:
     out: dict[str, Any] = {"margin": d.settings.margin, "forgot": [], "no evidence": [], "improved": [],
                            "not measured": []}
     for b, e in d.per_bench.items():
-        if e["forgetting"]:
-            out[e["forgetting"]["verdict"]].append(b)
+        if e.forgetting is not None:
+            out[e.forgetting.verdict].append(b)
     return out

@@ -30,7 +30,7 @@ def _gap(results: RunResults, metric: str) -> dict[str, Any] | None:
     value = tr.value - ho.value
     se = math.sqrt(_stderr(tr.stderr) ** 2 + _stderr(ho.stderr) ** 2)
     gap = {"value": num(value), "stderr": num(se), "ci95": [num(value - Z95 * se), num(value + Z95 * se)],
-           "method": "normal(unpaired)"}
+           "n": None, "method": "normal(unpaired)"}
     return {"train": tr.to_dict(), "heldout": ho.to_dict(), "gap": gap}
 
 
@@ -51,7 +51,8 @@ def train_heldout(base_results: RunResults, tuned_results: RunResults) -> dict[s
         v = tuned["gap"]["value"] - base["gap"]["value"]
         # the two gaps share items, so this unpaired error is conservative
         se = math.hypot(tuned["gap"]["stderr"] or 0.0, base["gap"]["stderr"] or 0.0)
-        change = {"value": num(v), "ci95": [num(v - Z95 * se), num(v + Z95 * se)], "method": "normal(unpaired)"}
+        change = {"value": num(v), "stderr": num(se), "ci95": [num(v - Z95 * se), num(v + Z95 * se)], "n": None,
+                  "method": "normal(unpaired)"}
     lo = (change or tuned["gap"])["ci95"][0]
     return {"available": True, "metric": metric, "benchmarks": [train, held], "tuned": tuned, "base": base,
             "gap_change": change,

@@ -3,6 +3,9 @@ reader, one writer.
 
     records.py     RunResults, BenchmarkResult, ModelInfo, SampleLine (results.json, samples/*.jsonl)
     comparison.py  Comparison (comparison.json)
+    compared.py    BenchmarkComparison, MetricComparison, Mismatch... (its benchmark entries)
+    diagnosed.py   ForgettingSummary, Overfitting, Drift, Contamination... (its diagnoses)
+    record.py      Record: a JSON object as a frozen dataclass (unknown keys kept)
     sweeps.py      SweepRecord, TrainLogRow (sweep.json, train_log.jsonl)
     read.py        read_results / iter_sample_lines / read_samples / read_run / read_comparison / ...
     write.py       append_samples / write_results / prompts_digest / write_comparison / write_sweep
