@@ -5,7 +5,7 @@ Processes, per worker a fork server ("zygote": `sandbox_child.py` run with `pyth
 a scrubbed environment, stdlib only, common modules pre-imported, never running
 untrusted code), and per program two forks of it:
 
-- the supervisor, which is also the judge (`sandbox_judge.verdict`). It forks the
+- the supervisor (`sandbox_supervisor`), which is also the judge (`sandbox_judge.verdict`). It forks the
   candidate, then drops every privilege (a fresh uid as root, no capabilities, the
   seccomp filter) and runs the benchmark's context (the prompt: helpers such as
   HumanEval's `poly`) and the test in a fresh namespace, calling `check` with a stub
@@ -16,11 +16,16 @@ untrusted code), and per program two forks of it:
   an `__eq__` that is always true, reading `check`'s bytecode, forging a report,
   exiting early: none of them reach the test or the verdict, which live in a process
   the candidate's PID namespace does not show.
-- the candidate (`sandbox_judge.serve`): PID 1 of fresh PID, mount, IPC and UTS
+- the candidate (`sandbox_candidate`, then `sandbox_judge.serve`): PID 1 of fresh PID, mount, IPC and UTS
   namespaces; it runs the program and answers the judge's calls. When the supervisor
   has answered it exits, and the candidate's PID 1 dies with it (PDEATHSIG), taking
   every process of its namespace along; the zygote is their child subreaper and reaps
   them. Nothing outlives its run by more than that teardown (milliseconds).
+
+Modules: this one (the caller's API and pool), `sandbox_host` (file-system plan,
+starting a fork server), and the standard-library-only fork-server side: `sandbox_child`
+(the zygote), `sandbox_supervisor`, `sandbox_candidate`, `sandbox_judge`, `sandbox_wire`,
+`sandbox_jail` (root file system, seccomp, capabilities), `sandbox_cgroups`.
 
 Isolation modes (`default_isolation()` probes by starting a real fork server):
 
@@ -79,25 +84,24 @@ Not covered (say so when reporting):
 from __future__ import annotations
 
 import functools
-import glob
 import json
 import os
 import queue
 import struct
 import subprocess
 import sys
-import sysconfig
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from sfteval.errors import SftevalError
+from sfteval.sandbox_host import filesystem_plan, start, stop
 
-_CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandbox_child.py")
+__all__ = ["ExecResult", "Job", "Limits", "Sandbox", "default_isolation", "filesystem_plan", "probe_isolation", "run_jobs"]
+
 OUTCOMES = ("passed", "failed", "error", "timeout", "killed")
 MODES = ("root", "userns", "unsafe")
-_CLEAN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
 _unsafe_allowed = False
 
 
@@ -169,95 +173,6 @@ class _Zygote:
     setup: dict[str, Any] = field(default_factory=dict)
 
 
-def _site_dirs() -> list[str]:
-    import site
-
-    dirs = set(site.getsitepackages()) | {site.getusersitepackages()}
-    dirs |= {sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}
-    return sorted(os.path.realpath(d) for d in dirs if d)
-
-
-def filesystem_plan(read_paths: Sequence[str] = ()) -> tuple[list[str], list[str]]:
-    """(allowed paths, masked folders) of the program's root file system. A declared
-    path under /tmp, /dev/shm or /proc would be hidden by the program's own: refused."""
-    for p in read_paths:
-        real = os.path.realpath(p)
-        if any(real == top or real.startswith(top + os.sep) for top in ("/tmp", "/dev/shm", "/proc")):
-            raise SftevalError(f"read path {p} lies under /tmp, /dev/shm or /proc, which each program gets fresh",
-                               field="options.read_paths", hint="put the files the benchmark needs elsewhere (e.g. /var/tmp, /srv)")
-        if not os.path.exists(real):
-            raise SftevalError(f"read path {p} does not exist", field="options.read_paths")
-    stdlib = os.path.realpath(os.path.dirname(os.__file__))
-    base = os.path.realpath(sys.base_prefix)
-    allow = [os.path.realpath(sys.executable), stdlib]
-    allow += [os.path.realpath(p) for p in sys.path if p and os.path.realpath(p).startswith(base + os.sep)
-              and "-packages" not in p and os.path.isdir(p)]  # fmt: skip
-    # The interpreter's own shared library (libpython), where it is not in a system folder.
-    allow += sorted(glob.glob(os.path.join(base, "lib", "libpython*.so*")))
-    allow += [os.path.realpath(p) for p in ("/usr/lib", "/usr/lib64", "/lib", "/lib64", "/usr/local/lib") if os.path.isdir(p)]
-    allow += [os.path.realpath(p) for p in read_paths]
-    masks = set()
-    for d in [*allow, stdlib, *_site_dirs()]:
-        for pattern in ("site-packages", "dist-packages", "python3*/site-packages", "python3*/dist-packages",
-                        "python3/dist-packages", "lib/python3*/site-packages"):  # fmt: skip
-            masks.update(os.path.realpath(m) for m in glob.glob(os.path.join(d, pattern)) if os.path.isdir(m))
-    declared = {os.path.realpath(p) for p in read_paths}
-    masks = {m for m in masks if m not in declared}
-    seen: list[str] = []
-    for p in allow:
-        if p not in seen and not any(p.startswith(m + os.sep) or p == m for m in masks - declared):
-            seen.append(p)
-    return seen, sorted(masks)
-
-
-def _zygote_cmd(mode: str, read_paths: Sequence[str] = (), limits: Limits = Limits(), cpu: int | None = None) -> list[str]:
-    allow, masks = filesystem_plan(read_paths)
-    cfg = {"mode": mode, "allow": allow, "masks": masks, "limits": asdict(limits), "cpu": cpu,
-           "cgroup": os.environ.get("SFTEVAL_CGROUP")}  # a delegated cgroup v2 folder to use
-    return [sys.executable, "-I", _CHILD, "--zygote", json.dumps(cfg)]
-
-
-def _start(
-    mode: str, read_paths: Sequence[str] = (), limits: Limits = Limits(), cpu: int | None = None
-) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
-    proc = subprocess.Popen(
-        _zygote_cmd(mode, read_paths, limits, cpu),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env=dict(_CLEAN_ENV),  # the caller's environment (secrets) never reaches programs
-        cwd="/",
-        close_fds=True,
-        start_new_session=True,
-    )
-    assert proc.stdout
-    head = proc.stdout.read(4)
-    body = proc.stdout.read(struct.unpack("<I", head)[0]) if len(head) == 4 else b""
-    try:
-        setup = json.loads(body)
-    except ValueError:
-        setup = {"ok": False, "error": "the fork server exited during setup"}
-    return proc, setup
-
-
-def _stop(proc: subprocess.Popen[bytes], setup: dict[str, Any] | None = None) -> None:
-    try:
-        if proc.stdin:
-            proc.stdin.close()
-        proc.wait(timeout=5)
-    except Exception:
-        proc.kill()
-        proc.wait()
-    if setup and setup.get("scratch"):  # the host folders of an unmapped user namespace
-        import shutil
-
-        shutil.rmtree(setup["scratch"], ignore_errors=True)
-    if setup and setup.get("cgroup_paths"):
-        from sfteval.sandbox_jail import remove_cgroups
-
-        remove_cgroups(setup["cgroup_paths"])
-
-
 @functools.lru_cache(maxsize=1)
 def probe_isolation() -> tuple[str, dict[str, Any]]:
     """("root" | "userns" | "none", setup report or the reasons), by starting a real
@@ -266,8 +181,8 @@ def probe_isolation() -> tuple[str, dict[str, Any]]:
     if sys.platform != "linux":
         return "none", {"error": f"no sandbox on {sys.platform}"}
     for mode in ("root", "userns") if os.geteuid() == 0 else ("userns",):
-        proc, setup = _start(mode)
-        _stop(proc, setup)
+        proc, setup = start(mode, (), asdict(Limits()))
+        stop(proc, setup)
         if setup.get("ok"):
             return mode, setup
         why[mode] = setup.get("error", "?")
@@ -331,7 +246,7 @@ class Sandbox:
 
     def close(self) -> None:
         for z in self._all:
-            _stop(z.proc, z.setup)
+            stop(z.proc, z.setup)
         self._all.clear()
 
     def describe(self) -> dict[str, Any]:
@@ -346,9 +261,9 @@ class Sandbox:
         cpus = sorted(os.sched_getaffinity(0))
         cpu = cpus[self._spawned % len(cpus)] if self.workers > 1 and len(cpus) > 1 else None
         self._spawned += 1
-        proc, setup = _start(self.isolation, self.read_paths, self.limits, cpu)
+        proc, setup = start(self.isolation, self.read_paths, asdict(self.limits), cpu)
         if not setup.get("ok"):
-            _stop(proc, setup)
+            stop(proc, setup)
             raise SftevalError(f"sandbox setup failed ({self.isolation}): {setup.get('error')}", field="execution")
         self.setup = {k: v for k, v in setup.items() if k not in ("scratch", "cgroup_paths")}
         return proc, setup
@@ -372,7 +287,7 @@ class Sandbox:
         except (OSError, ValueError, struct.error) as e:
             # The zygote died (it should not): replace it so later jobs still run.
             z.proc.kill()
-            _stop(z.proc, z.setup)
+            stop(z.proc, z.setup)
             z.proc, z.setup = self._spawn()
             return ExecResult("error", "SandboxError", f"fork server failed: {e!r}")
 

@@ -162,11 +162,14 @@ def _dec(buf: memoryview, i: int, depth: int) -> tuple[Any, int]:
     raise BadData(f"unknown tag {tag:#x}")
 
 
-def send(fd: int, tag: bytes, payload: bytes = b"") -> None:
-    data = _L.pack(len(payload) + 1) + tag + payload
+def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+def send(fd: int, tag: bytes, payload: bytes = b"") -> None:
+    write_all(fd, _L.pack(len(payload) + 1) + tag + payload)
 
 
 def recv(fd: int, limit: int = MAX_FRAME, wait: Callable[[int], None] | None = None) -> tuple[bytes, bytes] | None:

@@ -1,0 +1,234 @@
+"""The supervisor of one program (read `sfteval.execute` first); the fork server
+(`sandbox_child`) forks it per request. Standard library only, imported by the fork
+server before any untrusted code runs.
+
+`supervise` makes the program's namespaces, forks the candidate (`sandbox_candidate`)
+as PID 1 of its PID namespace, drops its own privileges and becomes the judge
+(`sandbox_judge.verdict`); while it waits, `_Pump` keeps the clock and drains the
+program's output. `_label` turns what happened into the one answer (an
+execute.ExecResult as a dict), which `_Answer` writes to the fork server before the
+process exits (and, by PDEATHSIG, the program's PID 1 with its whole namespace).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import time
+from typing import Any
+
+from sandbox_candidate import lock_down, run_candidate
+from sandbox_wire import write_all
+
+
+def result(outcome: str, error_type: str | None = None, detail: str = "", **common: Any) -> dict[str, Any]:
+    """An execute.ExecResult as a dict (the wire format). Text is made valid UTF-8: a
+    program's message may hold lone surrogates, which no results file can store."""
+    clean = str(detail).encode("utf-8", "backslashreplace").decode("utf-8")
+    return {"outcome": outcome, "error_type": error_type, "detail": clean, **common}
+
+
+
+def fork_retrying(patience_s: float = 5.0) -> int:
+    """fork for the supervisor's candidate: EAGAIN while the previous program's processes,
+    which still count in the fork server's pids cgroup, finish dying is waited out, not
+    reported as the honest program's error (seen under load: a canonical solution failed)."""
+    end = time.monotonic() + patience_s
+    while True:
+        try:
+            return os.fork()
+        except BlockingIOError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.005)
+
+
+
+class _Answer:
+    """The supervisor's one answer to the zygote (from the judge, or from the clock's
+    signal handler); the process exits right after, and so, by PDEATHSIG, does the
+    program's PID 1 with its whole namespace."""
+
+    def __init__(self, fd: int, pid: int, isolated: bool) -> None:
+        self.fd, self.pid, self.isolated = fd, pid, isolated
+
+    def give(self, body: dict[str, Any]) -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})  # one answer only
+        try:
+            write_all(self.fd, json.dumps(body).encode())
+            os.close(self.fd)
+        finally:
+            if not self.isolated:  # no PID namespace: kill what the program left
+                _killpg(self.pid)
+            os._exit(0)
+
+
+def supervise(job: Any, limits: Any, setup: Any, answer_fd: int) -> None:
+    """Runs in a fresh child of the zygote: start the program, then be its judge while
+    a thread keeps the clock and drains the output. Never returns."""
+    import random
+    import tempfile
+
+    import sandbox_jail as jail
+    import sandbox_judge
+
+    isolated = setup.mode != "unsafe"
+    rng = random.SystemRandom()
+    call_r, call_w = os.pipe()  # judge -> candidate
+    reply_r, reply_w = os.pipe()  # candidate -> judge
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    start = time.monotonic()
+    host_cwd = scratch_name = None
+    if setup.scratch_fd is not None:
+        scratch_name = f"sfteval-{os.getpid()}"
+        os.mkdir(scratch_name, 0o700, dir_fd=setup.scratch_fd)
+        for sub in ("tmp", "shm"):
+            os.mkdir(f"{scratch_name}/{sub}", 0o1777, dir_fd=setup.scratch_fd)
+    if isolated:
+        jail.check(jail.libc.unshare(jail.CLONE_NEWPID | jail.CLONE_NEWNS | jail.CLONE_NEWIPC | jail.CLONE_NEWUTS), "unshare")
+    else:
+        host_cwd = tempfile.mkdtemp(prefix="sfteval-exec-")
+    uid = rng.randrange(1 << 20, 1 << 30) if setup.mode == "root" else None
+    ooms = setup.cgroups.oom_kills()
+    pid = fork_retrying()
+    if pid == 0:
+        try:
+            for fd in (out_r, err_r, call_w, reply_r, answer_fd):
+                os.close(fd)
+            run_candidate(job, limits, setup, uid, host_cwd, scratch_name, (out_w, err_w, call_r, reply_w))
+        except BaseException as e:
+            try:
+                import sandbox_wire as wire
+
+                wire.send(reply_w, b"X", wire.encode(("SandboxSetup", repr(e)[:500])))
+            finally:
+                os._exit(126)
+        os._exit(127)
+    for fd in (out_w, err_w, call_r, reply_w):
+        os.close(fd)
+    pidfd = os.pidfd_open(pid)
+    answer = _Answer(answer_fd, pid, isolated)
+    # The judge: this process never ran untrusted code; from here on it holds only the
+    # test and plain data. It keeps no privilege. As root it takes the program's uid:
+    # the kernel checks kill permission for PDEATHSIG, which must reach the program's
+    # PID 1 when we exit; the program cannot name us (its PID namespace does not show
+    # us) and may not ptrace (seccomp).
+    lock_down(limits, setup, uid, judge=True)
+    pump = _Pump(limits, start, out_r, err_r, answer)
+    # The clock also runs while the (trusted) test computes between calls.
+    signal.signal(signal.SIGALRM, lambda *_: pump.end("timeout"))
+    signal.setitimer(signal.ITIMER_REAL, max(0.001, start + limits.timeout_s - time.monotonic()))
+    try:
+        verdict = sandbox_judge.verdict(job, call_w, reply_r, pump.wait)
+    except BaseException as e:  # a bug of ours: say so rather than "no verdict"
+        verdict = (b"B", ("JudgeError", repr(e)[:500]))
+    status, exited = None, bool(select.select([pidfd], [], [], 0)[0])
+    if verdict[0] == b"G" and not exited:
+        # The candidate closed its channel: its exit status says why (a signal, the
+        # memory cgroup, an exit code). It is exiting; give it the rest of the clock.
+        left = start + limits.timeout_s - time.monotonic()
+        exited = bool(select.select([pidfd], [], [], max(0.0, min(1.0, left)))[0])
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    if exited:
+        status = os.waitpid(pid, 0)[1]
+    pump.drain()
+    oom = setup.cgroups.oom_kills() > ooms
+    duration = time.monotonic() - start
+    answer.give(_label("", verdict, status, oom, duration, pump.bufs[0], pump.bufs[1], limits))
+
+
+class _Pump:
+    """The clock and the output while the judge waits for the candidate: at the deadline
+    or past the output limit it answers (timeout / killed) and ends the process."""
+
+    def __init__(self, limits: Any, start: float, out_r: int, err_r: int, answer: _Answer) -> None:
+        self.limits, self.start, self.answer = limits, start, answer
+        self.fds = [out_r, err_r]
+        self.open = {out_r, err_r}
+        self.bufs = [bytearray(), bytearray()]
+        self.total = 0
+
+    def wait(self, fd: int) -> None:
+        deadline = self.start + self.limits.timeout_s
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.end("timeout")
+            ready = select.select([fd, *self.open], [], [], left)[0]
+            for r in ready:
+                if r != fd:
+                    self._read(r)
+            if self.total > self.limits.max_output_bytes:
+                self.end("output")
+            if fd in ready:
+                return
+
+    def _read(self, fd: int) -> None:
+        data = os.read(fd, 1 << 16)
+        if not data:
+            self.open.discard(fd)
+            return
+        self.total += len(data)
+        buf = self.bufs[self.fds.index(fd)]
+        buf += data[: max(0, self.limits.keep_output_bytes - len(buf))]
+
+    def drain(self) -> None:
+        """What the program wrote before the verdict (it flushes before each reply)."""
+        for fd in list(self.open):
+            while fd in self.open and select.select([fd], [], [], 0)[0]:
+                self._read(fd)
+
+    def end(self, reason: str) -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        self.drain()
+        duration = time.monotonic() - self.start
+        self.answer.give(_label(reason, (b"", None), None, False, duration, self.bufs[0], self.bufs[1], self.limits))
+
+
+def _killpg(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _label(
+    reason: str, verdict: tuple[bytes, Any], status: int | None, oom: bool, duration: float,
+    out: bytearray, err: bytearray, limits: Any,
+) -> dict[str, Any]:  # fmt: skip
+    code = os.waitstatus_to_exitcode(status) if status is not None else None
+    exit_code, sig = (code, None) if code is None or code >= 0 else (None, -code)
+    common = dict(
+        duration_s=round(duration, 4),
+        exit_code=exit_code,
+        signal=sig,
+        stdout=out.decode("utf-8", "replace"),
+        stderr=err.decode("utf-8", "replace"),
+    )
+    if reason == "timeout":
+        return result("timeout", None, f"wall clock over {limits.timeout_s}s", **common)
+    if reason == "output":
+        return result("killed", "output limit", f"wrote over {limits.max_output_bytes} bytes", **common)
+    tag, data = verdict
+    if tag == b"P":
+        return result("passed", **common)
+    if tag == b"F":
+        return result("failed", None, data, **common)
+    if tag == b"E":
+        name, msg, source = data
+        return result("error", name, msg if source == "test" else f"raised by the program: {msg}", **common)
+    if tag == b"B":
+        return result("error", data[0], data[1], **common)
+    if tag == b"G":
+        if oom:
+            return result("killed", "memory limit", "the program's memory cgroup hit its limit", **common)
+        if status is None:
+            return result("error", "ClosedChannel", "the program closed its channel to the judge", **common)
+        if sig is not None:
+            names = {signal.SIGXCPU: "cpu limit", signal.SIGXFSZ: "file size limit"}
+            return result("killed", names.get(sig) or signal.Signals(sig).name, f"killed by signal {sig}", **common)
+        return result("error", "Exited", f"exited with code {exit_code} before the checks finished", **common)
+    return result("error", "JudgeError", "the judge gave no verdict", **common)
