@@ -23,14 +23,14 @@ from __future__ import annotations
 import base64
 import html
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from sfteval.fileio import atomic_write_text
 from sfteval.report_blocks import Block, Figure, Pre, Section, Table
 from sfteval.report_sections import comparison_sections, run_sections
-from sfteval.runfolder import RunResults
+from sfteval.runfolder import Comparison, RunResults
 
 __all__ = ["Block", "Figure", "Pre", "Section", "Table", "build_report", "render_html", "render_markdown",
            "write_report"]
@@ -117,10 +117,15 @@ def write_report(title: str, sections: Sequence[Section], out_dir: str | Path) -
     return md, page
 
 
-def build_report(data: dict[str, Any], run_dir: str | Path | None = None,
+def build_report(data: Comparison | RunResults | Mapping[str, Any], run_dir: str | Path | None = None,
                  gate: str | None = None) -> tuple[str, list[Section]]:
-    """(title, sections) for a comparison.json dict (its verdict card shows `gate`, the gate's
-    one-line result, when given), or for results.json + its run folder."""
-    if str(data.get("schema", "")).startswith("sfteval.compare/"):
+    """(title, sections) for a comparison (typed, or its comparison.json dict; its verdict
+    card shows `gate`, the gate's one-line result, when given), or for results.json + its
+    run folder. Dicts are read through the run-folder records first."""
+    if isinstance(data, Comparison):
         return comparison_sections(data, gate)
+    if isinstance(data, RunResults):
+        return run_sections(data, run_dir)
+    if str(data.get("schema", "")).startswith("sfteval.compare/"):
+        return comparison_sections(Comparison.from_dict(data), gate)
     return run_sections(RunResults.from_dict(data), run_dir)

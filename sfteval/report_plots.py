@@ -7,7 +7,10 @@ report then says which plots it left out. Not covered: interactive plots (dashbo
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sfteval.runfolder.diagnosed import SweepAnalysis
 
 
 def pyplot() -> Any | None:
@@ -84,30 +87,31 @@ def group_bars(title: str, groups: list[tuple[str, float, float | None, float | 
     return _png(fig)
 
 
-def sweep_plot(sweep: dict[str, Any]) -> bytes | None:
+def sweep_plot(sweep: SweepAnalysis) -> bytes | None:
     plt = pyplot()
-    if plt is None or not sweep.get("points"):
+    if plt is None or not sweep.points:
         return None
-    loss = sweep.get("loss") or {}
-    fig, axes = plt.subplots(1, 2 if loss.get("steps") else 1, figsize=(10, 3.4), squeeze=False,
+    loss = sweep.loss
+    curves = loss is not None and bool(loss.steps)
+    fig, axes = plt.subplots(1, 2 if curves else 1, figsize=(10, 3.4), squeeze=False,
                              layout="constrained")  # room for the legends outside the axes
     ax = axes[0][0]
-    pts = sweep["points"]
-    steps = [p["step"] for p in pts]
-    ax.plot(steps, [p["value"] for p in pts], "o-", color="#2980b9")
-    lows = [p["ci95"][0] for p in pts]
+    pts = sweep.points
+    steps = [p.step for p in pts]
+    ax.plot(steps, [p.value for p in pts], "o-", color="#2980b9")
+    lows = [p.ci95[0] for p in pts]
     if None not in lows:
-        ax.fill_between(steps, lows, [p["ci95"][1] for p in pts], color="#2980b9", alpha=0.2)
-    if sweep.get("keep"):
-        ax.axvline(sweep["keep"]["step"], color="#27ae60", ls="--", label="keep")
+        ax.fill_between(steps, lows, [p.ci95[1] for p in pts], color="#2980b9", alpha=0.2)
+    if sweep.keep is not None:
+        ax.axvline(sweep.keep.step, color="#27ae60", ls="--", label="keep")
         _outside_legend(ax)
     ax.set_xlabel("step")
-    ax.set_title(sweep.get("metric", ""), fontsize=10)
-    if loss.get("steps"):
+    ax.set_title(sweep.metric or "", fontsize=10)
+    if loss is not None and curves:
         ax2 = axes[0][1]
-        ax2.plot(loss["steps"], loss["train_loss"], label="train loss", color="#7f8c8d")
-        if loss.get("eval_steps"):
-            ax2.plot(loss["eval_steps"], loss["eval_loss"], "o-", label="eval loss", color="#c0392b")
+        ax2.plot(loss.steps, loss.train_loss, label="train loss", color="#7f8c8d")
+        if loss.eval_steps:
+            ax2.plot(loss.eval_steps, loss.eval_loss, "o-", label="eval loss", color="#c0392b")
         ax2.set_xlabel("step")
         _outside_legend(ax2)
     return _png(fig)

@@ -12,28 +12,27 @@ not already in the files (no recomputation here).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from sfteval.report_blocks import Block, Section, Table, fmt, fmt_ci
+from sfteval.runfolder import Comparison
+from sfteval.runfolder.compared import MetricComparison
 
 VERDICT_TITLE = "Verdict"
 
 
-def _targets(c: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+def _targets(c: Comparison) -> list[tuple[str, str, MetricComparison]]:
     out = []
-    for b, e in c["benchmarks"].items():
-        role = e.get("role")
-        target = role == "target" if role else not e.get("general") and b != "train"
-        m = e.get("primary_metric")
-        if target and m in e["metrics"]:
-            out.append((b, m, e["metrics"][m]))
+    for b, e in c.benchmarks.items():
+        x = e.primary()
+        if e.is_target(b) and x is not None and e.primary_metric is not None:
+            out.append((b, e.primary_metric, x))
     return out
 
 
-def _change(x: dict[str, Any]) -> str:
-    d = x["delta"]
-    value = "-" if d.get("value") is None else f"{d['value']:+.3f}"
-    return f"{fmt(x['base']['value'])} -> {fmt(x['tuned']['value'])} ({value} {fmt_ci(d.get('ci95'), True)})"
+def _change(x: MetricComparison) -> str:
+    d = x.delta
+    value = "-" if d.value is None else f"{d.value:+.3f}"
+    return f"{fmt(x.base.value)} -> {fmt(x.tuned.value)} ({value} {fmt_ci(d.ci95, True)})"
 
 
 def read_gate(folder: str | Path) -> str | None:
@@ -59,7 +58,7 @@ def read_gate(folder: str | Path) -> str | None:
     return first.removeprefix("## sfteval gate:").strip() or None
 
 
-def verdict_section(c: dict[str, Any], gate: str | None = None) -> Section:
+def verdict_section(c: Comparison, gate: str | None = None) -> Section:
     """The card: one table of findings, each with the number that backs it."""
     rows: list[tuple[str, str]] = []
     targets = _targets(c)
@@ -68,12 +67,12 @@ def verdict_section(c: dict[str, Any], gate: str | None = None) -> Section:
     if not targets:
         rows.append(("target", "none in this comparison (every benchmark is general)"))
     by_verdict: dict[str, list[str]] = {}
-    for b, e in c["benchmarks"].items():
-        f = e.get("forgetting")
-        if f:
-            by_verdict.setdefault(f["verdict"], []).append(
-                f"{b} {'-' if f.get('delta') is None else format(f['delta'], '+.3f')} {fmt_ci(f.get('ci95'), True)}")
-    margin = (c.get("forgetting") or {}).get("margin", c["settings"].get("margin"))
+    for b, e in c.benchmarks.items():
+        f = e.forgetting
+        if f is not None:
+            by_verdict.setdefault(f.verdict, []).append(
+                f"{b} {'-' if f.delta is None else format(f.delta, '+.3f')} {fmt_ci(f.ci95, True)}")
+    margin = c.forgetting.margin if c.forgetting is not None and c.forgetting.margin is not None else c.margin
     for verdict in ("forgot", "no evidence", "not measured", "improved"):
         if by_verdict.get(verdict):
             rows.append((f"forgetting: {verdict}", "; ".join(by_verdict[verdict])))
@@ -81,10 +80,10 @@ def verdict_section(c: dict[str, Any], gate: str | None = None) -> Section:
         rows.append(("forgetting", "no general benchmark judged"))
     if gate:
         rows.append(("gate", gate))
-    sw = ((c.get("overfitting") or {}).get("sweep") or {})
-    if sw.get("available") and sw.get("keep"):
-        keep = sw["keep"]
-        rows.append(("checkpoint to keep", f"step {keep['step']} ({keep.get('reason', '')})".replace(" ()", "")))
+    sw = c.overfitting.sweep if c.overfitting is not None else None
+    if sw is not None and sw.available and sw.keep is not None:
+        keep = sw.keep
+        rows.append(("checkpoint to keep", f"step {keep.step} ({keep.reason})".replace(" ()", "")))
     blocks: list[Block] = [Table(("finding", "evidence (base -> tuned, delta [95% CI])"), tuple(rows))]
     if margin is not None:
         blocks.append(f"Forgetting margin {margin:g}: forgot when the delta's whole 95% CI is below -{margin:g}; "

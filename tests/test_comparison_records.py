@@ -140,3 +140,10 @@ def test_a_malformed_entry_names_the_file_and_the_field(written: Path, tmp_path:
     with pytest.raises(SftevalError) as err:
         read_comparison(path)
     assert err.value.field == "benchmarks.mmlu.metrics.accuracy.delta" and err.value.path == str(path)
+
+
+def test_every_registered_diagnosis_has_a_record() -> None:
+    from sfteval.diagnoses import DIAGNOSES
+    from sfteval.runfolder.diagnosed import DIAGNOSIS_RECORDS
+
+    assert list(DIAGNOSIS_RECORDS) == list(DIAGNOSES)
