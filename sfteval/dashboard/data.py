@@ -76,22 +76,32 @@ def _results(run_dir: str, key: Any) -> dict[str, Any]:
     return runfolder.read_results(run_dir).to_dict()
 
 
+@st.cache_data(show_spinner=False, max_entries=32)
+def _typed_results(run_dir: str, key: Any) -> runfolder.RunResults:
+    return runfolder.read_results(run_dir)
+
+
 def results(run_dir: Path) -> dict[str, Any]:
     return _results(str(run_dir), stamp(Path(run_dir) / "results.json"))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _json_file(path: str, kind: str, key: Any) -> dict[str, Any]:
-    record = runfolder.read_comparison(path) if kind == "comparison" else runfolder.read_sweep(path)
-    return record.to_dict()
+def _comparison(path: str, key: Any) -> runfolder.Comparison:
+    return runfolder.read_comparison(path)
 
 
-def comparison(path: Path) -> dict[str, Any]:
-    return _json_file(str(path), "comparison", stamp(path))
+@st.cache_data(show_spinner=False, max_entries=16)
+def _sweep(path: str, key: Any) -> dict[str, Any]:
+    return runfolder.read_sweep(path).to_dict()
+
+
+def comparison(path: Path) -> runfolder.Comparison:
+    """A comparison.json, typed (pages read its records' attributes)."""
+    return _comparison(str(path), stamp(path))
 
 
 def sweep(path: Path) -> dict[str, Any]:
-    return _json_file(str(path), "sweep", stamp(path))
+    return _sweep(str(path), stamp(path))
 
 
 @st.cache_resource(show_spinner=False)
@@ -101,9 +111,11 @@ def vote_store(db: str) -> VoteStore:
 
 def metric_names(run_dir: Path, benchmark: str) -> list[str]:
     """The benchmark's metrics, primary first."""
-    info = results(run_dir)["benchmarks"].get(benchmark) or {}
-    names = list(info.get("metrics") or {})
-    primary = info.get("primary_metric")
+    info = _typed_results(str(run_dir), stamp(Path(run_dir) / "results.json")).benchmarks.get(benchmark)
+    if info is None:
+        return []
+    names = list(info.metrics)
+    primary = info.primary_metric
     if primary in names:
         names.remove(primary)
         names.insert(0, primary)

@@ -19,18 +19,20 @@ from numfmt import fmt_ci, fmt_p, fmt_value
 from sfteval.diagnoses import DIAGNOSES
 from sfteval.errors import SftevalError
 from sfteval.report_verdict import verdict_section
-from sfteval.runfolder import list_comparisons
+from sfteval.runfolder import Comparison, list_comparisons
+from sfteval.runfolder.compared import BenchmarkComparison, JsonEstimate
+from sfteval.runfolder.diagnosed import MEASURES
 
 st.title("Compare")
 cfg = settings()
-found: dict[tuple[str, str], tuple[Any, dict[str, Any]]] = {}
+found: dict[tuple[str, str], tuple[Any, Comparison]] = {}
 for path in list_comparisons(cfg.reports):
     try:
         comp = comparison(path)
     except SftevalError as e:
         st.warning(f"Skipped an unreadable comparison: {e}")
         continue
-    found.setdefault((comp["base"]["run_id"], comp["tuned"]["run_id"]), (path, comp))
+    found.setdefault((comp.base.run_id, comp.tuned.run_id), (path, comp))
 if not found:
     st.info(f"No comparison.json under `{cfg.reports}` yet. Write one with `sfteval compare BASE_RUN TUNED_RUN`.")
     st.stop()
@@ -39,18 +41,18 @@ c1, c2 = st.columns(2)
 base_id = c1.selectbox("Base run", sorted({b for b, _ in found}), key="cmp_base")
 tuned_id = c2.selectbox("Tuned run", sorted(t for b, t in found if b == base_id), key="cmp_tuned")
 path, comp = found[(base_id, tuned_id)]
-st.caption(f"`{path}` written {comp.get('created', '?')}; base model `{comp['base'].get('model_path')}`, "
-           f"tuned model `{comp['tuned'].get('model_path')}`")
+st.caption(f"`{path}` written {comp.created or '?'}; base model `{comp.base.model_path}`, "
+           f"tuned model `{comp.tuned.model_path}`")
 
-for m in comp.get("mismatches") or []:
-    where = f"{m.get('benchmark')}: " if m.get("benchmark") else ""
-    text = f"{where}`{m['field']}` differs (base {m.get('base')!r}, tuned {m.get('tuned')!r})"
-    if m.get("count"):
-        text += f" on {m['count']} items"
-    (st.error if m.get("blocking") else st.warning)(("Not comparable: " if m.get("blocking") else "") + text)
-for side in ("only_in_base", "only_in_tuned"):
-    if comp.get(side):
-        st.warning(f"Benchmarks {side.replace('_', ' ')}: {', '.join(comp[side])}")
+for m in comp.mismatches:
+    where = f"{m.benchmark}: " if m.benchmark else ""
+    text = f"{where}`{m.field}` differs (base {m.base!r}, tuned {m.tuned!r})"
+    if m.count:
+        text += f" on {m.count} items"
+    (st.error if m.blocking else st.warning)(("Not comparable: " if m.blocking else "") + text)
+for side, names in (("only in base", comp.only_in_base), ("only in tuned", comp.only_in_tuned)):
+    if names:
+        st.warning(f"Benchmarks {side}: {', '.join(names)}")
 
 # The headline first: the report's verdict card (sfteval.report_verdict), same words, same numbers.
 with st.container(border=True):
@@ -59,30 +61,30 @@ with st.container(border=True):
     st.markdown("\n".join(f"- **{finding}**: {evidence}" for finding, evidence in card.rows))
 
 
-def _verdict(entry: dict[str, Any], is_primary: bool, delta: dict[str, Any]) -> str:
-    forgetting = entry.get("forgetting")
-    if is_primary and forgetting:
-        return f"{forgetting['verdict']} ({forgetting.get('detail', '')})"
-    lo, hi = (delta.get("ci95") or [None, None])
-    if lo is None or hi is None:
+def _verdict(entry: BenchmarkComparison, is_primary: bool, delta: JsonEstimate) -> str:
+    forgetting = entry.forgetting
+    if is_primary and forgetting is not None:
+        return f"{forgetting.verdict} ({forgetting.detail})"
+    ci = delta.interval()
+    if ci is None:
         return "n/a"
-    return "better" if lo > 0 else "worse" if hi < 0 else "no clear change"
+    return "better" if ci[0] > 0 else "worse" if ci[1] < 0 else "no clear change"
 
 
 rows = []
-for bench, entry in (comp.get("benchmarks") or {}).items():
-    primary = entry.get("primary_metric")
-    for metric, m in (entry.get("metrics") or {}).items():
-        d = m.get("delta") or {}
-        lo, hi = d.get("ci95") or [None, None]
-        flips = m.get("flips") or {}
+for bench, entry in comp.benchmarks.items():
+    primary = entry.primary_metric
+    for metric, m in entry.metrics.items():
+        d = m.delta
+        lo, hi = d.lo, d.hi
         rows.append({
             "benchmark": bench, "metric": metric, "primary": metric == primary,
-            "base": (m.get("base") or {}).get("value"), "tuned": (m.get("tuned") or {}).get("value"),
-            "delta": d.get("value"), "ci_lo": lo, "ci_hi": hi, "95% CI": fmt_ci([lo, hi], signed=True),
-            "p": fmt_p(m.get("p_value")), "p_holm": fmt_p(m.get("p_holm")),
-            "retention": m.get("retention"), "lost": flips.get("lost"), "gained": flips.get("gained"),
-            "n": entry.get("n_aligned"), "verdict": _verdict(entry, metric == primary, d),
+            "base": m.base.value, "tuned": m.tuned.value,
+            "delta": d.value, "ci_lo": lo, "ci_hi": hi, "95% CI": fmt_ci([lo, hi], signed=True),
+            "p": fmt_p(m.p_value), "p_holm": fmt_p(m.p_holm),
+            "retention": m.retention, "lost": m.flips.lost if m.flips else None,
+            "gained": m.flips.gained if m.flips else None,
+            "n": entry.n_aligned, "verdict": _verdict(entry, metric == primary, d),
         })
 table = pd.DataFrame(rows)
 st.subheader("Deltas (tuned - base, paired)")
@@ -115,13 +117,12 @@ if not forest.empty:
     zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(strokeDash=[4, 4]).encode(x="x:Q")
     st.altair_chart((bars + dots + zero).properties(height=alt.Step(40)), width="stretch")
 
-with_breakdown = [b for b, e in (comp.get("benchmarks") or {}).items() if e.get("breakdown")]
+with_breakdown = [b for b, e in comp.benchmarks.items() if e.breakdown]
 if with_breakdown:
     st.subheader("Per-subject breakdown")
     bench = st.selectbox("Benchmark", with_breakdown, key="cmp_breakdown")
-    for group, subjects in comp["benchmarks"][bench]["breakdown"].items():
-        sub = pd.DataFrame([{group: name, "base": (s.get("base") or {}).get("value"),
-                             "tuned": (s.get("tuned") or {}).get("value"), "delta": s.get("delta")}
+    for group, subjects in comp.benchmarks[bench].breakdown.items():
+        sub = pd.DataFrame([{group: name, "base": s.base.value, "tuned": s.tuned.value, "delta": s.delta}
                             for name, s in subjects.items()]).sort_values("delta", kind="stable")
         st.dataframe(sub, hide_index=True)
         st.altair_chart(alt.Chart(sub).mark_bar().encode(
@@ -130,44 +131,46 @@ if with_breakdown:
             .properties(height=alt.Step(28)), width="stretch")
 
 st.subheader("Flips")
-for bench, entry in (comp.get("benchmarks") or {}).items():
-    primary = entry.get("primary_metric")
-    flips = ((entry.get("metrics") or {}).get(primary) or {}).get("flips")
-    examples = entry.get("top_flips") or []
+for bench, entry in comp.benchmarks.items():
+    prim = entry.primary()
+    flips = prim.flips if prim is not None else None
+    examples = entry.top_flips
     if not flips and not examples:
         continue
-    head = f"{bench}: {flips['lost']} lost, {flips['gained']} gained" if flips else bench
+    head = f"{bench}: {flips.lost} lost, {flips.gained} gained" if flips else bench
     with st.expander(head, expanded=False):
         if flips:
-            st.markdown(f"Lost ids: `{', '.join(flips.get('lost_ids', [])[:50]) or '-'}`  \n"
-                        f"Gained ids: `{', '.join(flips.get('gained_ids', [])[:50]) or '-'}`")
+            st.markdown(f"Lost ids: `{', '.join(flips.lost_ids[:50]) or '-'}`  \n"
+                        f"Gained ids: `{', '.join(flips.gained_ids[:50]) or '-'}`")
         for ex in examples:
-            st.markdown(f"**{ex['direction']}** item `{ex['id']}`, reference `{ex.get('reference')}`")
-            st.code(ex.get("prompt", ""), language=None, wrap_lines=True)
+            st.markdown(f"**{ex.direction}** item `{ex.id}`, reference `{ex.reference}`")
+            st.code(ex.prompt, language=None, wrap_lines=True)
             left, right = st.columns(2)
-            left.caption(f"base answer: {ex.get('base_answer')}")
-            left.code(ex.get("base_output", ""), language=None, wrap_lines=True)
-            right.caption(f"tuned answer: {ex.get('tuned_answer')}")
-            right.code(ex.get("tuned_output", ""), language=None, wrap_lines=True)
+            left.caption(f"base answer: {ex.base_answer}")
+            left.code(ex.base_output, language=None, wrap_lines=True)
+            right.caption(f"tuned answer: {ex.tuned_answer}")
+            right.code(ex.tuned_output, language=None, wrap_lines=True)
 
-drift = comp.get("drift") or {}
+drift = comp.drift
 if drift:
     st.subheader("Output drift")
-    drows = [{"benchmark": b, "quantity": q, "base": fmt_value(c.get("base")), "tuned": fmt_value(c.get("tuned")),
-              "delta": fmt_value(c.get("delta")), "p": fmt_p(c.get("p_value")), "flagged": q in (d.get("flags") or [])}
-             for b, d in drift.items() for q, c in d.items() if isinstance(c, dict) and "delta" in c]
+    drows = [{"benchmark": b, "quantity": q, "base": fmt_value(c.base), "tuned": fmt_value(c.tuned),
+              "delta": fmt_value(c.delta), "p": fmt_p(c.p_value), "flagged": q in d.flags}
+             for b, d in drift.items() for q in MEASURES if (c := d.measure(q)) is not None]
     if drows:
         st.dataframe(pd.DataFrame(drows), hide_index=True)
 
 # Every registered diagnosis (sfteval.diagnoses.DIAGNOSES, the keys compare writes and the
 # report renders), as written: a new diagnosis shows up here without a page edit.
 st.subheader("Diagnoses")
+written = comp.to_dict()
 for name in DIAGNOSES:
-    found = comp.get(name)
-    if found is None:
+    doc = written.get(name)
+    if doc is None:
         st.caption(f"`{name}`: not in this comparison (written by an older sfteval)")
         continue
-    unavailable = isinstance(found, dict) and found.get("available") is False
-    with st.expander(f"{name}" + (f" (not available: {found.get('reason')})" if unavailable else ""),
+    record = comp.diagnoses[name]
+    unavailable = getattr(record, "available", True) is False
+    with st.expander(f"{name}" + (f" (not available: {record.reason})" if unavailable else ""),
                      expanded=False):
-        st.json(found, expanded=False)
+        st.json(doc, expanded=False)

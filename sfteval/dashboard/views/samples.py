@@ -44,7 +44,7 @@ def _default_pair(reports, ids: list[str]) -> tuple[int, int]:
             comp = comparison(path)
         except SftevalError:
             continue
-        key = (str(comp.get("created") or ""), comp["base"]["run_id"], comp["tuned"]["run_id"])
+        key = (comp.created, comp.base.run_id, comp.tuned.run_id)
         if key[1] in ids and key[2] in ids and (newest is None or key > newest):
             newest = key
     if newest:
