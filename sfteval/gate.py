@@ -33,6 +33,7 @@ Not covered: rules on diagnoses (drift, contamination); they are reported, not g
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,8 @@ from sfteval.gate_measured import from_estimate, run_unmeasured
 from sfteval.gate_report import junit_xml, markdown_summary, warn_annotations, write_outputs
 from sfteval.metric_range import threshold_problem
 from sfteval.paired import one_sided_p
+from sfteval.runfolder import Comparison, RunResults
+from sfteval.runfolder.compared import JsonEstimate, MetricComparison
 from sfteval.stats import interval_pvalue
 
 __all__ = ["EXIT", "Check", "GateResult", "Rules", "evaluate", "judge_max_drop", "judge_min", "junit_xml",
@@ -152,42 +155,59 @@ def judge_no_drop(lo: float, hi: float) -> str:
     return "fail" if hi < 0 else "pass"
 
 
-def _targets(spec: dict[str, float], benches: dict[str, dict[str, Any]]) -> list[tuple[str, str, float, str]]:
+@dataclass(frozen=True)
+class _Bench:
+    """What a rule can name in one benchmark: its primary metric and each metric's record
+    (a comparison's `MetricComparison`, or a run's estimate), read through the run-folder
+    records (sfteval.runfolder)."""
+
+    primary_metric: str | None
+    metrics: Mapping[str, MetricComparison | JsonEstimate]
+
+
+def _benches(data: Mapping[str, Any], comp: Comparison | None) -> dict[str, _Bench]:
+    if comp is not None:
+        return {b: _Bench(e.primary_metric, e.metrics) for b, e in comp.benchmarks.items()}
+    run = RunResults.from_dict(data)
+    return {b: _Bench(r.primary_metric, {m: JsonEstimate.from_dict(e.to_dict()) for m, e in r.metrics.items()})
+            for b, r in run.benchmarks.items()}
+
+
+def _targets(spec: dict[str, float], benches: Mapping[str, _Bench]) -> list[tuple[str, str, float, str]]:
     """(bench, metric, threshold, rule key) per rule entry; "*" expands to every primary metric."""
     out: dict[tuple[str, str], tuple[float, str]] = {}
     if "*" in spec:
         for b, info in benches.items():
-            if info.get("primary_metric"):
-                out[(b, info["primary_metric"])] = (spec["*"], "*")
+            if info.primary_metric:
+                out[(b, info.primary_metric)] = (spec["*"], "*")
     for key, value in spec.items():
         if key == "*":
             continue
         bench, _, metric = key.partition("/")
-        metric = metric or str((benches.get(bench) or {}).get("primary_metric") or "")
+        info = benches.get(bench)
+        metric = metric or str(info.primary_metric or "" if info is not None else "")
         out[(bench, metric)] = (value, key)
     return [(b, m, v, k) for (b, m), (v, k) in out.items()]
 
 
-def _ci(est: dict[str, Any] | None) -> tuple[float, float] | None:
-    if not est or not est.get("ci95") or None in est["ci95"]:
-        return None
-    lo, hi = float(est["ci95"][0]), float(est["ci95"][1])
-    return (lo, hi) if math.isfinite(lo) and math.isfinite(hi) else None
+def _ci(est: JsonEstimate | None) -> tuple[float, float] | None:
+    ci = est.interval() if est is not None else None
+    return ci if ci is not None and math.isfinite(ci[0]) and math.isfinite(ci[1]) else None
 
 
 def _error(rule: str, target: str, threshold: float, reason: str) -> Check:
     return Check(rule, target, threshold, None, (None, None), "error", reason)
 
 
-def _inference(entry: dict[str, Any]) -> dict[str, Any] | None:
+def _inference(entry: MetricComparison) -> dict[str, Any] | None:
     """What the one-sided tests need: recorded by compare, or rebuilt from the flips of
     a 0/1 metric whose interval is Tango's; None means "only the interval is known"."""
-    inf = entry.get("inference")
-    if isinstance(inf, dict) and inf.get("family"):
-        return inf
-    delta, flips = entry.get("delta") or {}, entry.get("flips") or {}
-    if str(delta.get("method", "")).startswith("tango") and flips and delta.get("n"):
-        return {"family": "tango", "n": int(delta["n"]), "gained": int(flips["gained"]), "lost": int(flips["lost"])}
+    inf = entry.inference
+    if isinstance(inf, Mapping) and inf.get("family"):
+        return dict(inf)
+    delta, flips = entry.delta, entry.flips
+    if delta.method.startswith("tango") and flips is not None and delta.n:
+        return {"family": "tango", "n": int(delta.n), "gained": int(flips.gained), "lost": int(flips.lost)}
     return None
 
 
@@ -202,34 +222,32 @@ def _pvalues(inf: dict[str, Any] | None, value: float, ci: tuple[float, float], 
     return pf, pp
 
 
-def _zero_variance(entry: dict[str, Any]) -> str | None:
+def _zero_variance(entry: MetricComparison) -> str | None:
     """Old comparisons (no recorded flag): both runs' scores without spread."""
-    b, t = entry.get("base") or {}, entry.get("tuned") or {}
-    flips = entry.get("flips") or {}
-    if entry.get("binary") and b.get("value") in (0.0, 1.0) and t.get("value") == b.get("value") \
-            and not flips.get("lost") and not flips.get("gained"):
-        return f"zero variance in both runs: every item scores {b['value']:g} in each; the metric measured nothing here"
+    b, t, flips = entry.base.value, entry.tuned.value, entry.flips
+    if entry.binary and b in (0.0, 1.0) and t == b and not (flips is not None and (flips.lost or flips.gained)):
+        return f"zero variance in both runs: every item scores {b:g} in each; the metric measured nothing here"
     return None
 
 
-def _delta_check(rule: str, target: str, threshold: float, entry: dict[str, Any]) -> Check:
-    delta = entry.get("delta")
+def _delta_check(rule: str, target: str, threshold: float, entry: MetricComparison) -> Check:
+    delta = entry.delta
     ci = _ci(delta)
-    why = entry.get("uninformative") or _zero_variance(entry)
-    if delta is None or ci is None:
+    why = entry.uninformative or _zero_variance(entry)
+    if delta.value is None or ci is None:
         if why:
             return Check(rule, target, threshold, None, (None, None), "uninformative", f"UNINFORMATIVE: {why}")
         return _error(rule, target, threshold, f"rule {rule}: no {target} delta with a CI")
-    value, n = float(delta["value"]), int(delta.get("n") or 0) or None
+    value, n = float(delta.value), int(delta.n or 0) or None
     if why:
         return Check(rule, target, threshold, value, ci, "uninformative",
                      f"UNINFORMATIVE: {why}; a [{ci[0]:+.4f}, {ci[1]:+.4f}] interval here is not evidence of no change",
                      n=n)
-    flips = entry.get("flips") or {}
-    if entry.get("binary") and flips and n:
-        sigma2 = max((int(flips["gained"]) + int(flips["lost"])) / n - value * value, 0.0)
+    flips = entry.flips
+    if entry.binary and flips is not None and n:
+        sigma2 = max((int(flips.gained) + int(flips.lost)) / n - value * value, 0.0)
     else:
-        se = delta.get("stderr")
+        se = delta.stderr
         sigma2 = float(se) ** 2 * n if se is not None and n and math.isfinite(float(se)) else None
     x = boundary(rule, threshold)
     pf, pp = _pvalues(_inference(entry), value, ci, x)
@@ -238,23 +256,23 @@ def _delta_check(rule: str, target: str, threshold: float, entry: dict[str, Any]
                  p_fail=pf, p_pass=None if rule == "no_drop" else pp, n=n, sigma2=sigma2)
 
 
-def _min_check(target: str, m: float, est: dict[str, Any], why: str | None) -> Check:
+def _min_check(target: str, m: float, est: JsonEstimate, why: str | None) -> Check:
     ci = _ci(est)
     assert ci is not None
-    value, n = float(est["value"]), int(est.get("n") or 0) or None
+    value, n = float(est.value if est.value is not None else math.nan), int(est.n or 0) or None
     if why:
         return Check("min", target, m, value, ci, "uninformative", f"UNINFORMATIVE: {why}", n=n)
-    se = est.get("stderr")
+    se = est.stderr
     sigma2 = float(se) ** 2 * n if se is not None and n and math.isfinite(float(se)) else None
     pf, pp = _pvalues(None, value, ci, m)
     return Check("min", target, m, value, ci, "pending", f"95% CI [{ci[0]:.4f}, {ci[1]:.4f}] vs minimum {m:g}",
                  p_fail=pf, p_pass=pp, n=n, sigma2=sigma2)
 
 
-def _available(benches: dict[str, Any]) -> str:
+def _available(benches: Mapping[str, _Bench]) -> str:
     """Every bench/metric a rule could name here (the primary one marked), for error reasons."""
-    names = [f"{b}/{m}" + (" (primary)" if m == (info or {}).get("primary_metric") else "")
-             for b, info in benches.items() for m in ((info or {}).get("metrics") or {})]
+    names = [f"{b}/{m}" + (" (primary)" if m == info.primary_metric else "")
+             for b, info in benches.items() for m in info.metrics]
     return ", ".join(names) or "none"
 
 
@@ -265,20 +283,23 @@ def _no_drop_spec(names: tuple[str, ...]) -> dict[str, float]:
 def evaluate(rules: Rules, data: dict[str, Any]) -> GateResult:
     """Judge a results.json (`sfteval.run/1`) or a comparison.json (`sfteval.compare/1`)."""
     is_comparison = str(data.get("schema", "")).startswith("sfteval.compare/")
-    benches = data.get("benchmarks") or {}
+    comp = Comparison.from_dict(data) if is_comparison else None
+    benches = _benches(data, comp)
     where = "comparison" if is_comparison else "run"
     checks: list[Check] = []
     notes: list[str] = []
     for bench, metric, m, key in _targets(rules.min, benches):
         target = f"{bench}/{metric}"
         info = benches.get(bench)
-        entry = ((info or {}).get("metrics") or {}).get(metric)
-        est = entry
+        entry = info.metrics.get(metric) if info is not None else None
+        est: JsonEstimate | None
         why = ((data.get("unmeasured") or {}).get(bench) or {}).get(metric)  # load_target read the samples
-        if is_comparison and entry is not None:
-            est = entry.get("tuned_reported") or entry.get("tuned")
-            why = entry.get("uninformative")
-        why = why or (from_estimate(est) if est is not None else None)  # zero spread shows in results alone
+        if isinstance(entry, MetricComparison):
+            est = entry.tuned_reported or entry.tuned
+            why = entry.uninformative
+        else:
+            est = entry
+        why = why or (from_estimate(est.to_dict()) if est is not None else None)  # zero spread shows in results alone
         if info is None or est is None or _ci(est) is None:
             checks.append(_error("min", target, m, f"rule min.{key}: no {target} with a CI in this {where}; "
                                  f"available: {_available(benches)}"))
@@ -294,8 +315,9 @@ def evaluate(rules: Rules, data: dict[str, Any]) -> GateResult:
     for rule, spec in (("max_drop", rules.max_drop), ("no_drop", _no_drop_spec(rules.no_drop))):
         for bench, metric, d, key in _targets(spec, benches):
             target = f"{bench}/{metric}"
-            entry = ((benches.get(bench) or {}).get("metrics") or {}).get(metric)
-            if entry is None:
+            info = benches.get(bench)
+            entry = info.metrics.get(metric) if info is not None else None
+            if not isinstance(entry, MetricComparison):
                 checks.append(_error(rule, target, d, f"rule {rule}.{key}: no {target} in this comparison; "
                                      f"available: {_available(benches)}"))
                 continue
@@ -304,9 +326,9 @@ def evaluate(rules: Rules, data: dict[str, Any]) -> GateResult:
                 checks.append(_error(rule, target, d, f"rule {rule}.{key}: {bad}"))
                 continue
             checks.append(_delta_check(rule, target, d, entry))
-    if is_comparison:
-        subject = f"{data['base']['run_id']} -> {data['tuned']['run_id']}"
-        blocking = [m for m in data.get("mismatches") or [] if m.get("blocking")]
+    if comp is not None:
+        subject = f"{comp.base.run_id} -> {comp.tuned.run_id}"
+        blocking = [m for m in comp.mismatches if m.blocking]
         if blocking:
             notes.append(f"the comparison was made with --allow-mismatch: {len(blocking)} blocking difference(s)")
     else:
