@@ -147,3 +147,17 @@ def test_every_registered_diagnosis_has_a_record() -> None:
     from sfteval.runfolder.diagnosed import DIAGNOSIS_RECORDS
 
     assert list(DIAGNOSIS_RECORDS) == list(DIAGNOSES)
+
+
+def test_the_gate_refuses_a_malformed_interval_naming_the_field(written: Path, tmp_path: Path) -> None:
+    """A damaged comparison.json is one clear error before any check runs (it was a
+    TypeError deep inside the gate's interval rule)."""
+    from sfteval.gate import load_target
+
+    def damaged(doc: dict[str, Any]) -> None:
+        doc["benchmarks"]["mmlu"]["metrics"]["accuracy"]["delta"]["ci95"] = "[-0.1, 0.2]"
+
+    path = _edit(written, tmp_path, damaged)
+    with pytest.raises(SftevalError) as err:
+        load_target(path)
+    assert err.value.field == "benchmarks.mmlu.metrics.accuracy.delta.ci95" and err.value.path == str(path)

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sfteval.runfolder.record import PLAIN, Record, known, opt, rec, seq, table
+from sfteval.runfolder.record import INTERVAL, NUMBER, PLAIN, Record, known, opt, rec, seq, table
 
 
 @dataclass(frozen=True)
@@ -23,9 +23,9 @@ class JsonEstimate(Record):
     """An Estimate as comparison.json holds it: `{value, stderr, ci95, n, method}`, null
     where not computable."""
 
-    value: float | None = None
-    stderr: float | None = None
-    ci95: tuple[float | None, float | None] = known(default=(None, None))
+    value: float | None = known(NUMBER, default=None)
+    stderr: float | None = known(NUMBER, default=None)
+    ci95: tuple[float | None, float | None] = known(INTERVAL, default=(None, None))
     n: int | None = None
     method: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -68,10 +68,10 @@ class MetricComparison(Record):
     binary: bool = False
     base_reported: JsonEstimate | None = known(opt(EST), default=None)
     tuned_reported: JsonEstimate | None = known(opt(EST), default=None)
-    p_value: float | None = None
+    p_value: float | None = known(NUMBER, default=None)
     test: str = "none"
-    p_exact: float | None = None
-    p_holm: float | None = None
+    p_exact: float | None = known(NUMBER, default=None)
+    p_holm: float | None = known(NUMBER, default=None)
     retention: float | None = None
     flips: Flips | None = known(opt(rec(Flips)), default=None)
     inference: Mapping[str, Any] | None = None  # what the gate's one-sided tests need (sfteval.paired)
@@ -87,7 +87,7 @@ class ForgettingVerdict(Record):
     detail: str = ""
     margin: float | None = None
     delta: float | None = None
-    ci95: tuple[float | None, float | None] = known(default=(None, None))
+    ci95: tuple[float | None, float | None] = known(INTERVAL, default=(None, None))
     metric: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -119,7 +119,7 @@ class GroupDelta(Record):
     base: JsonEstimate = known(EST)
     tuned: JsonEstimate = known(EST)
     delta: float | None = None
-    delta_ci95: tuple[float | None, float | None] = known(default=(None, None))
+    delta_ci95: tuple[float | None, float | None] = known(INTERVAL, default=(None, None))
     n: int | None = None
     p_value: float | None = None
     q_value: float | None = None  # Benjamini-Hochberg over the key's groups

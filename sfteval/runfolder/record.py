@@ -43,6 +43,28 @@ def _plain_dump(v: Any) -> Any:
 PLAIN = Codec(_plain_load, _plain_dump)  # scalars as they are; a JSON list as a tuple
 
 
+def _pair_load(v: Any, where: Where, at: str) -> tuple[float | None, float | None]:
+    if v is None:
+        return (None, None)
+    ok = isinstance(v, (list, tuple)) and len(v) == 2 and all(
+        x is None or (isinstance(x, (int, float)) and not isinstance(x, bool)) for x in v)
+    if not ok:
+        raise where.error(f"expected an interval [lo, hi] of numbers or nulls, got {v!r}", at)
+    return (None if v[0] is None else float(v[0]), None if v[1] is None else float(v[1]))
+
+
+INTERVAL = Codec(_pair_load, lambda v: None if v is None else [v[0], v[1]])  # [lo, hi], numbers or nulls
+
+
+def number(v: Any, where: Where, at: str) -> float | None:
+    if v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)):
+        return v
+    raise where.error(f"expected a number or null, got {v!r}", at)
+
+
+NUMBER = Codec(number, lambda v: v)
+
+
 def rec(cls: type[Record]) -> Codec:
     """A nested record."""
     return Codec(lambda v, where, at: cls.from_dict(v, where, at), lambda v: v.to_dict())
