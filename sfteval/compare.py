@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -189,7 +190,9 @@ def _breakdown(bi: BenchmarkResult, ti: BenchmarkResult, metric: str) -> dict[st
     return out
 
 
-def compare_benchmark(name: str, base: Run, tuned: Run, settings: CompareSettings, general: bool) -> dict[str, Any]:
+def compare_benchmark(name: str, base: Run, tuned: Run, settings: CompareSettings,
+                      general: bool) -> BenchmarkComparison:
+    """One benchmark's entry of comparison.json, typed (built as JSON, read through its record)."""
     bi, ti = base.benchmarks[name], tuned.benchmarks[name]
     brows, trows = base.samples[name], tuned.samples[name]
     if settings.split and (not settings.split_benchmarks or name in settings.split_benchmarks):
@@ -225,7 +228,7 @@ def compare_benchmark(name: str, base: Run, tuned: Run, settings: CompareSetting
             entry["top_flips"] = _score_changes(primary, brows, trows)
         paired = {key: group_table(key, brows, trows, primary) for key in bi.breakdown}
         entry["breakdown"] = {k: v for k, v in paired.items() if v} or _breakdown(bi, ti, primary)
-    return entry
+    return BenchmarkComparison.from_dict(json_safe(entry), Where(), f"benchmarks.{name}")
 
 
 # ----------------------------------------------------------------------------- whole comparison
@@ -264,15 +267,15 @@ def compare_runs(base: Run, tuned: Run, settings: CompareSettings = CompareSetti
         )
     per_bench = {b: compare_benchmark(b, base, tuned, settings, _is_general(b, base.benchmarks[b], settings))
                  for b in benches}
-    family = [(b, e["primary_metric"]) for b, e in per_bench.items() if e["primary_metric"] in e["metrics"]]
-    pvals = [per_bench[b]["metrics"][m]["p_value"] for b, m in family]
+    family = [(b, str(e.primary_metric)) for b, e in per_bench.items() if e.primary_metric in e.metrics]
+    pvals = [per_bench[b].metrics[m].p_value for b, m in family]
     finite = [(k, p) for k, p in zip(family, pvals) if p is not None]
     for (b, m), adj in zip([k for k, _ in finite], holm([p for _, p in finite])):
-        per_bench[b]["metrics"][m]["p_holm"] = adj
+        e = per_bench[b]
+        per_bench[b] = replace(e, metrics={**e.metrics, m: replace(e.metrics[m], p_holm=adj)})
     train_sources = training_sources(settings.train_data, tuned.results)
-    # the diagnoses read the entries typed, as every later reader of the file does
-    typed = {b: BenchmarkComparison.from_dict(json_safe(e), Where(), f"benchmarks.{b}") for b, e in per_bench.items()}
-    inputs = DiagnosisInput(base, tuned, tuple(benches), typed, settings, load_training(train_sources))
+    # the diagnoses read the typed entries, as every later reader of the file does
+    inputs = DiagnosisInput(base, tuned, tuple(benches), per_bench, settings, load_training(train_sources))
     diagnoses = {name: diagnose(inputs) for name, diagnose in DIAGNOSES.items()}
     doc = json_safe({
         "schema": COMPARE_SCHEMA,
@@ -282,7 +285,7 @@ def compare_runs(base: Run, tuned: Run, settings: CompareSettings = CompareSetti
         "settings": {
             "seed": settings.seed, "resamples": settings.resamples, "alpha": settings.alpha,
             "margin": settings.margin,
-            "general": sorted(b for b in benches if per_bench[b]["general"]),
+            "general": sorted(b for b in benches if per_bench[b].general),
             "allow_mismatch": settings.allow_mismatch, "train_data": [str(p) for p in train_sources],
             "sweep": settings.sweep, "split": settings.split, "split_benchmarks": list(settings.split_benchmarks),
             "ngram": {"n": NGRAM, "share": SHARE, "run": RUN},
@@ -290,7 +293,7 @@ def compare_runs(base: Run, tuned: Run, settings: CompareSettings = CompareSetti
         "mismatches": mismatches,
         "only_in_base": [b for b in base.benchmarks if b not in tuned.benchmarks],
         "only_in_tuned": [b for b in tuned.benchmarks if b not in base.benchmarks],
-        "benchmarks": per_bench,
+        "benchmarks": {b: e.to_dict() for b, e in per_bench.items()},
         "holm": {"family": [f"{b}/{m}" for b, m in family], "method": "holm"},
         **diagnoses,
     })
