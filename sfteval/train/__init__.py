@@ -5,6 +5,8 @@
   truncation, packing, length-grouped batch plans, collation.
 - `sfteval.train.loop`: the loss (sum over supervised tokens / supervised tokens in the whole
   optimizer step, all micro-batches and processes), optimizer, schedule, evaluation.
+- `sfteval.train.plans`: which micro-batches each optimizer step trains on, across epochs;
+  eval batches padded so every process does as many forwards.
 - `sfteval.train.checkpoint`: atomic `checkpoint-<step>/` folders with `sfteval.json`, rotation,
   resume.
 - `sfteval.train.sft`: `train(cfg) -> TrainResult` and the `python -m sfteval.train` / `accelerate

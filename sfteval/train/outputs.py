@@ -15,7 +15,8 @@
   and never the one just written.
 
 Several processes: the main process decides and writes; the others read run.json after a
-barrier (a shared filesystem is assumed, as for checkpoints).
+barrier (a shared filesystem is assumed, as for checkpoints). `setup_output` is that
+sequence for the trainer; `write_merged` writes `OUT/merged/` (a LoRA run asked to merge).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 
 from sfteval.errors import SftevalError
 from sfteval.fileio import atomic_write_json, read_json
+from sfteval.train.config import TrainConfig
 
 RUN_FILE = "run.json"
 SCHEMA = "sfteval.trainrun/1"
@@ -169,3 +171,40 @@ def rotate(out: Path, keep_last: int, run_id: str, newest: str) -> list[Path]:
         left = [c for c in run.get("checkpoints", []) if c not in {p.name for p in gone}]
         atomic_write_json(out / RUN_FILE, {**run, "checkpoints": left})
     return gone
+
+
+def setup_output(cfg: TrainConfig, out: Path, state: Any, identity_of: Any) -> tuple[str, dict[str, Any]]:
+    """(action, run record): refuse a reused folder, move aside, or resume; main writes run.json."""
+    action = check_output(out, resume=cfg.resume, overwrite=cfg.overwrite)
+    state.wait_for_everyone()  # every process has looked before the main one changes anything
+    if state.is_main_process:
+        start_run(out, identity_of(new_run_id()), action)
+    state.wait_for_everyone()
+    run = read_run(out) or {}
+    if action == "resume":
+        check_same_run(run, identity_of(run.get("run_id", "")), out)
+    return action, run
+
+
+def write_merged(accelerator: Any, p: Any, tokenizer: Any, out: Path, ckpt: Path) -> str:
+    """OUT/merged/: the adapter folded into the base (in the base's dtype), a plain model folder (atomic)."""
+    import json
+
+    from sfteval.train.model import save_merged
+
+    if accelerator.is_main_process:
+        tmp, final = out / ".tmp-merged", out / "merged"
+        shutil.rmtree(tmp, ignore_errors=True)
+        save_merged(p.base, json.loads((ckpt / "sfteval.json").read_text(encoding="utf-8")).get("base_revision"), p.saved_dtype, ckpt, tmp)
+        tokenizer.save_pretrained(tmp)
+        shutil.copy(ckpt / "generation_config.json", tmp / "generation_config.json")
+        meta = json.loads((ckpt / "sfteval.json").read_text(encoding="utf-8"))
+        atomic_write_json(tmp / "sfteval.json", {**meta, "adapter": False, "merged_from": str(ckpt.resolve())})
+        if final.exists():  # this run's earlier merge (a resumed run re-merging)
+            trash = out / ".trash-merged"
+            shutil.rmtree(trash, ignore_errors=True)
+            final.rename(trash)
+            shutil.rmtree(trash)
+        tmp.rename(final)
+    accelerator.wait_for_everyone()
+    return str(out / "merged")

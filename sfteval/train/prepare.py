@@ -3,7 +3,8 @@
 All checks that can fail on user input happen here, before any weights are read: the
 model path, the template and special tokens, every data row, the output folder's state
 (`sfteval.train.outputs`) and, on resume, that the data, batch settings, base model and
-chat template are those of the checkpoint.
+chat template are those of the checkpoint. `dry_run` is the same preparation ending in a
+preview of two encoded examples instead of a model.
 """
 
 from __future__ import annotations
@@ -113,3 +114,25 @@ def trim_log(path: Path, upto_step: int) -> None:
         except json.JSONDecodeError:
             continue  # a torn last line
     atomic_write_text(path, "".join(keep))
+
+
+def trained_end_ids(samples: Any, end_ids: frozenset[int]) -> list[int]:
+    """The end-of-turn ids that are supervised somewhere: the checkpoint's generation config stops on them."""
+    import numpy as np
+
+    if not samples:
+        return []
+    ids = np.concatenate([s.input_ids[s.mask] for s in samples])
+    return sorted(int(i) for i in np.unique(ids) if int(i) in end_ids)
+
+
+def dry_run(cfg: TrainConfig, *, color: bool = False) -> str:
+    """Encode the data and show two examples with their supervised spans; no model, no output."""
+    from sfteval.train.data import preview
+    from sfteval.train.distributed import partial_state
+
+    p = prepare(cfg.validate(), partial_state())
+    text = f"base {p.base} ({p.saved_dtype}), chat template {p.template.source}\n" + preview(p.data, p.tokenizer, color=color)
+    if p.eval_data is not None:
+        text += "\neval: " + preview(p.eval_data, p.tokenizer, n=0)
+    return text

@@ -8,7 +8,7 @@
 
 A short loop, no HF Trainer: check every input and encode the data (train.prepare,
 train.data), take the output folder for this run (train.outputs), plan batches
-deterministically (train.batching), run optimizer steps whose loss is normalised over
+deterministically (train.plans, train.batching), run optimizer steps whose loss is normalised over
 the whole step (train.loop), log to OUT/train_log.jsonl, and write atomic checkpoints
 (train.checkpoint, train.resume). `--resume` continues from the newest complete
 checkpoint with the same data order and RNG state, so the result equals an
@@ -34,6 +34,7 @@ if __package__ in (None, ""):  # `python sfteval/train/sft.py`: make the reposit
 from sfteval.errors import SftevalError  # noqa: E402
 from sfteval.fileio import append_jsonl  # noqa: E402
 from sfteval.train.config import TrainConfig, parse_args  # noqa: E402
+from sfteval.train.prepare import dry_run  # noqa: E402 - the CLI's --dry-run (and its old import path)
 
 LOG_NAME = "train_log.jsonl"
 
@@ -54,103 +55,7 @@ class TrainResult:
     merged_dir: str | None = None
     run_id: str = ""
     truncated: int = 0
-
-
-class _Plans:
-    """Epoch plans computed on demand; maps a global step to (epoch, step in epoch)."""
-
-    def __init__(self, lengths: list[int], cfg: TrainConfig, world: int) -> None:
-        from sfteval.train.batching import plan_epoch, steps_in
-
-        self._make = lambda e: plan_epoch(
-            lengths,
-            micro_batch_size=cfg.micro_batch_size,
-            seed=cfg.seed,
-            epoch=e,
-            group_by_length=cfg.group_by_length,
-            packing=cfg.packing,
-            pack_len=cfg.cutoff_len,
-        )
-        self._steps = lambda plan: steps_in(plan, world=world, accum=cfg.grad_accum)
-        self._cache: dict[int, Any] = {}
-
-    def plan(self, epoch: int) -> Any:
-        if epoch not in self._cache:
-            self._cache = {epoch: self._make(epoch)}  # one epoch at a time in memory
-        return self._cache[epoch]
-
-    def epoch_steps(self, epoch: int) -> int:
-        return self._steps(self.plan(epoch))
-
-    def total(self, cfg: TrainConfig) -> int:
-        if cfg.max_steps is not None:
-            return cfg.max_steps
-        return sum(self.epoch_steps(e) for e in range(cfg.epochs))
-
-    def locate(self, step: int) -> tuple[int, int, int]:
-        """(epoch, step within epoch, steps in that epoch)."""
-        epoch = 0
-        while True:
-            n = self.epoch_steps(epoch)
-            if n == 0:
-                raise SftevalError("the data is smaller than one global batch", field="micro_batch_size")
-            if step < n:
-                return epoch, step, n
-            step -= n
-            epoch += 1
-
-
-def _eval_batches(samples: Any, cfg: TrainConfig, pad_id: int, rank: int, world: int) -> list[dict[str, Any]]:
-    """This process's eval batches; every process gets as many (the last padded, label-free)."""
-    from sfteval.train.batching import collate
-    from sfteval.train.distributed import eval_shard
-
-    order = sorted(range(len(samples)), key=lambda i: len(samples[i]))
-    chunks = [order[k : k + cfg.micro_batch_size] for k in range(0, len(order), cfg.micro_batch_size)]
-    out = []
-    for c in eval_shard(len(chunks), rank, world):
-        batch = collate([[samples[i]] for i in chunks[0 if c is None else c]], pad_id, packed=False)
-        if c is None:  # the same number of forward passes on every rank, adding no loss
-            batch["labels"].fill_(-100)
-        out.append(batch)
-    return out
-
-
-def _trained_end_ids(samples: Any, end_ids: frozenset[int]) -> list[int]:
-    import numpy as np
-
-    if not samples:
-        return []
-    ids = np.concatenate([s.input_ids[s.mask] for s in samples])
-    return sorted(int(i) for i in np.unique(ids) if int(i) in end_ids)
-
-
-def dry_run(cfg: TrainConfig, *, color: bool = False) -> str:
-    """Encode the data and show two examples with their supervised spans; no model, no output."""
-    from sfteval.train.data import preview
-    from sfteval.train.distributed import partial_state
-    from sfteval.train.prepare import prepare
-
-    p = prepare(cfg.validate(), partial_state())
-    text = f"base {p.base} ({p.saved_dtype}), chat template {p.template.source}\n" + preview(p.data, p.tokenizer, color=color)
-    if p.eval_data is not None:
-        text += "\neval: " + preview(p.eval_data, p.tokenizer, n=0)
-    return text
-
-
-def _setup_output(cfg: TrainConfig, out: Path, state: Any, identity_of: Any) -> tuple[str, dict[str, Any]]:
-    """(action, run record): refuse a reused folder, move aside, or resume; main writes run.json."""
-    from sfteval.train import outputs
-
-    action = outputs.check_output(out, resume=cfg.resume, overwrite=cfg.overwrite)
-    state.wait_for_everyone()  # every process has looked before the main one changes anything
-    if state.is_main_process:
-        outputs.start_run(out, identity_of(outputs.new_run_id()), action)
-    state.wait_for_everyone()
-    run = outputs.read_run(out) or {}
-    if action == "resume":
-        outputs.check_same_run(run, identity_of(run.get("run_id", "")), out)
-    return action, run
+    loop_cpu_seconds: float = 0.0  # the same span in this process's CPU time (steadier than wall time on a shared box)
 
 
 def train(cfg: TrainConfig) -> TrainResult:  # noqa: C901 - the recipe reads top to bottom
@@ -160,10 +65,27 @@ def train(cfg: TrainConfig) -> TrainResult:  # noqa: C901 - the recipe reads top
     from sfteval.train import checkpoint as ck
     from sfteval.train import outputs
     from sfteval.train.batching import micro_batch_tensors, step_batches
-    from sfteval.train.distributed import check_accumulation, deepspeed_source, is_deepspeed, load_deepspeed_json, make_accelerator, partial_state, resolve_deepspeed_config
-    from sfteval.train.loop import evaluate, make_optimizer, make_scheduler, param_groups, train_step, warmup_steps
+    from sfteval.train.distributed import (
+        check_accumulation,
+        deepspeed_source,
+        is_deepspeed,
+        load_deepspeed_json,
+        make_accelerator,
+        partial_state,
+        resolve_deepspeed_config,
+    )
+    from sfteval.train.loop import (
+        evaluate,
+        make_optimizer,
+        make_scheduler,
+        param_groups,
+        train_step,
+        warmup_steps,
+    )
     from sfteval.train.model import check_qlora, load_model
-    from sfteval.train.prepare import check_resume, prepare, trim_log
+    from sfteval.train.plans import StepPlans
+    from sfteval.train.plans import eval_batches as make_eval_batches
+    from sfteval.train.prepare import check_resume, prepare, trained_end_ids, trim_log
     from sfteval.train.resume import load_resume_state, master_file
 
     cfg = cfg.validate()
@@ -176,7 +98,7 @@ def train(cfg: TrainConfig) -> TrainResult:  # noqa: C901 - the recipe reads top
     p = prepare(cfg, state)
     data, eval_data, tokenizer = p.data, p.eval_data, p.tokenizer
     identity_of = lambda rid: outputs.RunIdentity(rid, p.base, cfg.model_revision, p.template.sha256)  # noqa: E731
-    plans = _Plans([len(s) for s in data.samples], cfg, world)
+    plans = StepPlans([len(s) for s in data.samples], cfg, world)
     total = plans.total(cfg)
     if total < 1 or plans.epoch_steps(0) < 1:
         raise SftevalError(
@@ -216,7 +138,7 @@ def train(cfg: TrainConfig) -> TrainResult:  # noqa: C901 - the recipe reads top
             ds_raw, cfg, world=world, hidden_size=hidden, total_steps=total, warmup_steps=warmup_steps(cfg, total), where=str(src)
         )
     facts = replace(facts, counts={**facts.counts, "optimizer": built["optimizer"], "scheduler": built["scheduler"]})
-    action, run = _setup_output(cfg, out, state, identity_of)
+    action, run = outputs.setup_output(cfg, out, state, identity_of)
     facts = replace(facts, run_id=run["run_id"])
     if main:
         ck.clean_partial(out)
@@ -260,19 +182,19 @@ def train(cfg: TrainConfig) -> TrainResult:  # noqa: C901 - the recipe reads top
     if cfg.trackers:
         accelerator.init_trackers("sfteval-sft", config={k: str(v) for k, v in cfg.to_dict().items()})
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    trained_ends = _trained_end_ids(data.samples, p.template.end_ids)
-    eval_batches = _eval_batches(eval_data.samples, cfg, pad_id, rank, world) if eval_data is not None else None
+    trained_ends = trained_end_ids(data.samples, p.template.end_ids)
+    eval_batches = make_eval_batches(eval_data.samples, cfg, pad_id, rank, world) if eval_data is not None else None
 
     model.train()
     bar = tqdm(total=total, initial=start, disable=not (main and cfg.progress), desc="sft", unit="step")
     eval_loss: float | None = None
     last_train_loss: float | None = None
     interval = {"loss": 0.0, "tokens": 0, "seconds": 0.0}
-    session_tokens, loop_seconds = 0, 0.0
+    session_tokens, loop_seconds, loop_cpu = 0, 0.0, 0.0
     epoch_f = 0.0
     last_saved = None
     for step in range(start, total):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         epoch, k, n_in_epoch = plans.locate(step)
         mbs = step_batches(plans.plan(epoch), k, rank=rank, world=world, accum=cfg.grad_accum)
         batches = [micro_batch_tensors(data.samples, mb, pad_id, packed=cfg.packing) for mb in mbs]
@@ -287,7 +209,6 @@ def train(cfg: TrainConfig) -> TrainResult:  # noqa: C901 - the recipe reads top
             scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         dt = time.perf_counter() - t0
-        loop_seconds += dt
         session_tokens += n_tok
         interval["loss"] += loss * n_tok
         interval["tokens"] += n_tok
@@ -297,8 +218,11 @@ def train(cfg: TrainConfig) -> TrainResult:  # noqa: C901 - the recipe reads top
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.4f}")
         evaluated = eval_batches is not None and ((cfg.eval_steps and done % cfg.eval_steps == 0) or done == total)
+        eval_s = eval_cpu = 0.0
         if evaluated:
+            t_eval, c_eval = time.perf_counter(), time.process_time()
             eval_loss = evaluate(accelerator, model, eval_batches)
+            eval_s, eval_cpu = time.perf_counter() - t_eval, time.process_time() - c_eval
         if done % cfg.logging_steps == 0 or done == total or evaluated:
             last_train_loss = interval["loss"] / max(interval["tokens"], 1)
             row = {
@@ -318,6 +242,9 @@ def train(cfg: TrainConfig) -> TrainResult:  # noqa: C901 - the recipe reads top
             if cfg.trackers:
                 accelerator.log({k2: v for k2, v in row.items() if k2 not in ("step", "run_id")}, step=done)
             interval = {"loss": 0.0, "tokens": 0, "seconds": 0.0}
+        # the step's whole cost but eval and saving: collation, math, progress bar, log line
+        loop_seconds += time.perf_counter() - t0 - eval_s
+        loop_cpu += time.process_time() - c0 - eval_cpu
         if done == total or (cfg.save_steps and done % cfg.save_steps == 0):
             progress = {
                 "step": done,
@@ -339,7 +266,7 @@ def train(cfg: TrainConfig) -> TrainResult:  # noqa: C901 - the recipe reads top
         last_saved = ck.latest_checkpoint(out)
         meta = ck.read_meta(last_saved)
         epoch_f, last_train_loss, eval_loss = meta["epoch"], meta["train_loss"], meta["eval_loss"]
-    merged = _save_merged(accelerator, p, tokenizer, out, last_saved) if cfg.lora.enabled and cfg.lora.save_merged else None
+    merged = outputs.write_merged(accelerator, p, tokenizer, out, last_saved) if cfg.lora.enabled and cfg.lora.save_merged else None
     if cfg.trackers:
         accelerator.end_training()
     return TrainResult(
@@ -352,6 +279,7 @@ def train(cfg: TrainConfig) -> TrainResult:  # noqa: C901 - the recipe reads top
         samples=len(data.samples),
         supervised_tokens=session_tokens,
         loop_seconds=loop_seconds,
+        loop_cpu_seconds=loop_cpu,
         tokens_per_s=session_tokens / loop_seconds if loop_seconds else 0.0,
         dropped=dict(data.dropped),
         merged_dir=merged,
@@ -367,31 +295,6 @@ def _as_float(norm: Any) -> float | None:
         norm = norm.full_tensor()
     return float(norm)
 
-
-def _save_merged(accelerator: Any, p: Any, tokenizer: Any, out: Path, ckpt: Path) -> str:
-    """OUT/merged/: the adapter folded into the base (in the base's dtype), a plain model folder (atomic)."""
-    import json
-    import shutil
-
-    from sfteval.fileio import atomic_write_json
-    from sfteval.train.model import save_merged
-
-    if accelerator.is_main_process:
-        tmp, final = out / ".tmp-merged", out / "merged"
-        shutil.rmtree(tmp, ignore_errors=True)
-        save_merged(p.base, json.loads((ckpt / "sfteval.json").read_text(encoding="utf-8")).get("base_revision"), p.saved_dtype, ckpt, tmp)
-        tokenizer.save_pretrained(tmp)
-        shutil.copy(ckpt / "generation_config.json", tmp / "generation_config.json")
-        meta = json.loads((ckpt / "sfteval.json").read_text(encoding="utf-8"))
-        atomic_write_json(tmp / "sfteval.json", {**meta, "adapter": False, "merged_from": str(ckpt.resolve())})
-        if final.exists():  # this run's earlier merge (a resumed run re-merging)
-            trash = out / ".trash-merged"
-            shutil.rmtree(trash, ignore_errors=True)
-            final.rename(trash)
-            shutil.rmtree(trash)
-        tmp.rename(final)
-    accelerator.wait_for_everyone()
-    return str(out / "merged")
 
 def main(argv: list[str] | None = None) -> int:
     try:

@@ -112,7 +112,7 @@ def test_padded_eval_batches_add_no_loss(tiny_model, sft_data):
 
     from sfteval.train.data import end_token_ids
     from sfteval.train.tokencache import load_encoded
-    from sfteval.train.sft import _eval_batches
+    from sfteval.train.plans import eval_batches as _eval_batches
 
     tok = AutoTokenizer.from_pretrained(tiny_model)
     data = load_encoded([str(sft_data["eval"])], tok, cutoff_len=256, end_ids=end_token_ids(tok))
