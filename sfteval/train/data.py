@@ -126,11 +126,12 @@ def _encode_msgs(msgs: list[dict[str, str]], tokenizer: Any, end_ids: frozenset[
         raise
     except Exception as e:  # noqa: BLE001 - jinja raises many types; name the row
         raise SftevalError(f"the chat template failed on this row: {e}", path=source or None, field="chat_template") from e
-    if not any(mask):
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any():
         raise SftevalError("the chat template marks no assistant tokens", path=source or None, field="chat_template")
     if last_turn_only:
         start, _ = _runs(mask)[-1]
-        mask = [m and i >= start for i, m in enumerate(mask)]
+        mask[:start] = False
     mask[0] = False  # nothing predicts the first token
     return Encoded(ids, mask, source)
 

@@ -124,7 +124,7 @@ def assistant_char_spans(msgs: list[dict[str, str]], tokenizer: Any, end_strings
     return text, spans
 
 
-def token_mask(msgs: list[dict[str, str]], tokenizer: Any, end_strings: Sequence[str]) -> tuple[list[int], list[bool]]:
+def token_mask(msgs: list[dict[str, str]], tokenizer: Any, end_strings: Sequence[str]) -> tuple[list[int], Any]:
     """Token ids of the one tokenization and, per token, whether it is trained."""
     if not getattr(tokenizer, "is_fast", False):
         raise SftevalError(
@@ -134,5 +134,18 @@ def token_mask(msgs: list[dict[str, str]], tokenizer: Any, end_strings: Sequence
         )
     text, spans = assistant_char_spans(msgs, tokenizer, end_strings)
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    mask = [e > b and any(b < se and e > ss for ss, se in spans) for b, e in enc["offset_mapping"]]
-    return list(enc["input_ids"]), mask
+    return list(enc["input_ids"]), span_mask(enc["offset_mapping"], spans)
+
+
+def span_mask(offsets: Sequence[tuple[int, int]], spans: Sequence[Span]) -> Any:
+    """Per token, whether it is non-empty and any of its characters lies in a span.
+
+    numpy over (tokens x spans): the Python comprehension it replaces was half of the
+    cold tokenization time (perf/train_throughput.py --tokenize)."""
+    import numpy as np
+
+    off = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+    sp = np.asarray(spans, dtype=np.int64).reshape(-1, 2)
+    b, e = off[:, :1], off[:, 1:]
+    hit = ((b < sp[None, :, 1]) & (e > sp[None, :, 0])).any(axis=1) if len(sp) else np.zeros(len(off), bool)
+    return (off[:, 1] > off[:, 0]) & hit

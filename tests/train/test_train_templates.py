@@ -160,3 +160,25 @@ def test_dry_run_prints_two_examples_with_supervised_spans_and_counts(eot_model,
     assert "[[print(0)\n<|EOT|>]]" in out and "[[print(1)\n<|EOT|>]]" in out and "print(2)" not in out
     assert "dropped 1" in out and "dropped[response_too_long] = 1" in out and "truncated 0" in out
     assert not (tmp_path / "o").exists()  # a dry run writes nothing
+
+
+def test_span_mask_is_the_any_character_in_a_span_rule():
+    """The numpy mask equals the rule it replaced, on the edges: a token straddling a span's
+    start or end is trained, a token ending exactly at a span's start is not, empty
+    (zero-width) tokens never are, and no spans mark nothing."""
+    import random
+
+    from sfteval.train.masks import span_mask
+
+    def rule(offsets, spans):
+        return [e > b and any(b < se and e > ss for ss, se in spans) for b, e in offsets]
+
+    assert span_mask([(0, 3), (3, 5), (5, 5), (5, 9)], [(3, 6)]).tolist() == [False, True, False, True]
+    assert span_mask([(0, 2), (2, 4)], []).tolist() == [False, False]
+    assert span_mask([], [(0, 1)]).tolist() == []
+    rng = random.Random(0)
+    for _ in range(200):
+        cuts = sorted(rng.sample(range(60), rng.randint(1, 20)))
+        offsets = [(a, b) for a, b in zip([0, *cuts], cuts)] + [(cuts[-1], cuts[-1])]
+        spans = [tuple(sorted(rng.sample(range(61), 2))) for _ in range(rng.randint(0, 3))]
+        assert span_mask(offsets, spans).tolist() == rule(offsets, spans)
