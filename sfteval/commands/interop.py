@@ -53,6 +53,47 @@ def import_lm_eval(
     raise typer.Exit(0)
 
 
+LIGHTEVAL_HELP = """Import lighteval's details (per-sample) files as sfteval run folders (one per model).
+
+\b
+  lighteval accelerate "model_name=BASE" "mmlu|5" --output-dir le-base --save-details
+  lighteval accelerate "model_name=TUNED" "mmlu|5" --output-dir le-tuned --save-details
+  sfteval import lighteval le-base --name base
+  sfteval import lighteval le-tuned --name tuned
+  sfteval compare reports/runs/base-* reports/runs/tuned-*
+
+Reads lighteval 0.13.0's layout (results/<model>/results_<date>.json and
+details/<model>/<date>/details_<task>|<n>_<date>.parquet). Metrics lighteval averages per
+sample get sfteval's intervals; their values equal lighteval's exactly.
+"""
+
+
+@import_app.command("lighteval", help=LIGHTEVAL_HELP)
+def import_lighteval_cmd(
+    folder: Path = typer.Argument(..., help="lighteval's --output-dir folder (or one results file)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Run label (default: the model's folder name)."),
+    out: Path = typer.Option(Path("reports"), "--out", help="Reports folder to write runs/<label>-<hash>/ into."),
+    target: list[str] = typer.Option([], "--target", help="A task that is the fine-tuning's target (repeatable); "
+                                     "others count as general (forgetting checks)."),
+) -> None:
+    from sfteval.interop.lighteval_import import import_lighteval
+
+    _print_imported(import_lighteval(folder, out, name=name, targets=target))
+    raise typer.Exit(0)
+
+
+def _print_imported(run_dirs: list[Path]) -> None:
+    from sfteval.runfolder import read_results
+
+    for run_dir in run_dirs:
+        res = read_results(run_dir)
+        typer.echo(f"imported {len(res.benchmarks)} task(s) -> {run_dir}")
+        for b, r in res.benchmarks.items():
+            est = r.primary()
+            shown = "-" if est is None else f"{r.primary_metric} {est.value:.4f} [{est.ci95[0]:.4f}, {est.ci95[1]:.4f}]"
+            typer.echo(f"  {b}: n={r.n} {shown}")
+
+
 @export_app.command("lm-eval")
 def export_lm_eval(
     run: Path = typer.Argument(..., help="An sfteval run folder."),
