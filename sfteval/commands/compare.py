@@ -43,27 +43,31 @@ def _as_run(path: Path, run_kwargs: dict) -> Path:
     raise SftevalError("neither a run folder (results.json), a checkpoint folder nor a hub id (ORG/NAME)", path=str(path))
 
 
-def summary_tables(comparison: dict[str, Any], all_metrics: bool = False) -> list[Any]:
+def summary_tables(comparison: Any, all_metrics: bool = False) -> list[Any]:
     """base -> tuned per benchmark (primary metric, or every metric), paired delta and its
     CI, and the forgetting verdict where the benchmark is judged for it. By default the
     metric names go under the table, which keeps it within 80 columns for usual names."""
     import textwrap
 
+    from sfteval.runfolder import Comparison
     from sfteval.tables import Table, ci3, f3
 
+    if not isinstance(comparison, Comparison):  # the dict compare_runs returns, read typed
+        comparison = Comparison.from_dict(comparison)
     rows, records, primaries = [], [], []
-    for b, e in comparison["benchmarks"].items():
-        primary = e.get("primary_metric")
-        for m, p in e["metrics"].items():
-            if (not all_metrics and m != primary) or not p:
+    for b, e in comparison.benchmarks.items():
+        primary = e.primary_metric
+        for m, p in e.metrics.items():
+            if not all_metrics and m != primary:
                 continue
-            d = p["delta"]
-            verdict = (e.get("forgetting") or {}).get("verdict", "") if m == primary else ""
-            cells = (f3(p["base"]["value"]), f3(p["tuned"]["value"]), f"{float(d['value']):+.3f}",
-                     ci3(d.get("ci95"), signed=True), verdict)
+            d = p.delta
+            verdict = e.forgetting.verdict if m == primary and e.forgetting is not None else ""
+            ci = list(d.ci95)
+            cells = (f3(p.base.value), f3(p.tuned.value), "-" if d.value is None else f"{float(d.value):+.3f}",
+                     ci3(ci, signed=True), verdict)
             rows.append((b, m + (" *" if m == primary else ""), *cells) if all_metrics else (b, *cells))
-            records.append({"benchmark": b, "metric": m, "primary": m == primary, "base": p["base"]["value"],
-                            "tuned": p["tuned"]["value"], "delta": d["value"], "ci95": d.get("ci95"),
+            records.append({"benchmark": b, "metric": m, "primary": m == primary, "base": p.base.value,
+                            "tuned": p.tuned.value, "delta": d.value, "ci95": ci,
                             "forgetting": verdict or None})
             if m == primary:
                 primaries.append(f"{b} {m}")

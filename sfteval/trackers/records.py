@@ -55,30 +55,32 @@ def sweep_record(sweep: Any, path: str | Path) -> Record:
         metrics=sorted(steps, key=lambda s: (s[0] is None, s[0] or 0)))
 
 
-def comparison_record(comp: Mapping[str, Any], path: str | Path) -> Record:
+def comparison_record(comp: Any, path: str | Path) -> Record:
+    """`comp`: the typed `sfteval.runfolder.Comparison`, or its comparison.json dict."""
+    from sfteval.runfolder import Comparison
+
+    if not isinstance(comp, Comparison):
+        comp = Comparison.from_dict(comp)
     metrics: dict[str, Any] = {}
     tags = {"sfteval.kind": "comparison", "sfteval.comparison": _uri(path),
-            "sfteval.base_run_id": str((comp.get("base") or {}).get("run_id", "")),
-            "sfteval.tuned_run_id": str((comp.get("tuned") or {}).get("run_id", ""))}
+            "sfteval.base_run_id": comp.base.run_id, "sfteval.tuned_run_id": comp.tuned.run_id}
     rows = ["benchmark\tmetric\tbase\ttuned\tdelta\tdelta_ci95\tp_holm\tforgetting"]
-    for bench, entry in (comp.get("benchmarks") or {}).items():
-        verdict = (entry.get("forgetting") or {}).get("verdict")
+    for bench, entry in comp.benchmarks.items():
+        verdict = entry.forgetting.verdict if entry.forgetting is not None else None
         if verdict:
             tags[f"forgetting.{bench}"] = str(verdict)
-        for metric, m in (entry.get("metrics") or {}).items():
+        for metric, m in entry.metrics.items():
             key = f"{bench}/{metric}"
-            metrics[f"{key}/base"] = (m.get("base") or {}).get("value")
-            metrics[f"{key}/tuned"] = (m.get("tuned") or {}).get("value")
+            metrics[f"{key}/base"] = m.base.value
+            metrics[f"{key}/tuned"] = m.tuned.value
             metrics.update({k.replace(key, f"{key}/delta", 1): v
-                            for k, v in _estimate_keys(key, m.get("delta")).items()})
-            metrics[f"{key}/p_holm"] = m.get("p_holm")
-            d = m.get("delta") or {}
-            ci = d.get("ci95") or (None, None)
-            rows.append("\t".join(str(x) for x in (bench, metric, (m.get("base") or {}).get("value"),
-                                                   (m.get("tuned") or {}).get("value"), d.get("value"),
-                                                   f"[{ci[0]}, {ci[1]}]", m.get("p_holm"), verdict or "")))
+                            for k, v in _estimate_keys(key, m.delta).items()})
+            metrics[f"{key}/p_holm"] = m.p_holm
+            d = m.delta
+            rows.append("\t".join(str(x) for x in (bench, metric, m.base.value, m.tuned.value, d.value,
+                                                   f"[{d.lo}, {d.hi}]", m.p_holm, verdict or "")))
     return Record(name=f"compare:{tags['sfteval.base_run_id']}->{tags['sfteval.tuned_run_id']}", kind="comparison",
-                  tags=tags, params={"settings": json.dumps(comp.get("settings") or {}, default=str)[:4000]},
+                  tags=tags, params={"settings": json.dumps(dict(comp.settings), default=str)[:4000]},
                   metrics=[(None, finite_metrics(metrics))], texts={"comparison_table.tsv": "\n".join(rows) + "\n"})
 
 
