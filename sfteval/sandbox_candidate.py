@@ -115,9 +115,33 @@ def run_candidate(
     os.environ.update(_CLEAN_ENV, HOME=cwd, TMPDIR="/tmp" if setup.mode != "unsafe" else cwd)
     sys.argv = ["<program>"]
     random.seed()  # forks of one zygote would otherwise share a random state
+    if not setup.processes_bounded:
+        _refuse_processes()
     import sandbox_judge
 
     sandbox_judge.serve(job.program, job.entry_point, 3, 4)
+
+
+FORK_REFUSED = ("new processes are refused in this sandbox: host uid 0 without a pids cgroup, where nothing "
+                "can count them (RLIMIT_NPROC never binds uid 0); run as root with CAP_SYS_ADMIN, as another user, "
+                "or give a delegated cgroup v2 folder with pids in $SFTEVAL_CGROUP")
+
+
+def _refuse_processes() -> None:
+    """Where seccomp refuses fork/vfork/clone (see `sandbox_jail.seccomp_filter`), the
+    program's own ways to start a process fail with one clear PermissionError instead
+    of a bare EAGAIN. Clarity only: the program can undo these, not the filter."""
+    import _posixsubprocess
+
+    def refuse(*_: Any, **__: Any) -> Any:
+        raise PermissionError(FORK_REFUSED)
+
+    for name in ("fork", "forkpty", "posix_spawn", "posix_spawnp", "system", "spawnv", "spawnve", "spawnvp", "spawnvpe"):
+        if hasattr(os, name):
+            setattr(os, name, refuse)
+    _posixsubprocess.fork_exec = refuse  # subprocess and multiprocessing's spawn
+    if "subprocess" in sys.modules:  # it bound fork_exec when it was imported
+        sys.modules["subprocess"]._fork_exec = refuse  # type: ignore[attr-defined]
 
 
 def _tasks_of(uid: int) -> int:

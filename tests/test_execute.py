@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from sfteval.execute import ExecResult, Job, Limits, Sandbox, default_isolation, run_jobs
+from sfteval.execute import CPU_SHARE_NOT_LOAD, ExecResult, Job, Limits, Sandbox, default_isolation, run_jobs
 
 pytestmark = pytest.mark.timeout(120)
 hostile = pytest.mark.skipif(default_isolation() == "none", reason="no sandbox isolation on this machine")
@@ -563,7 +563,25 @@ def test_a_timeout_is_rerun_alone_before_it_is_recorded(var_tmp: Path) -> None:
     assert [(r.label, r.reruns) for r in results] == [("passed", 1), ("failed", 0)]
     with Sandbox(1, replace(LIMITS, timeout_s=1.0)) as sb:
         (res,) = sb.run([Job("while True:\n    pass\n", ADD_TEST, "add")])
-    assert (res.label, res.reruns) == ("timeout", 1)
+        cpu_bounded = "cpu" in sb.setup["cgroups"]
+    # A spinner is re-run unless it held the CPU for its whole clock (then load did not
+    # cause the timeout); its CPU is measured only where a cpu cgroup bounds it to one CPU.
+    assert res.label == "timeout" and (res.cpu_s is not None) == cpu_bounded
+    assert res.reruns == 1 or res.cpu_s >= CPU_SHARE_NOT_LOAD * 1.0, res
+
+
+def test_a_timeout_that_held_the_cpu_is_a_verdict_without_a_rerun() -> None:
+    """Only a timeout with >= 95% of its clock on the CPU (one CPU at most, by its cgroup)
+    is recorded at once; a starved one, one that slept, or one with no measurement is
+    re-run alone."""
+    if default_isolation() == "none":
+        pytest.skip("no isolation here")
+    sb = Sandbox(1, replace(LIMITS, timeout_s=2.0))
+    assert not sb.load_may_explain(ExecResult("timeout", cpu_s=1.99))
+    assert sb.load_may_explain(ExecResult("timeout", cpu_s=1.5))  # load took a quarter
+    assert sb.load_may_explain(ExecResult("timeout", cpu_s=0.01))  # slept or waited
+    assert sb.load_may_explain(ExecResult("timeout"))  # no cpu controller: no measurement
+    assert not sb.load_may_explain(ExecResult("failed"))
 
 
 @hostile
@@ -592,3 +610,41 @@ def test_describe_records_the_walls() -> None:
     with Sandbox(1, LIMITS) as sb:
         d = sb.describe()
     assert d["isolation"] == mode and d["seccomp"] in (True, False) and "cgroups" in d and "processes" in d
+
+
+_FORK_PROBE = """
+import json, sys
+from sfteval.execute import Job, Limits, Sandbox
+T = "def check(c):\\n    assert c(1) == 2\\n"
+progs = ["import os\\nos.fork()\\n", "import subprocess\\nsubprocess.run(['true'])\\n",
+         "import multiprocessing as m\\nm.Process(target=print).start()\\n",
+         "import threading\\nt = threading.Thread(target=print)\\nt.start()\\nt.join()\\ndef f(x):\\n    return x + 1\\n"]
+with Sandbox(1, Limits(timeout_s=3.0)) as sb:
+    out = {"processes": sb.describe()["processes"], "results": [[r.label, r.detail] for r in sb.run([Job(p, T, "f") for p in progs])]}
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and util-linux setpriv")
+def test_uid_0_without_a_pids_cgroup_refuses_new_processes_with_one_clear_error() -> None:
+    """Host uid 0 with no capabilities and no pids cgroup: nothing counts processes, so
+    the sandbox refuses them (seccomp), says so in the record, and the program's fork,
+    subprocess and multiprocessing each fail with one PermissionError naming the cause
+    (it was a bare BlockingIOError, EAGAIN). Threads still work."""
+    import subprocess
+    import sys
+
+    setpriv = ["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--ambient-caps=-all"]
+    proc = subprocess.run([*setpriv, sys.executable, "-c", _FORK_PROBE], capture_output=True, text=True, timeout=90,
+                          cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+    if proc.returncode != 0 and "no real isolation" in proc.stderr:
+        pytest.skip("no isolation without capabilities here")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.splitlines()[-1])
+    if out["processes"] != "none (fork refused)":
+        pytest.skip(f"without capabilities the processes are bounded here ({out['processes']}): no refusal to test")
+    *forks, threads = out["results"]
+    for label, detail in forks:
+        assert label == "error(PermissionError)" and "new processes are refused in this sandbox" in detail, (label, detail)
+        assert "pids cgroup" in detail
+    assert threads[0] == "passed"

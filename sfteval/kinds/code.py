@@ -111,7 +111,7 @@ def execution_settings(spec: BenchmarkSpec) -> dict[str, Any]:
             raise refusal(report)
         walls: dict[str, Any] = {"isolation": "unsafe", "why_unsafe": report}
     else:
-        walls = {"isolation": mode, **{k: report[k] for k in ("cgroups", "seccomp", "uid_mapped", "tmp") if k in report}}
+        walls = {"isolation": mode, **{k: report[k] for k in ("cgroups", "seccomp", "processes", "uid_mapped", "tmp") if k in report}}
     return {**walls, "allow_unsafe_exec": unsafe_exec_allowed(), "read_paths": list(_read_paths(spec)),
             **asdict(_limits(spec))}  # fmt: skip
 
