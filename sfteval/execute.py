@@ -48,9 +48,13 @@ same per program; bubblewrap was not chosen: one bwrap + interpreter start per p
 costs more than the whole fork-server round trip, and bwrap itself needs the same user
 namespaces (it fails where uid 0 has no CAP_SETFCAP, as our "userns" mode does not).
 
-Bounds: wall clock (the whole program; a timed-out sample is re-run alone, with
-nothing else of ours running, before it is recorded as a timeout, so load from our own
-pool is not a verdict; `ExecResult.reruns` says so); RLIMIT_AS, CPU, FSIZE, NOFILE,
+Bounds: wall clock (the whole program; a timed-out sample is re-run alone, after every
+first run, with nothing else of ours on its CPU (side by side where each fork server is
+pinned to a CPU of its own with a one-CPU cgroup, else one at a time), before it is
+recorded as a timeout, so load from our own pool is not a verdict; `ExecResult.reruns`
+says so. Not re-run: a timeout that held the CPU for >= 95% of its clock
+(`ExecResult.cpu_s`, measured where a cpu controller bounds the program to one CPU):
+load did not cause it); RLIMIT_AS, CPU, FSIZE, NOFILE,
 CORE per process; output drained as it comes, the program killed past
 `max_output_bytes`; /tmp and /dev/shm tmpfs of `tmpfs_bytes` each. Where a cgroup can
 be made (v1 memory[+pids][+cpu], or a writable/delegated v2 folder with memory+pids, or
@@ -63,7 +67,9 @@ RCU grace period of tens of ms.) SysV shm lives in the program's IPC namespace a
 dies with it. Processes: the pids cgroup, else RLIMIT_NPROC (a fresh uid per program
 as root; the fork server's user namespace otherwise), and where neither can count (host
 uid 0 without a pids cgroup: the kernel never applies RLIMIT_NPROC to uid 0) seccomp
-refuses new processes outright (`processes: "none (fork refused)"` in the record).
+refuses new processes outright (`processes: "none (fork refused)"` in the record and
+in results.json; the program's fork, subprocess, multiprocessing and os.system fail with
+one PermissionError that names the cause, `sandbox_candidate.FORK_REFUSED`; threads work).
 
 Not covered (say so when reporting):
 - Without a memory cgroup (an unprivileged user without delegation): memory is bounded
@@ -102,6 +108,7 @@ __all__ = ["ExecResult", "Job", "Limits", "Sandbox", "default_isolation", "files
 
 OUTCOMES = ("passed", "failed", "error", "timeout", "killed")
 MODES = ("root", "userns", "unsafe")
+CPU_SHARE_NOT_LOAD = 0.95  # a timeout with this share of its clock on the CPU is not re-run
 _unsafe_allowed = False
 
 
@@ -153,6 +160,7 @@ class ExecResult:
     stdout: str = ""
     stderr: str = ""
     reruns: int = 0  # a timeout re-run alone: the outcome is the re-run's
+    cpu_s: float | None = None  # a timeout's CPU seconds (program + judge), where one CPU bounds them
 
     @property
     def passed(self) -> bool:
@@ -262,10 +270,11 @@ class Sandbox:
         cpu = cpus[self._spawned % len(cpus)] if self.workers > 1 and len(cpus) > 1 else None
         self._spawned += 1
         proc, setup = start(self.isolation, self.read_paths, asdict(self.limits), cpu)
+        setup["cpu"] = cpu
         if not setup.get("ok"):
             stop(proc, setup)
             raise SftevalError(f"sandbox setup failed ({self.isolation}): {setup.get('error')}", field="execution")
-        self.setup = {k: v for k, v in setup.items() if k not in ("scratch", "cgroup_paths")}
+        self.setup = {k: v for k, v in setup.items() if k not in ("scratch", "cgroup_paths", "cpu")}
         return proc, setup
 
     def run_one(self, job: Job) -> ExecResult:
@@ -291,27 +300,51 @@ class Sandbox:
             z.proc, z.setup = self._spawn()
             return ExecResult("error", "SandboxError", f"fork server failed: {e!r}")
 
+    def load_may_explain(self, r: ExecResult) -> bool:
+        """A timeout is a verdict only where load did not cause it: when the program
+        (candidate and judge, in a cgroup of one CPU) was on the CPU for at least
+        `CPU_SHARE_NOT_LOAD` of the clock, load took at most the rest, and a re-run
+        alone would give it no more than that (a program within that margin of the
+        limit is the one case a re-run could still pass). Anything else (no cpu
+        controller, a program that slept or waited on children, a starved one) is
+        re-run alone."""
+        if r.outcome != "timeout":
+            return False
+        return r.cpu_s is None or r.cpu_s < CPU_SHARE_NOT_LOAD * self.limits.timeout_s
+
     def run(self, jobs: Sequence[Job], progress: Callable[[int], None] | None = None) -> list[ExecResult]:
-        """Run all jobs, `workers` at a time; results in job order. A timeout is re-run
-        alone (nothing else of ours running) and the re-run's outcome is recorded."""
+        """Run all jobs, `workers` at a time; results in job order. A timeout that load
+        may have caused (`load_may_explain`) is re-run alone (nothing else of ours
+        running) and the re-run's outcome is recorded."""
         if not self._all:
             raise RuntimeError("use Sandbox as a context manager")
 
         def one(job: Job) -> ExecResult:
             r = self.run_one(job)
-            if progress and not (self.rerun_timeouts and r.outcome == "timeout"):
+            if progress and not (self.rerun_timeouts and self.load_may_explain(r)):
                 progress(1)
             return r
 
         with ThreadPoolExecutor(self.workers) as ex:
             results = list(ex.map(one, jobs))
         if self.rerun_timeouts:
-            for i, r in enumerate(results):
-                if r.outcome == "timeout":
-                    results[i] = replace(self.run_one(jobs[i]), reruns=1)
-                    if progress:
-                        progress(1)
+            again = [i for i, r in enumerate(results) if self.load_may_explain(r)]
+
+            def rerun(i: int) -> None:
+                results[i] = replace(self.run_one(jobs[i]), reruns=1)
+                if progress:
+                    progress(1)
+
+            # Alone: after every first run, with nothing else of ours on the re-run's
+            # CPU. Where each fork server has a CPU of its own (pinned, one cgroup of
+            # one CPU each) re-runs go side by side, one per CPU; else one at a time.
+            with ThreadPoolExecutor(self.workers if self._own_cpus() else 1) as ex:
+                list(ex.map(rerun, again))
         return results
+
+    def _own_cpus(self) -> bool:
+        cpus = [z.setup.get("cpu") for z in self._all]
+        return None not in cpus and len(set(cpus)) == len(cpus) and "cpu" in self.setup.get("cgroups", "")
 
 
 def run_jobs(

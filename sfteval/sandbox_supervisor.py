@@ -117,7 +117,9 @@ def supervise(job: Any, limits: Any, setup: Any, answer_fd: int) -> None:
     # PID 1 when we exit; the program cannot name us (its PID namespace does not show
     # us) and may not ptrace (seccomp).
     lock_down(limits, setup, uid, judge=True)
-    pump = _Pump(limits, start, out_r, err_r, answer)
+    # With a cpu controller the program (candidate and judge) has at most one CPU, so
+    # the CPU it used is the part of the clock that load did not take (`_Pump.end`).
+    pump = _Pump(limits, start, out_r, err_r, answer, cpu_bounded="cpu" in setup.cgroups.describe())
     # The clock also runs while the (trusted) test computes between calls.
     signal.signal(signal.SIGALRM, lambda *_: pump.end("timeout"))
     signal.setitimer(signal.ITIMER_REAL, max(0.001, start + limits.timeout_s - time.monotonic()))
@@ -144,8 +146,8 @@ class _Pump:
     """The clock and the output while the judge waits for the candidate: at the deadline
     or past the output limit it answers (timeout / killed) and ends the process."""
 
-    def __init__(self, limits: Any, start: float, out_r: int, err_r: int, answer: _Answer) -> None:
-        self.limits, self.start, self.answer = limits, start, answer
+    def __init__(self, limits: Any, start: float, out_r: int, err_r: int, answer: _Answer, cpu_bounded: bool) -> None:
+        self.limits, self.start, self.answer, self.cpu_bounded = limits, start, answer, cpu_bounded
         self.fds = [out_r, err_r]
         self.open = {out_r, err_r}
         self.bufs = [bytearray(), bytearray()]
@@ -185,7 +187,25 @@ class _Pump:
         signal.setitimer(signal.ITIMER_REAL, 0)
         self.drain()
         duration = time.monotonic() - self.start
-        self.answer.give(_label(reason, (b"", None), None, False, duration, self.bufs[0], self.bufs[1], self.limits))
+        cpu = self._cpu_used() if reason == "timeout" and self.cpu_bounded else None
+        self.answer.give(_label(reason, (b"", None), None, False, duration, self.bufs[0], self.bufs[1], self.limits, cpu))
+
+    def _cpu_used(self) -> float | None:
+        """CPU seconds of the timed-out program: the candidate (killed and reaped here,
+        with its threads and the children it reaped) plus this judge. Both run in one
+        cgroup of one CPU, so this is the part of the wall clock the program had the
+        CPU: near the whole timeout, load did not cause the timeout (execute.Sandbox
+        then records it without a re-run). Children still alive are not counted (a
+        lower figure only makes a re-run more likely)."""
+        import resource
+
+        try:
+            os.kill(self.answer.pid, signal.SIGKILL)
+            ru = os.wait4(self.answer.pid, 0)[2]
+        except OSError:
+            return None
+        me = resource.getrusage(resource.RUSAGE_SELF)
+        return ru.ru_utime + ru.ru_stime + me.ru_utime + me.ru_stime
 
 
 def _killpg(pid: int) -> None:
@@ -197,7 +217,7 @@ def _killpg(pid: int) -> None:
 
 def _label(
     reason: str, verdict: tuple[bytes, Any], status: int | None, oom: bool, duration: float,
-    out: bytearray, err: bytearray, limits: Any,
+    out: bytearray, err: bytearray, limits: Any, cpu: float | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     code = os.waitstatus_to_exitcode(status) if status is not None else None
     exit_code, sig = (code, None) if code is None or code >= 0 else (None, -code)
@@ -209,7 +229,8 @@ def _label(
         stderr=err.decode("utf-8", "replace"),
     )
     if reason == "timeout":
-        return result("timeout", None, f"wall clock over {limits.timeout_s}s", **common)
+        used = f" (on the CPU for {cpu:.2f}s of it)" if cpu is not None else ""
+        return result("timeout", None, f"wall clock over {limits.timeout_s}s{used}", cpu_s=cpu, **common)
     if reason == "output":
         return result("killed", "output limit", f"wrote over {limits.max_output_bytes} bytes", **common)
     tag, data = verdict
