@@ -1,6 +1,7 @@
 """Trainer throughput: supervised tokens/s of train.sft against named peers, same run.
 
-    python perf/train_throughput.py [--tiny-steps 20] [--mid-steps 6] [--samples 400] [--skip-trl]
+    python perf/train_throughput.py [--tiny-steps 20] [--mid-steps 6] [--samples 400] [--skip-trl] [--rounds 2]
+    python perf/train_throughput.py --only mid --mid-steps 6 --variants bare,ours,trl --rounds 2   (~14 min at load 3-10)
     python perf/train_throughput.py --tokenize 20000 [--workers 2]   (tokenization cache: warm vs cold)
 
 Peers, each in its own cold subprocess (so peak RSS is its own), same model, data,
@@ -8,9 +9,11 @@ global batch (micro 4 x accum 2), steps, lr schedule, fp32 on the CPU:
 - `bare`: a plain PyTorch loop doing the same math (sum of supervised token losses /
   supervised tokens per optimizer step, AdamW, clipping, cosine) on the SAME batches
   (train.batching's length-grouped plan): the practical ceiling. Goal: ours >= 0.9x.
-- `trl`: TRL 1.16 `SFTTrainer`, prompt-completion data with completion-only loss. Its
-  supervised token count is estimated as steps x global batch x the mean number of
-  trained labels per sample in its own tokenized dataset. Goal: ours >= 1.2x.
+- `trl`: TRL 1.16 `SFTTrainer` (completion-only loss, its own collator, loss, logging
+  every step) fed our encoded samples (ids + loss mask as `completion_mask`) in our plan's
+  order, read sequentially: the SAME micro-batches, so bare, ours and TRL train on the
+  same supervised tokens, counted exactly (the table refuses to print ratios otherwise).
+  Goal: ours >= 1.2x.
 - `ours`, `ours-nogroup` (padding in random order), `ours-packed` (packing to
   cutoff_len): packing vs padding. Goal: 1.5x on variable-length data, so the pair is
   also run on a long-tailed mix (`mix-padding`, `mix-packed`: every other GSM8K answer
@@ -21,8 +24,10 @@ Models: the tiny test model (0.4M parameters, per-step overhead dominates) and a
 GSM8K train split from ../shared/data when present (never committed), else synthetic
 variable-length sums. Each run uses one intra-op thread (PERF_THREADS to change it).
 Times are the optimizer-step loop only (no load, tokenization or
-saving); `wall` is the whole subprocess. Two shared CPU cores make a few steps the most
-we can afford: treat the figures as ratios from one run, not as absolute speeds.
+saving), in wall time and in the child's CPU time; `child` columns are the whole
+subprocess. Two CPU cores shared with other users' jobs: the load moves during a run, so
+`--rounds N` alternates the order (A B C, C B A) and the ratios sum the rounds; with one
+thread a run, the CPU-time ratio is the work done and the wall-time ratio adds the load.
 """
 
 from __future__ import annotations
@@ -137,7 +142,7 @@ def child_ours(model: str, data: str, steps: int, variant: str) -> dict:
                 progress=False, keep_last=1, cache_dir="none",
             )
         )
-    return {"tokens": res.supervised_tokens, "seconds": res.loop_seconds}
+    return {"tokens": res.supervised_tokens, "seconds": res.loop_seconds, "cpu_loop": res.loop_cpu_seconds}
 
 
 def child_bare(model: str, data: str, steps: int) -> dict:
@@ -162,7 +167,7 @@ def child_bare(model: str, data: str, steps: int) -> dict:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
     net.train()
     tokens = 0
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for step in range(steps):
         batches = [micro_batch_tensors(enc.samples, mb, tok.pad_token_id, packed=False) for mb in step_batches(plan, step, rank=0, world=1, accum=ACCUM)]
         n = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches)
@@ -177,40 +182,46 @@ def child_bare(model: str, data: str, steps: int) -> dict:
         sched.step()
         opt.zero_grad(set_to_none=True)
         tokens += n
-    return {"tokens": tokens, "seconds": time.perf_counter() - t0}
+    return {"tokens": tokens, "seconds": time.perf_counter() - t0, "cpu_loop": time.process_time() - c0}
 
 
 def child_trl(model: str, data: str, steps: int) -> dict:
+    """TRL's SFTTrainer on the SAME micro-batches as `bare` and `ours`: our encoded samples
+    (ids + the loss mask as `completion_mask`, so TRL builds the same labels) laid out in
+    the order of our length-grouped plan, read sequentially. So the three train on the
+    same supervised tokens, counted exactly; TRL does its own collation, loss and logging."""
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from sfteval.formats import load_conversations
+    from sfteval.train.batching import plan_epoch, step_batches
+    from sfteval.train.data import end_token_ids, prepare_tokenizer
+    from sfteval.train.tokencache import load_encoded
 
     torch.manual_seed(0)
-    convs, _ = load_conversations(data)
-    rows = [
-        {"prompt": [{"role": m.role, "content": m.content} for m in c.messages[:-1]],
-         "completion": [{"role": "assistant", "content": c.messages[-1].content}]}
-        for c in convs
-    ]
     tok = AutoTokenizer.from_pretrained(model)
+    prepare_tokenizer(tok)
+    enc = load_encoded([data], tok, cutoff_len=CUTOFF, end_ids=end_token_ids(tok))
+    plan = plan_epoch([len(s) for s in enc.samples], micro_batch_size=MICRO, seed=0, epoch=0, group_by_length=True)
+    order = [row[0] for step in range(steps) for mb in step_batches(plan, step, rank=0, world=1, accum=ACCUM) for row in mb]
+    rows = [{"input_ids": enc.samples[i].input_ids.tolist(), "completion_mask": enc.samples[i].mask.astype(int).tolist()} for i in order]
+    tokens = sum(int(enc.samples[i].mask[1:].sum()) for i in order)
     net = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)
     with tempfile.TemporaryDirectory() as out:
         args = SFTConfig(
             output_dir=out, per_device_train_batch_size=MICRO, gradient_accumulation_steps=ACCUM, max_steps=steps,
             learning_rate=LR, lr_scheduler_type="cosine", max_grad_norm=1.0, logging_steps=1, save_strategy="no",
             report_to="none", max_length=CUTOFF, packing=False, completion_only_loss=True, use_cpu=True, seed=0,
-            disable_tqdm=True, dataloader_num_workers=0, bf16=False, fp16=False,
+            disable_tqdm=True, dataloader_num_workers=0, bf16=False, fp16=False, train_sampling_strategy="sequential",
         )
         trainer = SFTTrainer(model=net, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok)
-        ds = trainer.train_dataset
-        per_sample = sum(sum(1 for x in lab[1:] if x != -100) for lab in ds["labels"]) / len(ds)
-        t0 = time.perf_counter()
+        labels = trainer.train_dataset["labels"]
+        assert sum(sum(1 for x in lab[1:] if x != -100) for lab in labels) == tokens, "TRL built other labels"
+        t0, c0 = time.perf_counter(), time.process_time()
         trainer.train()
-        seconds = time.perf_counter() - t0
-    return {"tokens": int(per_sample * steps * MICRO * ACCUM), "seconds": seconds, "tokens_estimated": True}
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"tokens": tokens, "seconds": seconds, "cpu_loop": cpu}
 
 
 def run_child(args: argparse.Namespace) -> None:
@@ -238,7 +249,7 @@ def measure(variant: str, model: Path, data: Path, steps: int) -> dict:
     threads = os.environ.get("PERF_THREADS", "1")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-    t0 = time.perf_counter()
+    load0, t0 = os.getloadavg()[0], time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
     wall = time.perf_counter() - t0
     line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
@@ -246,25 +257,41 @@ def measure(variant: str, model: Path, data: Path, steps: int) -> dict:
         raise SystemExit(f"{variant} failed:\n{done.stderr[-3000:]}")
     out = json.loads(line[len("RESULT "):])
     out["wall"] = wall
+    out["load"] = (load0, os.getloadavg()[0])
     out["tok_s"] = out["tokens"] / out["seconds"]
+    out["tok_cpu_s"] = out["tokens"] / out["cpu_loop"]
     return out
 
 
-def table(name: str, params: int, steps: int, res: dict[str, dict]) -> str:
+def table(name: str, params: int, steps: int, runs: list[tuple[str, dict]]) -> str:
+    """One row per child run, then each ratio on the summed runs of a variant, by loop wall
+    time and by loop CPU time (one thread each, so CPU time is the work done, while wall
+    time also holds whatever else the shared machine was running)."""
     lines = [f"\n## {name} ({params / 1e6:.1f}M parameters), {steps} steps, global batch {MICRO * ACCUM}", "",
-             "| variant | sup. tokens/s | loop s | wall s | CPU s (child) | peak RSS MB |", "|---|---:|---:|---:|---:|---:|"]
-    for v, r in res.items():
-        est = " (est.)" if r.get("tokens_estimated") else ""
-        lines.append(f"| {v} | {r['tok_s']:.0f}{est} | {r['seconds']:.1f} | {r['wall']:.1f} | {r.get('cpu_s', 0):.1f} | {r['peak_rss_mb']:.0f} |")
+             "| run | sup. tokens | sup. tokens/s (wall) | per CPU s | loop wall s | loop CPU s | child wall s | child CPU s | load start-end | peak RSS MB |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    res: dict[str, list[dict]] = {}
+    for v, r in runs:
+        res.setdefault(v, []).append(r)
+        load = "-".join(f"{x:.1f}" for x in r["load"])
+        lines.append(f"| {v} #{len(res[v])} | {r['tokens']} | {r['tok_s']:.0f} | {r['tok_cpu_s']:.0f} | {r['seconds']:.1f} | {r['cpu_loop']:.1f} "
+                     f"| {r['wall']:.1f} | {r.get('cpu_s', 0):.1f} | {load} | {r['peak_rss_mb']:.0f} |")
+    same = {r["tokens"] for v in ("bare", "ours", "trl") for r in res.get(v, [])}
+    if len(same) > 1:  # the ratios compare the same work or nothing
+        raise SystemExit(f"bare/ours/trl trained on different supervised token counts: {same}")
+
+    def rate(v: str, key: str) -> float:
+        return sum(r["tokens"] for r in res[v]) / sum(r[key] for r in res[v])
+
     ratios = [("ours / bare loop (goal >= 0.9)", "ours", "bare"), ("ours / TRL SFTTrainer (goal >= 1.2)", "ours", "trl"),
               ("ours without length grouping / TRL", "ours-nogroup", "trl"),
               ("packing / padding in random order (goal >= 1.5)", "ours-packed", "ours-nogroup"),
               ("packing / padding length-grouped", "ours-packed", "ours"),
               ("long-tailed mix: packing / padding in random order (goal >= 1.5)", "mix-packed", "mix-padding")]
-    lines += ["", "| ratio (supervised tokens/s) | value |", "|---|---:|"]
+    lines += ["", "| ratio (supervised tokens per second, runs summed) | wall | CPU |", "|---|---:|---:|"]
     for label, a, b in ratios:
         if a in res and b in res:
-            lines.append(f"| {label} | {res[a]['tok_s'] / res[b]['tok_s']:.2f}x |")
+            lines.append(f"| {label} | {rate(a, 'seconds') / rate(b, 'seconds'):.2f}x | {rate(a, 'cpu_loop') / rate(b, 'cpu_loop'):.2f}x |")
     return "\n".join(lines)
 
 
@@ -278,6 +305,7 @@ def main() -> None:
     p.add_argument("--mid-steps", type=int, default=6)
     p.add_argument("--samples", type=int, default=400)
     p.add_argument("--skip-trl", action="store_true")
+    p.add_argument("--rounds", type=int, default=1, help="run the variants this many times, alternating the order")
     p.add_argument("--only", choices=["tiny", "mid"])
     p.add_argument("--variants", default="bare,ours,ours-nogroup,ours-packed,trl,mix-padding,mix-packed")
     p.add_argument("--tokenize", type=int, default=0, help="only the tokenization-cache benchmark on N conversations (e.g. 20000)")
@@ -308,11 +336,15 @@ def main() -> None:
 
         with safe_open(str(model / "model.safetensors"), "pt") as f:
             params = sum(_prod(f.get_slice(k).get_shape()) for k in f.keys())
-        res = {}
-        for v in variants:
-            res[v] = measure(v, model, work / "train.jsonl", steps)
-            print(f"  {name} {v}: {res[v]['tok_s']:.0f} supervised tokens/s", flush=True)
-        print(table(name, params, steps, res), flush=True)
+        # rounds alternate the order (A B C, C B A, ...) so a load that drifts during the
+        # run weighs on every variant alike
+        order = [v for k in range(args.rounds) for v in (variants if k % 2 == 0 else variants[::-1])]
+        runs = []
+        for v in order:
+            r = measure(v, model, work / "train.jsonl", steps)
+            runs.append((v, r))
+            print(f"  {name} {v}: {r['tok_s']:.0f} supervised tokens/s, {r['tok_cpu_s']:.0f} per CPU second (load {r['load'][0]:.1f})", flush=True)
+        print(table(name, params, steps, runs), flush=True)
 
 
 def _prod(shape: list[int]) -> int:
