@@ -137,8 +137,8 @@ class BackendJudge:
             self._backend.close()
 
 
-def load_results(run: Path) -> dict[str, Any]:
-    return read_results(run).to_dict()
+def load_results(run: Path) -> RunResults:
+    return read_results(run)
 
 
 def load_samples(run: Path, benchmark: str) -> dict[str, SampleLine]:
@@ -198,7 +198,7 @@ def run_judge(base_run: str | Path, tuned_run: str | Path, s: JudgeSettings, mod
     benches = _benchmarks(base_run, tuned_run, s.benchmarks)
     items = {b: pair_items(base_run, tuned_run, b, s.limit) for b in benches}  # bad input fails before any model
     gen = {"max_new_tokens": s.max_new_tokens, "temperature": 0.0}
-    key = {"judge": _judge_key(s), "base": base_res.get("run_id"), "tuned": tuned_res.get("run_id"),
+    key = {"judge": _judge_key(s), "base": base_res.run_id, "tuned": tuned_res.run_id,
            "benchmarks": benches, "limit": s.limit, "rubric_sha256": RUBRIC_SHA256, "gen": gen}
     run_id = f"judge-{judge_name(s)}-{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]}"
     run_dir = Path(s.out) / "runs" / run_id
@@ -247,8 +247,8 @@ def run_judge(base_run: str | Path, tuned_run: str | Path, s: JudgeSettings, mod
         "backend": backend_info,
         "prompting": {"rubric": RUBRIC_VERSION, "rubric_sha256": RUBRIC_SHA256},
         "rubric": RUBRIC,
-        "judged": {"base": {"run_id": base_res.get("run_id"), "path": str(base_run)},
-                   "tuned": {"run_id": tuned_res.get("run_id"), "path": str(tuned_run)}},
+        "judged": {"base": {"run_id": base_res.run_id, "path": str(base_run)},
+                   "tuned": {"run_id": tuned_res.run_id, "path": str(tuned_run)}},
         "skipped": {},
         "benchmarks": results,
     }
@@ -314,14 +314,14 @@ def record_votes(run_dir: str | Path, db: str, study: str | None = None) -> tupl
 
     run_dir = Path(run_dir)
     res = load_results(run_dir)
-    if (res.get("model") or {}).get("kind") != "judge":
+    if res.model.kind != "judge":
         raise SftevalError("not a judge run (model.kind != 'judge')", path=str(run_dir / "results.json"))
     store = VoteStore(db)
-    rater = str(res["label"])
+    rater = res.label
     written = 0
     study_id = study
-    for bench_key, info in res["benchmarks"].items():
-        data = info.get("data") or {}
+    for bench_key, info in res.benchmarks.items():
+        data = info.data
         if study is None:
             study_id = _study_of(store, data["base_run"], data["tuned_run"], data["benchmark"])
             if study_id is None:
