@@ -132,10 +132,16 @@ def read_output(results_path: Path) -> LightevalOutput:
             raise SftevalError(f"config of task '{name}' is not an object", path=where, field=f"config_tasks.{name}")
         tasks[name] = LightevalTask(
             name=name, base_name=base or name, n_shot=int(shot) if shot.isdigit() else cfg.get("num_fewshots"),
-            config=cfg, version=(raw.get("versions") or {}).get(name), reported=reported,
+            config=cfg, version=_version(raw, name, cfg), reported=reported,
             summary=(raw.get("summary_tasks") or {}).get(name) or {}, details_path=path,
             details_sha256=sha256_file(path), details=tuple(read_details(path)))
     return LightevalOutput(results_path, sha256_file(results_path), date_id, raw, tasks)
+
+
+def _version(raw: Mapping[str, Any], name: str, cfg: Mapping[str, Any]) -> Any:
+    """`versions[task]` where lighteval filled it (0.13.0 leaves it empty), else the config's."""
+    versions = raw.get("versions") or {}
+    return versions[name] if isinstance(versions, Mapping) and name in versions else cfg.get("version")
 
 
 def _details_folder(results_path: Path, model_name: str, date_id: str) -> Path | None:
