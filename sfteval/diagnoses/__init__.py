@@ -4,6 +4,8 @@ Each entry maps a key of comparison.json (docs/compare-format.md) to a function
 `diagnose(DiagnosisInput) -> JSON-ready dict`. `sfteval.compare` runs every entry in
 this order after the paired per-benchmark deltas; `sfteval.report_sections.SECTIONS`
 renders each under the same key; the dashboard's Compare page reads the same keys.
+Readers get each one typed: its record under the same key in
+`sfteval.runfolder.diagnosed.DIAGNOSIS_RECORDS` (a test checks the keys agree).
 
 - `forgetting`: general benchmarks whose primary metric dropped beyond the margin.
 - `overfitting`: train-vs-heldout gap, memorisation (`memorisation.py`) and the
