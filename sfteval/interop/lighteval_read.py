@@ -13,8 +13,8 @@ real runs of it in tests/test_interop_lighteval.py):
   per `Detail{doc, model_response, metric}` (datasets' `to_parquet` of the dataclasses).
 
 `<model_name>` may hold slashes (a local path or `org/name`); folders nest accordingly.
-Not covered: lighteval releases before 0.10 (`details_<task>_<date>.parquet` rows with
-flat `example`/`full_prompt`/`predictions` columns), hub-pushed details, the
+Not covered: details files of earlier lighteval releases, whose rows had flat columns
+instead of doc/model_response/metric (refused with an error), hub-pushed details, the
 `--results-path-template` option (pass the results file itself), and lighteval's inspect-ai
 backend (`lighteval eval`), which writes inspect logs, not these files.
 """

@@ -10,8 +10,8 @@ Two layouts are recognised (both read back to the same `LmEvalOutput`):
 
 Log-likelihoods in `resps` / `filtered_resps` are stored by lm-eval as strings
 (`[["-12.77", "False"], ...]`); they are converted to numbers here.
-Not covered: lighteval's details files (parquet per task, a different record shape; see
-docs/interop.md), and lm-eval group aggregates (groups have no samples of their own).
+Not covered: lm-eval group aggregates (groups have no samples of their own). lighteval's
+details files are read by `sfteval.interop.lighteval_read`.
 """
 
 from __future__ import annotations
