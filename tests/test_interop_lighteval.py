@@ -220,7 +220,7 @@ def test_prompts_are_lightevals_own_rendering(lighteval_runs, tmp_path: Path) ->
     for task, bench in (("local_mc|1", "local_mc"), ("local_gen|0", "local_gen")):
         (path,) = lighteval_runs["base"].rglob(f"details_{task}_*.parquet")
         res = subprocess.run([str(LIGHTEVAL_PY), str(script), str(path)], env=_env(lighteval_runs["root"]),
-                             capture_output=True, text=True, timeout=600)
+                             capture_output=True, text=True, timeout=600, check=False)
         assert res.returncode == 0, res.stderr[-3000:]
         theirs = json.loads(res.stdout.strip().splitlines()[-1])
         ours = read_run(run).samples[bench]

@@ -41,9 +41,21 @@ from typing import Any
 
 from sfteval.errors import SftevalError
 from sfteval.fileio import sha256_text
-from sfteval.interop.lighteval_read import LightevalDetail, LightevalOutput, LightevalTask, find_outputs
-from sfteval.runfolder import BenchmarkResult, ModelInfo, RunResults, SampleLine, append_samples, prompts_digest, \
-    write_results
+from sfteval.interop.lighteval_read import (
+    LightevalDetail,
+    LightevalOutput,
+    LightevalTask,
+    find_outputs,
+)
+from sfteval.runfolder import (
+    BenchmarkResult,
+    ModelInfo,
+    RunResults,
+    SampleLine,
+    append_samples,
+    prompts_digest,
+    write_results,
+)
 from sfteval.stats import mean_estimate
 from sfteval.types import Estimate
 
@@ -111,7 +123,8 @@ def _sample_line(task: LightevalTask, d: LightevalDetail, sample_id: str, system
         "doc_id": d.doc_id, "row": d.row, "query": d.query, "n_fewshot": len(d.doc.get("fewshot_samples") or []),
         "input_tokens_sha256": hashlib.sha256(str(list(resp.get("input_tokens") or [])).encode()).hexdigest(),
         "n_input_tokens": len(resp.get("input_tokens") or []),
-        "truncated_tokens_count": resp.get("truncated_tokens_count"), "padded_tokens_count": resp.get("padded_tokens_count"),
+        "truncated_tokens_count": resp.get("truncated_tokens_count"),
+        "padded_tokens_count": resp.get("padded_tokens_count"),
         "prompt_logged": d.prompt_logged}}
     if corpus:
         meta["lighteval"]["corpus_inputs"] = corpus
@@ -180,8 +193,9 @@ def _benchmark(task: LightevalTask, lines: list[SampleLine], role: str) -> Bench
     metrics = _metrics(task, lines)
     first = next((str(n) for n in aggregations(task) if n in metrics), None)
     logprobs = any(ln.finish_reason == "loglik" for ln in lines)
-    doc_ids = "".join(f"{ln.id}:{sha256_text(json.dumps([ln.meta['lighteval']['query'], ln.meta.get('continuations'), ln.reference], sort_keys=True))}\n"
-                      for ln in sorted(lines, key=lambda x: x.id))
+    docs = {ln.id: json.dumps([ln.meta["lighteval"]["query"], ln.meta.get("continuations"), ln.reference],
+                              sort_keys=True) for ln in lines}
+    doc_ids = "".join(f"{i}:{sha256_text(docs[i])}\n" for i in sorted(docs))
     return BenchmarkResult(
         name=task.name, kind="choice" if logprobs else "reference", role=role, n=len(lines), metrics=metrics,
         primary_metric=first if first is not None else next(iter(metrics), None),
@@ -215,7 +229,7 @@ def import_output(out: LightevalOutput, reports: Path, *, name: str | None = Non
     known = set(out.tasks) | {t.base_name for t in out.tasks.values()} | {bench_name(t) for t in out.tasks.values()}
     unknown = targets - known
     if unknown:
-        raise SftevalError(f"--target names a task that is not in this output: {sorted(unknown)[0]}",
+        raise SftevalError(f"--target names a task that is not in this output: {min(unknown)}",
                            path=str(out.results_path), field="--target", hint=f"tasks: {', '.join(sorted(out.tasks))}")
     label = _label(out, name)
     run_id = f"{label}-{out.results_sha256[:8]}"
@@ -248,7 +262,8 @@ def import_output(out: LightevalOutput, reports: Path, *, name: str | None = Non
         benchmarks=benches,
         config={"source": "lighteval", "lighteval_sha": gen.get("lighteval_sha"), "model_config": model_config,
                 "num_fewshot_seeds": gen.get("num_fewshot_seeds"), "max_samples": gen.get("max_samples"),
-                "job_id": gen.get("job_id"), "total_evaluation_time_secondes": gen.get("total_evaluation_time_secondes"),
+                "job_id": gen.get("job_id"),
+                "total_evaluation_time_secondes": gen.get("total_evaluation_time_secondes"),
                 "results_file": str(out.results_path), "results_sha256": out.results_sha256,
                 "summary_general": out.raw.get("summary_general")},
         environment={"lighteval_sha": gen.get("lighteval_sha")},

@@ -185,7 +185,8 @@ def _detail(path: Path, i: int, row: Mapping[str, Any]) -> LightevalDetail:
     gold = doc.get("gold_index")
     golds = tuple(int(g) for g in gold) if isinstance(gold, (list, tuple)) else (() if gold is None else (int(gold),))
     return LightevalDetail(
-        doc_id=str(doc["id"]), prompt=prompt_text(resp.get("input")), prompt_logged=bool(resp.get("input")), query=str(doc.get("query") or ""),
+        doc_id=str(doc["id"]), prompt=prompt_text(resp.get("input")), prompt_logged=bool(resp.get("input")),
+        query=str(doc.get("query") or ""),
         choices=tuple(str(c) for c in doc.get("choices") or ()), gold_index=golds,
         texts=tuple(str(t) for t in (resp.get("text_post_processed") or resp.get("text") or ())),
         logprobs=tuple(float(x) for x in resp.get("logprobs") or ()),
