@@ -10,7 +10,9 @@ Covered:
   +-4 points.
 - Bounded continuous metrics (ROUGE, BERTScore, sentence BLEU): the effective-n score
   interval of `sfteval.stats` on the differences (range [-(hi-lo), hi-lo]), with its own
-  p-value; unbounded metrics: the paired t interval and test.
+  p-value; unbounded metrics: the paired bootstrap-t interval and the p-value read from
+  the same t* distribution (the t interval under-covered skewed differences:
+  `sfteval.stats.studentized_bootstrap`).
 - One-sided p-values at any threshold, inverting the same intervals (the gate's
   non-inferiority tests), Holm's step-down adjustment, Benjamini-Hochberg q-values,
   retention (tuned / base), flip counts, and `degenerate`: a metric that did not vary in
@@ -32,7 +34,7 @@ from typing import Any
 import numpy as np
 from scipy.special import ndtr, ndtri
 
-from sfteval.stats import bounded_interval, bounded_pvalue, mean_estimate, t_quantile
+from sfteval.stats import boot_t_pvalue, bounded_interval, bounded_pvalue, mean_estimate, studentized_bootstrap, t_quantile
 from sfteval.types import Estimate
 
 DEFAULT_RESAMPLES = 10_000
@@ -48,7 +50,7 @@ class PairedResult:
     tuned: Estimate
     delta: Estimate  # tuned - base
     p_value: float  # two-sided, from the same statistic as delta.ci95
-    test: str  # "mcnemar-score" | "bounded-score" | "paired-t" | "none"
+    test: str  # "mcnemar-score" | "bounded-score" | "paired-bootstrap-t" | "paired-t" (n < 2) | "none"
     binary: bool
     lost: int  # base 1 -> tuned 0 (binary metrics only; else 0)
     gained: int  # base 0 -> tuned 1
@@ -162,6 +164,8 @@ def one_sided_p(inference: dict[str, Any], x0: float, side: str) -> float:
     if fam == "bounded":
         r = float(inference["range"])
         return bounded_pvalue(float(inference["mean"]), float(inference["n_eff"]), int(inference["n"]), x0, -r, r, side)
+    if fam == "boot-t":
+        return boot_t_pvalue(inference, x0, side)
     if fam == "t":
         from scipy import stats as sps
 
@@ -332,7 +336,13 @@ def compare_paired(
         if not np.any(diff):
             p = 1.0
         return PairedResult(be, te, delta, min(1.0, p), "bounded-score", False, 0, 0, ret, None, inf, why)
-    delta = _t_estimate(diff)
-    inf = {"family": "t", "n": n, "mean": mean, "se": se, "df": n - 1}
-    return PairedResult(be, te, delta, paired_t(diff), "paired-t", False, 0, 0, ret, None, inf, why)
+    if n < 2:
+        return PairedResult(be, te, _t_estimate(diff), float("nan"), "paired-t", False, 0, 0, ret, None, {}, why)
+    # unbounded differences: the paired bootstrap-t (the t interval under-covered skewed data:
+    # sfteval.stats.studentized_bootstrap), its p-value read from the same t* distribution
+    st = studentized_bootstrap(diff)
+    inf = st.inference(n)
+    delta = Estimate(mean, se, st.ci95, n, f"paired-{st.method}")
+    p = 1.0 if not np.any(diff) else min(1.0, 2 * min(one_sided_p(inf, 0.0, "below"), one_sided_p(inf, 0.0, "above")))
+    return PairedResult(be, te, delta, p, "paired-bootstrap-t", False, 0, 0, ret, None, inf, why)
 

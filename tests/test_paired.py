@@ -69,7 +69,7 @@ def test_compare_paired_flips_and_test_choice() -> None:
     cont = compare_paired([0.1, 0.5, 0.3], [0.2, 0.4, 0.6], seed=0, resamples=200)
     assert cont.test == "bounded-score" and not cont.binary and cont.lost == 0
     unbounded = compare_paired([1.5, 7.0, 3.0], [2.0, 4.0, 6.5])
-    assert unbounded.test == "paired-t"
+    assert unbounded.test == "paired-bootstrap-t" and unbounded.delta.ci95[0] < 0 < unbounded.delta.ci95[1]
 
 
 def test_bootstrap_is_reproducible_from_its_recorded_seed() -> None:

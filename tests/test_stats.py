@@ -47,7 +47,9 @@ def test_bootstrap_stderr_matches_the_sampling_distribution() -> None:
 def test_binary_detection_and_edge_cases() -> None:
     assert mean_estimate([1, 0, 1, 1]).method == "wilson"
     assert mean_estimate([0.0, 0.0], proportion=False).method.startswith("wilson-eff")
-    assert mean_estimate([2.5, 7.0], proportion=False).method == "t"  # no known range
+    assert mean_estimate([2.5, 7.0], proportion=False).method.startswith("bootstrap-t")  # no known range
+    two = mean_estimate([2.5, 7.0], proportion=False)
+    assert two.ci95[0] < 2.5 and two.ci95[1] > 7.0  # never narrower than t (t* is all 0 at n = 2)
     assert mean_estimate([]).n == 0
     e = mean_estimate([0] * 30)
     assert e.value == 0 and e.ci95[0] == 0 and e.ci95[1] > 0.05  # zero successes still has an upper bound
