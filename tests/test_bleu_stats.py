@@ -107,3 +107,25 @@ def test_bleu_intervals_cover(n: int) -> None:
         lo, hi, _ = bootstrap_t(theta, reps, n)
         hits += lo <= true_d <= hi
     assert hits / trials >= 0.93 - 0.22 / np.sqrt(trials), (n, hits / trials)
+
+
+def test_corpus_bleu_of_zero_has_an_honest_interval() -> None:
+    """#13: no word matched anywhere, so every bootstrap resample is 0 and the old
+    interval was [0, 0]. A corpus where one item of 30 matches perfectly is
+    indistinguishable at this n: the interval must hold its BLEU, and the gate must read
+    the metric as having measured nothing."""
+    from sfteval.gate_measured import from_estimate
+    from sfteval.metrics.text import corpus_bleu_estimate
+
+    n = 30
+    refs = [f"the cat sat on mat number {i} today" for i in range(n)]
+    hyps = ["xx yy zz qq ww"] * n
+    est = corpus_bleu_estimate(hyps, refs, seed=1, resamples=2000)
+    assert est.value == 0.0 and est.ci95[0] == 0.0
+    assert est.ci95[1] == pytest.approx(100 * (1 - 0.025 ** (1 / n))) and est.ci95[1] > 5
+    one_match = corpus_bleu([refs[0], *hyps[1:]], refs)
+    assert 0 < one_match <= est.ci95[1]
+    assert "measured nothing" in (from_estimate(est.to_dict()) or "")
+    # a small nonzero BLEU keeps its bootstrap interval (log scale, inside (0, 100])
+    some = corpus_bleu_estimate([refs[0], refs[1], *hyps[2:]], refs, seed=1, resamples=2000)
+    assert 0 < some.ci95[0] < some.value < some.ci95[1] and not some.method.startswith("corpus-bleu-zero")

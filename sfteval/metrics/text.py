@@ -15,7 +15,9 @@ the record of them, and offline behaviour. Heavy imports happen inside the funct
   seed per benchmark; the interval is t(n-1) bootstrap standard errors on the log scale,
   so it stays in (0, 100]); a comparison resamples base and tuned with the same counts
   (`paired_corpus_bleu`: the paired bootstrap of Koehn 2004 / sacrebleu's `--paired-bs`,
-  with a t-scaled interval and the p-value of the same statistic). `bleu_from_stats` reproduces sacrebleu's
+  with a t-scaled interval and the p-value of the same statistic). A corpus BLEU of 0 (no
+  word matched anywhere: every resample is 0 too) gets [0, 100 (1 - 0.025^(1/n))], not
+  [0, 0] (`zero_bleu_estimate`). `bleu_from_stats` reproduces sacrebleu's
   `compute_bleu` (exp smoothing, no effective order) on arrays; a test checks equality.
 - ROUGE: rouge-score's RougeScorer(rouge1, rouge2, rougeL, use_stemmer=True), F-measure.
   Its default tokenizer keeps only [a-z0-9] tokens, so non-Latin text scores 0.
@@ -137,8 +139,26 @@ def _estimate_from_stats(stats: np.ndarray, *, seed: int, resamples: int) -> Any
     theta, reps, _ = sum_replicates(stats, bleu_from_stats, resamples=resamples, seed=seed)
     if n < 2:
         return Estimate(theta, float("nan"), (float("nan"), float("nan")), n, method)
+    if theta <= 0.0:
+        return zero_bleu_estimate(n, float(reps.std(ddof=1)), resamples, seed)
     lo, hi, _ = bootstrap_t(theta, reps, n, log=True)
     return Estimate(theta, float(reps.std(ddof=1)), (max(0.0, lo), min(100.0, hi)), n, method)
+
+
+def zero_bleu_estimate(n: int, stderr: float, resamples: int, seed: int) -> Any:
+    """Corpus BLEU 0 on n items: no item matched a single reference word (or no
+    hypothesis reached 4 tokens). Every bootstrap resample is then 0 too, and the old
+    interval was [0, 0], a certainty the data do not give: a corpus in which a few items
+    match is indistinguishable from this one at this n. The upper bound is the BLEU of n
+    equal-length items of which the Clopper-Pearson 97.5% upper share, 1 - 0.025^(1/n)
+    (~3.7 / n), matches perfectly and the rest not at all: 100 x that share (about
+    369 / n BLEU points). The standard error stays the bootstrap's (0), so the gate
+    reads the metric as measuring nothing (`sfteval.gate_measured`)."""
+    from sfteval.types import Estimate
+
+    hi = 100.0 * (1.0 - 0.025 ** (1.0 / n))
+    return Estimate(0.0, stderr, (0.0, hi), n,
+                    f"corpus-bleu-zero(upper=100*(1-0.025^(1/n)),B={resamples},seed={seed})")
 
 
 def paired_corpus_bleu(base_hyps: Sequence[str], tuned_hyps: Sequence[str], refs: Sequence[str], *,
