@@ -85,7 +85,7 @@ def _interval(x: np.ndarray, level: float) -> tuple[float, float]:
     """The same interval families as single runs (`sfteval.stats`), at any level."""
     from scipy.special import ndtri
 
-    from sfteval.stats import t_quantile
+    from sfteval.stats import T_GRID, studentized_bootstrap, t_quantile
 
     if x.size == 0:
         return (float("nan"), float("nan"))
@@ -94,9 +94,15 @@ def _interval(x: np.ndarray, level: float) -> tuple[float, float]:
     if bool(np.all((x >= 0) & (x <= 1))):
         lo, hi, _ = bounded_interval(x, 0.0, 1.0, level)
         return (lo, hi)
-    se = float(x.std(ddof=1) / np.sqrt(x.size)) if x.size > 1 else float("nan")
-    t = t_quantile(level, x.size - 1)
-    return (float(x.mean() - t * se), float(x.mean() + t * se))
+    # unbounded: the bootstrap-t of single runs (t under-covered skewed data), its t*
+    # quantiles read at this level and kept no nearer 0 than t's (beyond the kept grid too)
+    st = studentized_bootstrap(x)
+    if not st.se > 0:
+        return (st.mean, st.mean) if np.isfinite(st.mean) and x.size > 1 else (float("nan"), float("nan"))
+    a, t = (1 - level) / 2, t_quantile(level, x.size - 1)
+    q_lo = min(float(np.interp(a, T_GRID, st.quantiles)), -t)
+    q_hi = max(float(np.interp(1 - a, T_GRID, st.quantiles)), t)
+    return (st.mean - q_hi * st.se, st.mean - q_lo * st.se)
 
 
 def selection_stats(steps: Sequence[int], ids: Sequence[str], scores: np.ndarray, mode: str = "max",

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from runfolders import FakeBench, write_run, write_sweep
 from sfteval.diagnoses.sweep import sweep_analysis
@@ -189,3 +190,15 @@ def test_demo_compares_base_vs_kept_on_the_selection_benchmarks_report_half(tmp_
     assert comp["settings"]["split"] == "report" and comp["settings"]["split_benchmarks"] == ["heldout"]
     assert comp["benchmarks"]["heldout"]["metrics"]["accuracy"]["delta"]["n"] == n_report
     assert comp["benchmarks"]["general"]["metrics"]["accuracy"]["delta"]["n"] == N
+
+
+def test_simultaneous_interval_of_an_unbounded_metric_is_the_bootstrap_t() -> None:
+    """The selection's intervals of an unbounded metric use the single-run interval
+    (bootstrap-t, not t, which under-covered skewed data), widening with K."""
+    from sfteval.selection import _interval
+    from sfteval.stats import mean_estimate
+
+    x = np.random.default_rng(8).lognormal(0.0, 1.0, 30) * 10
+    assert _interval(x, 0.95) == pytest.approx(mean_estimate(x, proportion=False).ci95)
+    lo, hi = _interval(x, 1 - 0.05 / 8)
+    assert lo < mean_estimate(x, proportion=False).ci95[0] and hi > mean_estimate(x, proportion=False).ci95[1]
