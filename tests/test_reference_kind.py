@@ -57,7 +57,9 @@ def test_scores_and_aggregate(tmp_path: Path) -> None:
     agg = kind.aggregate(spec, lines)
     assert agg.primary == "rougeL"
     assert agg.metrics["rougeL"].value == pytest.approx(sum(r.scores["rougeL"] for r in recs) / 3)
-    assert agg.metrics["bleu"].method.startswith("corpus-bleu-bootstrap-t") and agg.metrics["bleu"].n == 3
+    # no hypothesis reaches 4 tokens, so corpus BLEU is 0 (sacrebleu's rule): not [0, 0] (#13)
+    assert agg.metrics["bleu"].method.startswith("corpus-bleu-zero") and agg.metrics["bleu"].n == 3
+    assert agg.metrics["bleu"].ci95[0] == 0.0 and agg.metrics["bleu"].ci95[1] > 0.0
     from sfteval.metrics.text import corpus_bleu
 
     assert agg.metrics["bleu"].value == pytest.approx(corpus_bleu([o.texts[0] for o in outs],
