@@ -19,7 +19,8 @@ pq = pytest.importorskip("pyarrow.parquet", reason="pyarrow (extra 'lighteval') 
 
 REPO = Path(__file__).resolve().parents[1]
 OFFLINE = REPO / "sfteval" / "catalog" / "data" / "offline"
-LIGHTEVAL_PY = REPO / ".venv-lighteval" / "bin" / "python"
+# where .ci/install-lighteval.sh builds it (LIGHTEVAL_VENV, relative to the repository)
+LIGHTEVAL_PY = REPO / os.environ.get("LIGHTEVAL_VENV", ".venv-lighteval") / "bin" / "python"
 MAX_SAMPLES = 8
 TASKS = "local_mc|1,local_gen|0"
 
