@@ -8,11 +8,18 @@ same server, so "before" and "after" come from one run. Goal: after within 1.5x.
 Data: real GSM8K test questions from ../shared/data/gsm8k when present, else synthetic
 questions. Model: the tiny Llama (built on the spot) unless --model is given. The
 server and the in-process engine run one after the other, never at once.
+
+Same engine, same batch: vLLM picks different scheduler defaults by entry point (on a
+CPU, engine/arg_utils.py: `LLM` 256 sequences / 4,096 batched tokens, the api_server
+128 / 2,048), so the server gets the in-process engine's values explicitly
+(--max-num-seqs / --max-num-batched-tokens, checked against the engine after); without
+them the comparison measures vLLM's halved server batch, not our client.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -54,7 +61,9 @@ def main() -> None:
     ap.add_argument("--model")
     ap.add_argument("--n", type=int, default=256)
     ap.add_argument("--max-new-tokens", type=int, default=128)
-    ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--concurrency", type=int, default=None, help="default: EngineSettings' default")
+    ap.add_argument("--max-num-seqs", type=int, default=256, help="both sides (vLLM's LLM default on a CPU)")
+    ap.add_argument("--max-num-batched-tokens", type=int, default=4096, help="both sides (vLLM's LLM default on a CPU)")
     a = ap.parse_args()
     from sfteval.backends.openai import OpenAIBackend
     from sfteval.backends.vllm import VLLMBackend, engine_kwargs
@@ -65,13 +74,17 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         model = a.model or str(build_tiny_model(Path(tmp) / "model"))
-        engine = EngineSettings(dtype="float32", max_model_len=1024, concurrency=a.concurrency)
+        engine = EngineSettings(dtype="float32", max_model_len=1024)
+        if a.concurrency is not None:
+            engine = dataclasses.replace(engine, concurrency=a.concurrency)
+        a.concurrency = engine.concurrency
         texts = prompts(a.n)
         reqs = [GenRequest(t, GenParams(max_new_tokens=a.max_new_tokens)) for t in texts]
         port = free_port()
         kw = engine_kwargs(engine, model, on_cpu=True)
         cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--host", "127.0.0.1",
-               "--port", str(port), "--served-model-name", "m", "--uvicorn-log-level", "warning", *engine_flags(kw)]
+               "--port", str(port), "--served-model-name", "m", "--uvicorn-log-level", "warning", *engine_flags(kw),
+               "--max-num-seqs", str(a.max_num_seqs), "--max-num-batched-tokens", str(a.max_num_batched_tokens)]
         server = ServerProcess(cmd, f"http://127.0.0.1:{port}/health")
         try:
             server.wait_healthy(900)
@@ -87,6 +100,10 @@ def main() -> None:
             server.cleanup()
         v = VLLMBackend(model, engine)
         try:
+            sc = v.llm.llm_engine.vllm_config.scheduler_config
+            if (sc.max_num_seqs, sc.max_num_batched_tokens) != (a.max_num_seqs, a.max_num_batched_tokens):
+                print(f"WARNING: in-process engine runs {sc.max_num_seqs} seqs / {sc.max_num_batched_tokens} tokens, "
+                      f"the server got {a.max_num_seqs} / {a.max_num_batched_tokens}", file=sys.stderr)
             v.generate(reqs[:8])
             t = time.perf_counter()
             local_out = v.generate(reqs)
