@@ -301,13 +301,16 @@ class Sandbox:
             return ExecResult("error", "SandboxError", f"fork server failed: {e!r}")
 
     def load_may_explain(self, r: ExecResult) -> bool:
-        """A timeout is a verdict only where load did not cause it: when the program
+        """A failure of the sandbox itself is never a verdict: re-run. A timeout is a
+        verdict only where load did not cause it: when the program
         (candidate and judge, in a cgroup of one CPU) was on the CPU for at least
         `CPU_SHARE_NOT_LOAD` of the clock, load took at most the rest, and a re-run
         alone would give it no more than that (a program within that margin of the
         limit is the one case a re-run could still pass). Anything else (no cpu
         controller, a program that slept or waited on children, a starved one) is
         re-run alone."""
+        if r.error_type == "SandboxError":  # ours, not the program's (seen: fork's ENOMEM on a host short of memory)
+            return True
         if r.outcome != "timeout":
             return False
         return r.cpu_s is None or r.cpu_s < CPU_SHARE_NOT_LOAD * self.limits.timeout_s

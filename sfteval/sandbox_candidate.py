@@ -72,12 +72,8 @@ def run_candidate(
         os.setsid()
     # (In a PID namespace there is nothing to gain, and setsid costs ~20 ms here: it
     # makes a scheduler autogroup, and the fork server runs in a cpu cgroup.)
-    try:  # the likely victim of the cgroup's OOM killer: the program, not its judge
-        with open("/proc/self/oom_score_adj", "w") as f:
-            f.write("1000")
-    except OSError:
-        pass
     if setup.mode != "unsafe":
+        jail.check(jail.libc.unshare(jail.CLONE_NEWNS | jail.CLONE_NEWIPC | jail.CLONE_NEWUTS), "unshare(mount, ipc, uts)")
         jail.mount(b"proc", "/proc", b"proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
         opts = f"size={limits.tmpfs_bytes},mode=1777".encode()
         for sub, target in (("tmp", "/tmp"), ("shm", "/dev/shm")):
@@ -94,6 +90,14 @@ def run_candidate(
     else:
         assert host_cwd is not None
         cwd = host_cwd
+    # The likely victim of the cgroup's OOM killer: the program, not its judge. (After
+    # the program's /proc is mounted: as root the new root has no /proc before it, and
+    # this write used to fail silently.)
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("1000")
+    except OSError:
+        pass
     os.chdir(cwd)
     # Our pipes to 0..4 (stdin /dev/null, stdout, stderr, calls in, replies out), then
     # close everything else.

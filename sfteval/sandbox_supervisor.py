@@ -12,6 +12,7 @@ process exits (and, by PDEATHSIG, the program's PID 1 with its whole namespace).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import select
@@ -39,8 +40,8 @@ def fork_retrying(patience_s: float = 5.0) -> int:
     while True:
         try:
             return os.fork()
-        except BlockingIOError:
-            if time.monotonic() > end:
+        except OSError as e:  # EAGAIN: the pids cgroup; ENOMEM: the host short of memory
+            if e.errno not in (errno.EAGAIN, errno.ENOMEM) or time.monotonic() > end:
                 raise
             time.sleep(0.005)
 
@@ -88,7 +89,12 @@ def supervise(job: Any, limits: Any, setup: Any, answer_fd: int) -> None:
         for sub in ("tmp", "shm"):
             os.mkdir(f"{scratch_name}/{sub}", 0o1777, dir_fd=setup.scratch_fd)
     if isolated:
-        jail.check(jail.libc.unshare(jail.CLONE_NEWPID | jail.CLONE_NEWNS | jail.CLONE_NEWIPC | jail.CLONE_NEWUTS), "unshare")
+        # Only the PID namespace here (the candidate becomes its PID 1); the candidate
+        # makes its own mount and IPC namespaces, so its tmpfs and SysV shm pages die
+        # with its last process. (When the judge shared them, a program that filled
+        # /dev/shm kept its pages charged after the OOM kill, and the memory cgroup's
+        # next victim was its judge: error(SandboxError), not killed(memory limit).)
+        jail.check(jail.libc.unshare(jail.CLONE_NEWPID), "unshare(pid)")
     else:
         host_cwd = tempfile.mkdtemp(prefix="sfteval-exec-")
     uid = rng.randrange(1 << 20, 1 << 30) if setup.mode == "root" else None
