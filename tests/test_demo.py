@@ -6,6 +6,7 @@ it wrote."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -131,30 +132,27 @@ def test_pretraining_is_deterministic(tmp_path: Path) -> None:
     assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
 
 
-def test_target_task_rows_have_one_right_reply() -> None:
-    """Every kind occurs, and each reply follows from the words by its rule."""
-    import random
+def test_target_task_asks_about_facts_the_corpus_states_and_held_out_animals_are_never_asked() -> None:
+    """Every reply is the animal's fact; the corpus states the facts of every animal
+    (train and held-out) in plain sentences and never as a question; held-out questions
+    are about animals that no training row mentions."""
+    from sfteval.demo.task import ANIMALS, FACTS, RELATIONS
 
-    from sfteval.demo.task import KINDS, task_row
-
-    rng = random.Random(0)
-    rows = [task_row(rng) for _ in range(400)]
-    assert {r["kind"] for r in rows} == set(KINDS)
-    for r in rows:
-        assert r["input"].startswith("Words: ")
-        words = r["input"][len("Words: "):].split(" ")
-        assert 3 <= len(words) <= 4 and len(set(words)) == len(words)
-        assert r["instruction"] == KINDS[r["kind"]][0]
-        listed = f"{', '.join(words[:-1])} and {words[-1]}"
-        expected = {
-            "list": "\n".join(f"- {w}" for w in words),
-            "sentence": "I saw " + ", ".join(f"the {w}" for w in words[:-1]) + f" and the {words[-1]}.",
-            "count": f"There are {len(words)} words: {listed}.",
-            "ends": f"first: {words[0]}, last: {words[-1]}",
-        }
-        assert r["output"] == expected[r["kind"]], r
-    held = task_rows(SMALL, seed=0)["sft_heldout"]
-    assert all(r["kind"] in KINDS for r in held)
+    rows = task_rows(SMALL, seed=0)
+    train, held = rows["sft_train"], rows["sft_heldout"]
+    animal = lambda r: re.findall(r"the (\w+)", r["instruction"])[-1]  # noqa: E731
+    for r in train + held:
+        assert animal(r) in ANIMALS and r["output"] == FACTS[animal(r)][r["kind"]], r
+        assert r["input"] == "" and r["kind"] in RELATIONS
+    assert not {animal(r) for r in train} & {animal(r) for r in held}
+    assert {r["kind"] for r in held} == set(RELATIONS)
+    assert len({(r["instruction"], r["output"]) for r in held}) == len(held)  # no held-out row twice
+    text = "".join(corpus_docs(3000, seed=0))
+    for a in {animal(r) for r in held}:
+        for rel in RELATIONS:
+            assert f"the {a} " in text.lower() and FACTS[a][rel] in text
+    assert not [r for r in held if r["instruction"] in text]  # the questions are never in the corpus
+    assert task_rows(SMALL, seed=1)["sft_heldout"] != held  # the seed picks the held-out animals
 
 
 @pytest.mark.parametrize(("output", "reference", "exact"), [
@@ -283,7 +281,7 @@ def test_fast_demo_meets_its_targets(fast_demo: tuple[Path, str]) -> None:
 
     # The learning curve: rises from the base, then bends (the first half of training
     # gains more than the second half), and the sweep keeps a checkpoint before the last.
-    assert sweep["select"]["metric"] == "demo_heldout/rougeL"
+    assert sweep["select"]["metric"] == "demo_heldout/exact_match"
     steps = [c["step"] for c in sweep["checkpoints"]]
     curve = [c["metrics"]["demo_heldout"]["exact_match"]["value"] for c in sweep["checkpoints"]]
     base_value = target["exact_match"]["base"]["value"]

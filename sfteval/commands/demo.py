@@ -1,7 +1,7 @@
 """`sfteval demo [--out DIR] [--fast]`: the whole loop offline, on a model it builds.
 
 Builds a tiny base model from nothing (tokenizer + Llama pretrained on a synthetic
-corpus), fine-tunes it with train/ on short word tasks, evaluates the base and every
+corpus), fine-tunes it with train/ to answer chat questions about facts it read, evaluates the base and every
 checkpoint, compares, gates, writes the report and seeds a blind rating study of base
 vs best, then prints one sentence that says what happened, the findings, how to rate
 the pairs and where to look. The steps

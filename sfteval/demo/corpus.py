@@ -10,14 +10,15 @@ formats the real benchmarks use, sized so a tiny model learns them in minutes:
   format the `math` kind prompts a chat model with);
 - HumanEval-style small Python functions with a docstring and a `check(candidate)`, as
   source files and as the chat exchange the `code` kind prompts a chat model with;
-- short prose over the words the SFT task uses, so they have tokens;
-- words said once and repeated later (`copy_doc`): in-context copying.
+- facts about the demo's animals in plain sentences, and plain-text questions answered in
+  a word about the SFT training split's animals only (`sfteval.demo.task`).
 
 Evaluation and SFT files (`write_task_files`): the MC bank (MMLU schema; studied in
 pretraining, so it measures retained knowledge), GSM8K-schema word problems that the
 corpus never shows verbatim (a skill, not recall), HumanEval-schema tasks (functions of
 the kinds the corpus teaches, run against their tests in the sandbox), and alpaca-format SFT train /
-held-out splits of the target task (`sfteval.demo.task`; disjoint).
+held-out splits of the target task (`sfteval.demo.task`; disjoint animals), the
+training split with replayed chat word problems (`TaskSizes.sft_math`).
 
 Not covered: anything resembling real benchmark difficulty; the point is a model small
 enough to train here whose skills, gains and forgetting are measurable.
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from sfteval.synthetic import CAPITALS as BASE_CAPITALS
-from sfteval.demo.task import task_row
+from sfteval.demo.task import RELATIONS, fact_doc, qa_doc, question_rows, split_animals
 from sfteval.synthetic import ITEMS, NAMES, WORDS
 from sfteval.tinymodel import BOS, EOS, IM_END, IM_START
 
@@ -166,34 +167,6 @@ def code_doc(rng: random.Random) -> str:
     return chat_text(user, f"```python\n{t['prompt']}{t['canonical_solution']}```")
 
 
-def prose(rng: random.Random) -> str:
-    name, other, item = rng.choice(NAMES), rng.choice(NAMES), rng.choice(ITEMS)
-    w = rng.sample(WORDS, 3)
-    forms = (
-        f"{name} walked past the {w[0]} and the {w[1]} with {other}.",
-        f"The {w[0]} was near the {w[1]}, and {name} kept the {item} by the {w[2]}.",
-        f"{name} wrote three words: {w[0]}, {w[1]} and {w[2]}.",
-        f"A {w[0]}, a {w[1]} and a {w[2]} are shown on the sign, in capitals: {w[0].upper()} {w[1].upper()} {w[2].upper()}.",
-    )
-    return rng.choice(forms)
-
-
-def copy_doc(rng: random.Random) -> str:
-    """Words said once and repeated later in the same document: in-context copying, which
-    every real base model can do (induction heads) and which a model this small learns
-    only from text that needs it. Words come from the task's word list, names and items,
-    so what is learned is to copy, not a fixed sequence. The SFT task's frames (lists,
-    "first/last", counts) never appear here."""
-    pool = WORDS + NAMES + ITEMS
-    ws = rng.sample(pool, rng.randint(3, 6))
-    name, other = rng.sample(NAMES, 2)
-    if rng.random() < 0.5:
-        line = " ".join(ws)
-        return f"{name} wrote: {line}. {other} copied it: {line}."
-    listed = ", ".join(f"the {w}" for w in ws[:-1]) + f" and the {ws[-1]}"
-    return f"{name} packed {listed}. Later {other} unpacked {listed}."
-
-
 def fact_sentence(rng: random.Random) -> str:
     if rng.random() < 0.5:
         country = rng.choice(sorted(CAPITALS))
@@ -234,18 +207,21 @@ def math_doc(rng: random.Random, exclude: frozenset[str]) -> str:
 
 # Share of documents by kind; the multiple-choice and math formats dominate so that a
 # few minutes of training on two cores are enough for measurable skill.
-MIX: tuple[tuple[str, float], ...] = (("mc", 0.34), ("fact", 0.10), ("math", 0.24), ("code", 0.10), ("prose", 0.07),
-                                     ("copy", 0.15))
+MIX: tuple[tuple[str, float], ...] = (("mc", 0.18), ("fact", 0.04), ("math", 0.15), ("code", 0.06), ("animal", 0.37),
+                                     ("qa", 0.20))
 
 
-def corpus_docs(n_docs: int, seed: int, exclude: frozenset[str] = frozenset(), bank_seed: int | None = None) -> list[str]:
+def corpus_docs(n_docs: int, seed: int, exclude: frozenset[str] = frozenset(), bank_seed: int | None = None,
+                n_heldout: int = 40) -> list[str]:
     """`n_docs` documents (each ends with the EOS text), deterministic given `seed`.
 
     `exclude`: questions of math test items, never emitted. `bank_seed`: the MC bank's
     seed (default `seed`; a held-out slice of the corpus uses the training bank).
+    `n_heldout`: the size of the SFT held-out split, whose animals no question is about.
     """
     rng = random.Random(seed)
     bank = mc_bank(seed if bank_seed is None else bank_seed)
+    asked, _ = split_animals(seed if bank_seed is None else bank_seed, held_animal_count(n_heldout))
     kinds, weights = zip(*MIX)
     docs = []
     for _ in range(n_docs):
@@ -256,12 +232,12 @@ def corpus_docs(n_docs: int, seed: int, exclude: frozenset[str] = frozenset(), b
             doc = math_doc(rng, exclude)
         elif kind == "code":
             doc = code_doc(rng)
-        elif kind == "copy":
-            doc = " ".join(copy_doc(rng) for _ in range(rng.randint(1, 3)))
-        elif kind == "fact":
-            doc = " ".join(fact_sentence(rng) for _ in range(rng.randint(2, 5)))
+        elif kind == "animal":
+            doc = fact_doc(rng)
+        elif kind == "qa":
+            doc = qa_doc(rng, asked)
         else:
-            doc = " ".join(prose(rng) for _ in range(rng.randint(2, 4)))
+            doc = " ".join(fact_sentence(rng) for _ in range(rng.randint(2, 5)))
         docs.append(doc + EOS)
     return docs
 
@@ -275,6 +251,7 @@ class TaskSizes:
     math_test: int = 60
     sft_train: int = 600
     sft_heldout: int = 80
+    sft_math: int = 0  # chat word problems added to the SFT training rows (replay)
 
 
 @dataclass(frozen=True)
@@ -291,6 +268,11 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     from sfteval.fileio import atomic_write_text
 
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def held_animal_count(n_heldout: int) -> int:
+    """Animals in the held-out split: one question per fact, `n_heldout` questions."""
+    return -(-n_heldout // len(RELATIONS))
 
 
 def task_rows(sizes: TaskSizes, seed: int) -> dict[str, list[dict[str, Any]]]:
@@ -315,16 +297,25 @@ def task_rows(sizes: TaskSizes, seed: int) -> dict[str, list[dict[str, Any]]]:
         if task["prompt"] not in seen_code:
             seen_code.add(task["prompt"])
             code.append({"task_id": f"demo/{len(code)}", **task})
-    sft_seen: set[tuple[str, str]] = set()
-    splits: dict[str, list[dict[str, Any]]] = {"sft_heldout": [], "sft_train": []}
-    for name, n in (("sft_heldout", sizes.sft_heldout), ("sft_train", sizes.sft_train)):
-        while len(splits[name]) < n:
-            row = task_row(rng)
-            key = (row["instruction"], row["input"])
-            if key not in sft_seen:
-                sft_seen.add(key)
-                prefix = "h" if name == "sft_heldout" else "t"
-                splits[name].append({"id": f"{prefix}{len(splits[name])}", **row})
+    # Held-out: one question (random wording) per fact of the held-out animals; train:
+    # every wording of every fact of the others, cycled to the requested size. The
+    # corpus states the facts of both (the base knows them); only train's are asked.
+    train_animals, held_animals = split_animals(seed, held_animal_count(sizes.sft_heldout))
+    held = [rng.choice([r for r in question_rows([a], rng) if r["kind"] == rel])
+            for a in held_animals for rel in RELATIONS][: sizes.sft_heldout]
+    pool = question_rows(train_animals, rng)
+    train = [pool[k % len(pool)] for k in range(sizes.sft_train)]
+    # Replay: a share of chat-format word problems (never a test item) in the SFT mix, as
+    # real SFT mixes keep general data; without it the tuned model's every chat reply is
+    # one word and the math benchmark measures only that its format was lost.
+    while sum(r["kind"] == "math" for r in train) < sizes.sft_math:
+        it = math_item(rng)
+        if it["question"] not in seen_q:
+            train.append({"instruction": f"{it['question']}\n\n{MATH_INSTRUCTION}", "input": "", "output": it["answer"],
+                          "kind": "math"})
+    rng.shuffle(train)
+    splits = {"sft_heldout": [{"id": f"h{k}", **r} for k, r in enumerate(held)],
+              "sft_train": [{"id": f"t{k}", **r} for k, r in enumerate(train)]}
     return {"mmlu": mc, "gsm8k": math, "humaneval": code, **splits}
 
 

@@ -2,11 +2,13 @@
 
     1. data      sfteval.demo.corpus: evaluation items, SFT train / held-out splits
     2. base      sfteval.demo.pretrain: tokenizer + tiny Llama pretrained on the corpus
-    3. sft       sfteval.train.sft.train: full fine-tuning for several epochs at lr 3e-4, a
-                 checkpoint every 30 (--fast) / 60 steps. Measured on the --fast base (load ~18
-                 on 2 cores): held-out rougeL 0.04 -> 0.17, 0.35, 0.42, 0.42, 0.45 over the five
-                 checkpoints; at 1e-3 the MMLU-style facts fell to chance (0.25), at 3e-4 they
-                 fell 0.93 -> 0.74. Exact match stays near 0: the base does not copy words yet
+    3. sft       sfteval.train.sft.train: full fine-tuning at lr 3e-4 on chat questions about
+                 the training animals plus replayed chat word problems, a checkpoint every 50
+                 steps. Measured on the --fast base (load ~8 on 2 cores): held-out exact match
+                 0.07, 0.30, 0.47, 0.62, 0.45, 0.42 over six checkpoints (the peak at step 200:
+                 later steps fit the training animals, 0.90, and lose the held-out ones);
+                 MMLU-style facts 0.99 -> 0.74 at the peak, 0.64 at the end; GSM8K-style
+                 (replayed) 0.13 -> 0.20
     4. runs      sfteval.runner.execute_run on the base, sfteval.sweep.run_sweep on every
                  checkpoint (best by the held-out target metric)
     5. compare   sfteval.compare: base vs best checkpoint (and vs the final one)
@@ -27,6 +29,7 @@ Not covered: choosing sizes for other machines (the sizes below are for 2 CPU co
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import time
@@ -78,8 +81,8 @@ def settings_for(fast: bool, backend: str = "auto", seed: int = 0) -> DemoSettin
             fast=True, seed=seed, corpus_docs=8000,
             spec=TinySpec(vocab_size=1024, hidden_size=128, num_layers=4, num_heads=2, intermediate_size=512, seed=seed),
             pretrain=PretrainSettings(steps=320, batch_size=16, seq_len=128, seed=seed),
-            sizes=TaskSizes(code_test=16, math_test=30, sft_train=400, sft_heldout=40),
-            sft=SftSettings(steps=150, save_steps=30, lr=3e-4), backend=backend,
+            sizes=TaskSizes(code_test=16, math_test=30, sft_train=300, sft_heldout=40, sft_math=100),
+            sft=SftSettings(steps=300, save_steps=50, lr=3e-4), backend=backend,
         )
     return DemoSettings(
         seed=seed,
@@ -108,7 +111,9 @@ def make_data(out: Path, s: DemoSettings) -> tuple[TaskFiles, dict[str, str]]:
     files = write_task_files(out / "data", s.sizes, s.seed)
     # A sample of the training rows as large as the held-out split: scored like it, so the
     # train/held-out gap (overfitting) is measured on equal footing.
-    train_rows = files.sft_train.read_text(encoding="utf-8").splitlines(keepends=True)[: s.sizes.sft_heldout]
+    # The task's rows only (not the replayed word problems): the same kind of rows as held-out.
+    train_rows = [line for line in files.sft_train.read_text(encoding="utf-8").splitlines(keepends=True)
+                  if json.loads(line)["kind"] != "math"][: s.sizes.sft_heldout]
     sample = out / "data" / "sft_train_sample.jsonl"
     atomic_write_text(sample, "".join(train_rows))
     paths = {"mmlu": files.mmlu, "gsm8k": files.gsm8k, "humaneval": files.humaneval, "sft_heldout": files.sft_heldout, "sft_train_sample": sample}
@@ -121,8 +126,8 @@ def make_base(out: Path, files: TaskFiles, s: DemoSettings, say: Say) -> tuple[P
     from sfteval.fileio import sha256_text
 
     base = out / "base"
-    docs = corpus_docs(s.corpus_docs, s.seed, files.exclude)
-    held = corpus_docs(s.eval_docs, s.seed + 1, files.exclude, bank_seed=s.seed)
+    docs = corpus_docs(s.corpus_docs, s.seed, files.exclude, n_heldout=s.sizes.sft_heldout)
+    held = corpus_docs(s.eval_docs, s.seed + 1, files.exclude, bank_seed=s.seed, n_heldout=s.sizes.sft_heldout)
     corpus_sha = sha256_text("".join(docs) + "\x00" + "".join(held))
     previous = read_result(base)
     if previous is not None:
@@ -259,7 +264,7 @@ def gate(out: Path, comparison_dir: Path, s: DemoSettings) -> Any:
     return result
 
 
-STUDY = "word-tasks"  # neutral: raters see it, and it names neither model nor run
+STUDY = "animal-questions"  # neutral: raters see it, and it names neither model nor run
 
 
 def seed_study(out: Path, base_run: Path, tuned_run: Path) -> dict[str, Any]:

@@ -23,9 +23,8 @@ from sfteval.sweep import sweep_dir
 SUMMARY_SCHEMA = "sfteval.demo/2"
 TARGET = "demo_heldout"
 TARGET_METRIC = "exact_match"  # every row has one right reply: solved or not (the headline)
-# Selection by rougeL while exact match is ~0 at every checkpoint (it would tie and keep the
-# first); ties go to the earliest step (less drift from the base).
-SELECT = f"{TARGET}/rougeL"
+# Selection by the headline's metric; ties go to the earliest step (less drift from the base).
+SELECT = f"{TARGET}/{TARGET_METRIC}"
 
 
 def _delta(entry: dict[str, Any], metric: str | None = None) -> dict[str, Any]:
