@@ -71,6 +71,12 @@ refuses new processes outright (`processes: "none (fork refused)"` in the record
 in results.json; the program's fork, subprocess, multiprocessing and os.system fail with
 one PermissionError that names the cause, `sandbox_candidate.FORK_REFUSED`; threads work).
 
+Tested: cgroup v1 on the host; cgroup v2 (memory.max, pids.max, cpu.max, memory.events)
+in a QEMU guest with a pure cgroup2 hierarchy (tests/test_execute_cgroup2.py), since a
+v1 host cannot enable those controllers in any v2 hierarchy. There a program filling
+tmpfs or a memfd past memory.max may thrash at the limit (reclaiming its own file pages)
+until the clock ends it: `timeout`, not `killed(memory limit)`; bounded either way.
+
 Not covered (say so when reporting):
 - Without a memory cgroup (an unprivileged user without delegation): memory is bounded
   per process (RLIMIT_AS), so a program may hold up to about memory_bytes x
