@@ -73,9 +73,8 @@ one PermissionError that names the cause, `sandbox_candidate.FORK_REFUSED`; thre
 
 Tested: cgroup v1 on the host; cgroup v2 (memory.max, pids.max, cpu.max, memory.events)
 in a QEMU guest with a pure cgroup2 hierarchy (tests/test_execute_cgroup2.py), since a
-v1 host cannot enable those controllers in any v2 hierarchy. There a program filling
-tmpfs or a memfd past memory.max may thrash at the limit (reclaiming its own file pages)
-until the clock ends it: `timeout`, not `killed(memory limit)`; bounded either way.
+v1 host cannot enable those controllers in any v2 hierarchy: tmpfs and memfd fills end
+as `killed(memory limit)` at memory.max, a fork bomb at pids.max.
 
 Not covered (say so when reporting):
 - Without a memory cgroup (an unprivileged user without delegation): memory is bounded
