@@ -260,12 +260,9 @@ def fast_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)  # under 5 minutes on 2 idle cores; shared CI runners are slower
-@pytest.mark.xfail(reason="#21 open: the --fast base does not copy words in context yet, so the tuned model "
-                   "learns the reply frames but not the words (held-out exact match ~0); see the issue's report",
-                   strict=False)
 def test_fast_demo_meets_its_targets(fast_demo: tuple[Path, str]) -> None:
     """The issue's targets, read from the files the demo wrote: the tuned model solves
-    most held-out rows (exact match >= 0.5, rougeL >= 0.6) on a curve that rises and
+    most held-out rows (exact match >= 0.5 on the report half) on a curve that rises and
     bends; forgetting is partial (one general benchmark forgot, one shows no significant
     drop) and the final checkpoint is worse than the kept one on a general benchmark."""
     out, _ = fast_demo
@@ -276,7 +273,8 @@ def test_fast_demo_meets_its_targets(fast_demo: tuple[Path, str]) -> None:
 
     target = best["demo_heldout"]["metrics"]
     assert target["exact_match"]["tuned"]["value"] >= 0.5, target["exact_match"]
-    assert target["rougeL"]["tuned"]["value"] >= 0.6, target["rougeL"]
+    # claims on the half of the held-out items the sweep did not choose on (sfteval.selection)
+    assert best["demo_heldout"]["n_aligned"] < len((out / "data" / "sft_heldout.jsonl").read_text().splitlines())
     assert target["exact_match"]["base"]["value"] <= 0.1  # the base cannot do it: the gain is the tuning's
 
     # The learning curve: rises from the base, then bends (the first half of training
@@ -306,6 +304,18 @@ def test_fast_demo_meets_its_targets(fast_demo: tuple[Path, str]) -> None:
     assert sorted(r["benchmark"] for r in story["kept"]) == sorted(kept)
     assert sorted(r["benchmark"] for r in story["final_worse"]) == sorted(worse)
     assert story["keep_step"] == sweep["best"]["step"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+@pytest.mark.xfail(reason="#21: one-word replies make rougeL equal exact match; measured 0.591 (13 of the 22 "
+                   "report-half items at the kept step 200; 14 would reach 0.6)", strict=False)
+def test_fast_demo_held_out_rouge_reaches_the_issue_target(fast_demo: tuple[Path, str]) -> None:
+    """The issue's rougeL >= 0.6 at the kept checkpoint, on the report half."""
+    out, _ = fast_demo
+    summary = json.loads((out / "demo_summary.json").read_text())
+    best = json.loads(Path(summary["best"]["comparison"]).read_text())["benchmarks"]
+    assert best["demo_heldout"]["metrics"]["rougeL"]["tuned"]["value"] >= 0.6
 
 
 @pytest.mark.slow
