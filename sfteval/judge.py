@@ -11,12 +11,13 @@ report and the dashboard read like any run. Resumable: items already judged are 
 disk and are not asked again (chunks appended as they finish).
 
 Metrics per benchmark (tuned's view): `win_rate` (win 1, tie 1/2, loss 0; the primary),
-`net_win` (win - loss), both with a percentile bootstrap over items (each item pairs the
-two runs' outputs, so the interval is paired over items); `win_share`, `tie_share`,
+`net_win` (win - loss), both with the bounded (effective-n Wilson) interval over items on
+[0, 1] and [-1, 1] (each item pairs the two runs' outputs, so the interval is paired over
+items; a bootstrap collapsed to [1, 1] on a clean sweep of wins); `win_share`, `tie_share`,
 `loss_share`, `consistency` (share of items whose verdict survives the swap), Wilson;
 `position_bias` (the judge's share of first-position picks minus 1/2, averaged over the
 two orders of each item so that which model is better cancels; 0 = none, +1/2 = always
-the first), bootstrap over items. The per-sample scores average to these values.
+the first), bounded on [-1/2, 1/2] likewise. The per-sample scores average to these values.
 
 The judge is any backend: hf / vllm / vllm-server render the rubric with the judge's
 chat template; openai sends it as one chat message (the server applies its template).
@@ -161,10 +162,17 @@ def item_scores(v: ItemVerdict) -> dict[str, float]:
     }
 
 
-def _bootstrap(values: Sequence[float], seed: int, resamples: int) -> Estimate:
-    from sfteval.paired import paired_bootstrap
+# The graded judge metrics live in known ranges; a percentile bootstrap of them collapses to
+# [1, 1] when the tuned model wins every pair (every resample alike), which claims certainty
+# 40 items cannot give. The bounded (effective-n Wilson) interval keeps the range and, at an
+# end of it, is Wilson with the real n.
+_RANGES = {"win_rate": (0.0, 1.0), "net_win": (-1.0, 1.0), "position_bias": (-0.5, 0.5)}
 
-    return paired_bootstrap(np.asarray(values, dtype=float), seed=seed, resamples=resamples)
+
+def _bounded(name: str, values: Sequence[float]) -> Estimate:
+    from sfteval.stats import mean_estimate
+
+    return mean_estimate(values, proportion=False, bounds=_RANGES[name])
 
 
 def _wilson(values: Sequence[float]) -> Estimate:
@@ -175,10 +183,11 @@ def _wilson(values: Sequence[float]) -> Estimate:
     return Estimate(p, se, wilson_interval(k, n), n, "wilson")
 
 
-def aggregate(scores: Sequence[dict[str, float]], *, seed: int = 0, resamples: int = 2000) -> dict[str, Estimate]:
+def aggregate(scores: Sequence[dict[str, float]]) -> dict[str, Estimate]:
+    """Each metric's mean with its 95% interval: bounded for the graded ones, Wilson for shares."""
     col = {k: [s[k] for s in scores] for k in ("win_rate", "net_win", "win_share", "tie_share", "loss_share",
                                                 "consistency", "position_bias")}
-    out = {k: _bootstrap(col[k], seed, resamples) for k in ("win_rate", "net_win", "position_bias")}
+    out = {k: _bounded(k, col[k]) for k in _RANGES}
     out.update({k: _wilson(col[k]) for k in ("win_share", "tie_share", "loss_share", "consistency")})
     return {k: out[k] for k in col}
 

@@ -69,7 +69,6 @@ class JudgeSettings:
     limit: int | None = None
     max_new_tokens: int = 512
     seed: int = 0
-    resamples: int = 2000
     out: str = "reports"
     chunk: int = 16  # items per batch (two requests each); each batch is on disk when done
     engine: EngineSettings = field(default_factory=EngineSettings)
@@ -215,7 +214,7 @@ def run_judge(base_run: str | Path, tuned_run: str | Path, s: JudgeSettings, mod
             rows = _read(path, items[bench])
             scores = [dict(r.scores) for r in rows]
             unparsed = sum(v is None for r in rows for v in r.meta["verdicts"].values())
-            metrics = aggregate(scores, seed=s.seed, resamples=s.resamples)
+            metrics = aggregate(scores)
             results[f"judge_{bench}"] = {
                 "kind": "judge", "role": "target", "general": False,
                 "description": f"pairwise judge of '{bench}': tuned vs base, both orders per item",

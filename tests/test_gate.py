@@ -153,24 +153,28 @@ def test_unmeasurable_metric_is_uninformative_never_a_pass(tmp_path: Path) -> No
 def test_min_on_a_single_run_sees_an_unmeasurable_metric(tmp_path: Path) -> None:
     """#13: `min` rules on one run could not see a metric that measured nothing. Outputs
     written `A: N` fail extraction on every item and score 0 strict: the old gate FAILED
-    the minimum on the output format (exit 1, as if the model were bad); a scorer that
-    returns 1 everywhere PASSED any minimum. Both are uninformative (exit 2), never a pass."""
+    the minimum on the output format (exit 1, as if the model were bad); a graded scorer
+    that returns 0.5 everywhere PASSED any minimum below it. Both are uninformative (exit 2),
+    never a pass. A pass/fail metric solved on every item is a measured 100%, not nothing."""
     from sfteval.gate import load_target
 
     rng = np.random.default_rng(7)
     n = 200
     flex = (rng.random(n) < 0.6).astype(float)
     run = write_run(tmp_path, "one", [FakeBench("gsm8k", {"exact_match_strict": np.zeros(n), "exact_match_flexible": flex,
-                                                          "always": np.ones(n)},
+                                                          "always": np.full(n, 0.5), "solved": np.ones(n)},
                                                 kind="math", answers=[None] * n, outputs=[" A: 7"] * n)])
     data = load_target(run)
     strict = evaluate(Rules(min={"gsm8k/exact_match_strict": 0.3}, max_drop={}), data)
     assert strict.verdict == "uninformative" and strict.exit_code == 2, strict.checks[0].reason
     assert "extraction failed" in strict.checks[0].reason and "UNINFORMATIVE" in markdown_summary(strict)
-    ones = Rules(min={"gsm8k/always": 0.5}, max_drop={})
+    ones = Rules(min={"gsm8k/always": 0.4}, max_drop={})
     for target in (data, load_run(run).results.to_dict()):  # with its samples, and from results.json alone
         res = evaluate(ones, target)
         assert res.verdict == "uninformative" and "zero variance" in res.checks[0].reason, res.checks[0].reason
+    # 0/1 data alike everywhere is a measured 100% (Wilson lower bound 0.981 at n = 200), from either source
+    for target in (data, load_run(run).results.to_dict()):
+        assert evaluate(Rules(min={"gsm8k/solved": 0.95}, max_drop={}), target).verdict == "pass"
     # a measured metric on the same run is judged as before
     assert evaluate(Rules(min={"gsm8k/exact_match_flexible": 0.4}, max_drop={}), data).verdict == "pass"
 

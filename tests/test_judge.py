@@ -110,7 +110,7 @@ def _runs(root: Path) -> tuple[Path, Path]:
 
 
 def _settings(url: str, out: Path, concurrency: int = 2, **kw: Any) -> JudgeSettings:
-    return JudgeSettings(judge="scripted-judge", backend="openai", out=str(out), resamples=500,
+    return JudgeSettings(judge="scripted-judge", backend="openai", out=str(out),
                          engine=EngineSettings(base_url=url, model_name="scripted-judge", concurrency=concurrency), **kw)
 
 
@@ -272,7 +272,7 @@ def test_bad_input_fails_before_the_judge_loads(tmp_path: Path) -> None:
 
 def test_tiny_model_as_judge(tmp_path: Path, tiny_model: Path) -> None:
     base, tuned = _runs(tmp_path)
-    s = JudgeSettings(judge=str(tiny_model), backend="hf", max_new_tokens=8, out=str(tmp_path), resamples=200, limit=3)
+    s = JudgeSettings(judge=str(tiny_model), backend="hf", max_new_tokens=8, out=str(tmp_path), limit=3)
     run = run_judge(base, tuned, s)
     res = json.loads((run / "results.json").read_text())
     b = res["benchmarks"]["judge_heldout"]
@@ -356,10 +356,26 @@ class _OddJudge:
 def test_a_judge_line_with_an_unknown_finish_reason_is_refused(tmp_path: Path) -> None:
     base, tuned = _runs(tmp_path)
     with pytest.raises(SftevalError, match="max_tokens_reached") as err:
-        run_judge(base, tuned, JudgeSettings(judge="odd", backend="openai", out=str(tmp_path / "j"), resamples=100),
+        run_judge(base, tuned, JudgeSettings(judge="odd", backend="openai", out=str(tmp_path / "j")),
                   model=_OddJudge())
     assert err.value.field == "finish_reason" and "judge_heldout.jsonl" in str(err.value.path)
     (folder,) = (tmp_path / "j" / "runs").glob("judge-*")
     path = folder / "samples" / "judge_heldout.jsonl"
     assert not path.exists() or path.read_text() == ""  # nothing half-written
     assert not (folder / "results.json").exists()
+
+
+def test_a_clean_sweep_of_wins_keeps_an_honest_interval() -> None:
+    """The tuned model winning all 40 pairs is not certainty: a percentile bootstrap gave
+    win_rate [1, 1] (every resample alike), which a gate then had to call 'measured nothing'.
+    The bounded interval is Wilson with the real n at the end of the range (with t's
+    quantile, so a little wider than z's)."""
+    from sfteval.judge import aggregate
+    from sfteval.stats import wilson_interval
+
+    wins = [{"win_rate": 1.0, "net_win": 1.0, "win_share": 1.0, "tie_share": 0.0, "loss_share": 0.0,
+             "consistency": 1.0, "position_bias": 0.0}] * 40
+    est = aggregate(wins)
+    lo, hi = est["win_rate"].ci95
+    assert hi == 1.0 and 0.85 < lo <= wilson_interval(40, 40)[0]
+    assert est["net_win"].ci95[0] == pytest.approx(2 * lo - 1)  # the same evidence on [-1, 1]

@@ -20,7 +20,7 @@ def test_vllm_judge_writes_verdicts_and_replies(tmp_path: Path, tiny_model: Path
     if not ok:
         pytest.skip(why)
     base, tuned = _runs(tmp_path)
-    s = JudgeSettings(judge=str(tiny_model), backend="vllm", max_new_tokens=8, limit=4, resamples=200, out=str(tmp_path),
+    s = JudgeSettings(judge=str(tiny_model), backend="vllm", max_new_tokens=8, limit=4, out=str(tmp_path),
                       engine=EngineSettings(dtype="float32", max_model_len=2048))
     with in_process_engine():
         run = run_judge(base, tuned, s)

@@ -40,7 +40,7 @@ def judge_command(
     ratings_db: Optional[str] = typer.Option(None, "--ratings-db", help="Also cast the verdicts as votes of rater judge:<name> in this ratings database."),
     study: Optional[str] = typer.Option(None, "--study", help="With --ratings-db: the (existing) study to vote in; default: the one study of these two runs there, else a new default one."),
     calibrate: Optional[float] = typer.Option(None, "--calibrate", min=0.01, max=2.0, help="With --ratings-db: make the study judge-calibrated with this target width of the judge-vs-human kappa CI, and report the human votes needed so far."),
-    seed: int = typer.Option(0, "--seed", help="Bootstrap seed (recorded)."),
+    seed: int = typer.Option(0, "--seed", help="Recorded with the run (no judge metric is resampled; kept so scripts passing it still work)."),
     out: Path = typer.Option(Path("reports"), "--out", help="Output root."),
 ) -> None:
     from rich.console import Console

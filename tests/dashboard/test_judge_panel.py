@@ -73,7 +73,7 @@ def test_runs_and_samples_pages_read_a_judge_run(app_env, tmp_path, monkeypatch)
     out = tmp_path / "reports"
     shutil.copytree(reports / "runs", out / "runs")
     base, tuned = run_ids(out)
-    run = run_judge(base, tuned, JudgeSettings(judge="scripted", backend="openai", out=str(out), resamples=200,
+    run = run_judge(base, tuned, JudgeSettings(judge="scripted", backend="openai", out=str(out),
                                                benchmarks=("chat",)), model=_Prefers())
     monkeypatch.setenv("SFTEVAL_REPORTS", str(out))
     at = open_page("runs")
