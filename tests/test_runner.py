@@ -47,7 +47,9 @@ def test_results_json_has_the_promised_fields(offline_run: Path) -> None:
     mmlu = doc["benchmarks"]["offline_mmlu"]
     assert mmlu["settings"]["num_fewshot"] == 5
     assert set(mmlu["breakdown"]["subject"]) == {"elementary_arithmetic", "units", "world_capitals"}
-    assert doc["benchmarks"]["offline_heldout"]["metrics"]["bleu"]["method"].startswith("corpus-bleu-bootstrap")
+    # corpus BLEU with its bootstrap, or (the tiny model matches no 4-gram) the zero-BLEU bound
+    assert doc["benchmarks"]["offline_heldout"]["metrics"]["bleu"]["method"].startswith(("corpus-bleu-bootstrap",
+                                                                                         "corpus-bleu-zero"))
 
 
 def test_every_sample_line_is_complete(offline_run: Path) -> None:
