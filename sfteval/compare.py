@@ -26,6 +26,7 @@ from sfteval.diagnoses.context import CompareSettings, DiagnosisInput
 from sfteval.diagnoses.forgetting import forgetting_verdict
 from sfteval.diagnoses.training import load_training, training_sources
 from sfteval.errors import SftevalError
+from sfteval.lineage import lineage_of
 from sfteval.overlap import NGRAM, RUN, SHARE
 from sfteval.metric_compare import compare_metric, group_table
 from sfteval.paired import holm
@@ -282,6 +283,7 @@ def compare_runs(base: Run, tuned: Run, settings: CompareSettings = CompareSetti
         "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "base": run_summary(base),
         "tuned": run_summary(tuned),
+        "lineage": lineage_of(base.results, tuned.results),
         "settings": {
             "seed": settings.seed, "resamples": settings.resamples, "alpha": settings.alpha,
             "margin": settings.margin,

@@ -16,7 +16,10 @@ was moved and re-saved with different files (digests differ: a warning, which is
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sfteval.runfolder import RunResults
 
 
 def _names_of(model: Any, config: dict[str, Any]) -> set[str]:
@@ -39,7 +42,11 @@ def lineage_warning(base_run: str | Path, tuned_run: str | Path) -> str | None:
     they match or nothing was recorded."""
     from sfteval.runfolder import read_results
 
-    base, tuned = read_results(base_run), read_results(tuned_run)
+    return lineage_of(read_results(base_run), read_results(tuned_run))
+
+
+def lineage_of(base: RunResults, tuned: RunResults) -> str | None:
+    """`lineage_warning` on results already read (what `sfteval compare` records)."""
     if base.model.kind != "checkpoint" or tuned.model.kind != "checkpoint":
         return None  # replayed outputs record no weights to check
     adapter_base = tuned.model.fingerprint.get("base") or {}

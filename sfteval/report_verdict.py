@@ -61,6 +61,8 @@ def read_gate(folder: str | Path) -> str | None:
 def verdict_section(c: Comparison, gate: str | None = None) -> Section:
     """The card: one table of findings, each with the number that backs it."""
     rows: list[tuple[str, str]] = []
+    if c.lineage:  # a comparison against the wrong base reads as a finding about the wrong model
+        rows.append(("warning", c.lineage))
     targets = _targets(c)
     for b, m, x in targets:
         rows.append((f"target: {b}/{m}", _change(x)))

@@ -118,3 +118,20 @@ def test_lineage_by_hub_id_and_adapter_digest(tmp_path: Path) -> None:
     doc["model"]["fingerprint"]["base"]["digest"] = "0" * 64
     path.write_text(json.dumps(doc))
     assert "adapter's base" in (lineage_warning(base, tuned) or "")
+
+
+def test_the_lineage_warning_is_recorded_in_the_comparison_and_its_card(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """#20: the warning was printed and lost: comparison.json and the report's verdict card
+    (what a reader opens a week later) did not say the base was not the recorded one."""
+    import json
+
+    bench = [FakeBench("offline_mmlu", {"accuracy": [1, 0, 1, 0]}, general=True)]
+    other = write_run(tmp_path, "other", bench, model_path=str(tmp_path / "models" / "other"))
+    tuned = write_run(tmp_path, "tuned", bench, model_path=str(tmp_path / "sft" / "checkpoint-10"),
+                      trainer={"base_model": str(tmp_path / "models" / "base")})
+    assert _cli(monkeypatch, "compare", str(other), str(tuned), "--resamples", "100", "--out", str(tmp_path / "c")) == 0
+    comp = json.loads((tmp_path / "c" / "comparison.json").read_text())
+    assert comp["lineage"].startswith("lineage: the tuned checkpoint was trained from")
+    card = (tmp_path / "c" / "report.md").read_text()
+    assert "| warning | lineage: the tuned checkpoint was trained from" in card

@@ -262,7 +262,7 @@ def test_comparison_has_every_key_the_format_doc_promises(tmp_path: Path) -> Non
     tuned = write_run(tmp_path, "tuned", [FakeBench("gsm8k", {"exact_match_strict": t, "exact_match_flexible": t},
                                                     kind="math", general=True)])
     c = compare_runs(load_run(base), load_run(tuned), CompareSettings(resamples=100))
-    assert set(c) == {"schema", "created", "base", "tuned", "settings", "mismatches", "only_in_base", "only_in_tuned",
+    assert set(c) == {"schema", "created", "base", "tuned", "lineage", "settings", "mismatches", "only_in_base", "only_in_tuned",
                       "benchmarks", "holm", "forgetting", "overfitting", "drift", "contamination"}
     assert set(c["base"]) == {"run_id", "label", "path", "model_path", "fingerprint"}
     assert set(c["settings"]) == {"seed", "resamples", "alpha", "margin", "general", "allow_mismatch", "train_data",

@@ -146,15 +146,12 @@ def register(app: typer.Typer) -> None:
                           gpu_memory_utilization=gpu_memory_utilization, model_name=model_name,
                           concurrency=concurrency, trust_remote_code=trust_remote_code)}
         base_dir, tuned_dir = _as_run(base, run_kwargs), _as_run(tuned, run_kwargs)
-        from sfteval.lineage import lineage_warning
-
-        warning = lineage_warning(base_dir, tuned_dir)
-        if warning:
-            typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
         settings = CompareSettings(seed=seed, resamples=resamples, margin=margin, general=tuple(general),
                                    allow_mismatch=allow_mismatch, train_data=tuple(train_data),
                                    sweep=str(sweep) if sweep else None, split=None if items == "all" else items)
         comparison = compare_runs(load_run(base_dir), load_run(tuned_dir), settings)
+        if comparison["lineage"]:  # recorded in comparison.json and on the report's card too
+            typer.secho(f"warning: {comparison['lineage']}", fg=typer.colors.YELLOW, err=True)
         out_dir = out or default_out(reports, comparison)
         path = write_comparison(comparison, out_dir)
         title, sections = build_report(comparison)

@@ -45,7 +45,7 @@ class RunSummary:
                           d.get("fingerprint"))
 
 
-_HEAD = ("schema", "created", "base", "tuned", "settings", "mismatches", "only_in_base", "only_in_tuned",
+_HEAD = ("schema", "created", "base", "tuned", "lineage", "settings", "mismatches", "only_in_base", "only_in_tuned",
          "benchmarks", "holm")
 
 
@@ -64,6 +64,9 @@ class Comparison:
     # knows, the JSON object as read for any other (a newer writer's), in file order
     diagnoses: Mapping[str, Any] = field(default_factory=dict)
     schema: str = COMPARE_SCHEMA
+    # the one-line warning when the tuned run's recorded base is not the base compared
+    # (`sfteval.lineage`); None when they match or nothing was recorded
+    lineage: str | None = None
 
     @property
     def margin(self) -> float | None:
@@ -91,7 +94,7 @@ class Comparison:
     def to_dict(self) -> dict[str, Any]:
         diagnoses = {k: DIAGNOSIS_RECORDS[k].dump(v) if k in DIAGNOSIS_RECORDS else v for k, v in self.diagnoses.items()}
         return {"schema": self.schema, "created": self.created, "base": self.base.to_dict(),
-                "tuned": self.tuned.to_dict(), "settings": dict(self.settings),
+                "tuned": self.tuned.to_dict(), "lineage": self.lineage, "settings": dict(self.settings),
                 "mismatches": [m.to_dict() for m in self.mismatches], "only_in_base": list(self.only_in_base),
                 "only_in_tuned": list(self.only_in_tuned),
                 "benchmarks": {b: e.to_dict() for b, e in self.benchmarks.items()},
@@ -112,6 +115,7 @@ class Comparison:
             base=RunSummary.from_dict(d.get("base"), where, "base"),
             tuned=RunSummary.from_dict(d.get("tuned"), where, "tuned"),
             created=str(d.get("created") or ""), settings=dict(d.get("settings") or {}),
+            lineage=None if d.get("lineage") is None else str(d["lineage"]),
             benchmarks={str(b): BenchmarkComparison.from_dict(e, where, f"benchmarks.{b}") for b, e in benches.items()},
             mismatches=tuple(Mismatch.from_dict(m, where, f"mismatches[{i}]")
                              for i, m in enumerate(d.get("mismatches") or ())),
