@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from sfteval.backends.openai import HttpClient, HttpSettings, OpenAIBackend, map_finish
+from sfteval.backends.openai import HttpClient, HttpSettings, OpenAIBackend, map_finish, plan_batches
 from sfteval.config import EngineSettings
 from sfteval.errors import SftevalError
 from sfteval.types import GenParams, GenRequest, LoglikRequest
@@ -89,6 +89,14 @@ def make_handler(state: FakeState) -> type[BaseHTTPRequestHandler]:
             if body.get("echo") and isinstance(prompt, list):  # several prompts: one choice each
                 outs = [self.completion({**body, "prompt": p})["choices"][0] for p in prompt]
                 return {"choices": [{**c, "index": i} for i, c in enumerate(outs)]}
+            if isinstance(prompt, list) and not body.get("echo"):  # several prompts: n choices each, in order
+                parts = [self.completion({**body, "prompt": q}) for q in prompt]
+                n = body.get("n", 1)
+                choices = [{**c, "index": k * n + c["index"]} for k, part in enumerate(parts) for c in part["choices"]]
+                if body.get("return_token_ids"):
+                    for c in choices:
+                        c["token_ids"] = list(range(len(c["text"])))
+                return {"choices": choices[::-1], "usage": {"completion_tokens": sum(p["usage"]["completion_tokens"] for p in parts)}}
             if body.get("echo"):
                 if not state.echo_supported:
                     return {"choices": [{"index": 0, "text": prompt + "x", "logprobs": None, "finish_reason": "length"}]}
@@ -171,6 +179,31 @@ def test_concurrency_is_bounded_and_used(fake: Any) -> None:
     b = backend(fake, concurrency=4)
     b.generate([GenRequest(f"p{i}", GenParams(max_new_tokens=1)) for i in range(16)])
     assert 2 <= fake.max_in_flight <= 4
+
+
+def test_prompts_batched_per_request_same_outputs(fake: Any) -> None:
+    """Prompts with equal sampling parameters share one request (a list `prompt`), cut so
+    that `concurrency` requests stay in flight; outputs, order, n-sample grouping, token
+    counts and progress are the same as one prompt per request."""
+    plain, hot = GenParams(max_new_tokens=2), GenParams(max_new_tokens=3, n=2, temperature=1.0)
+    reqs = [GenRequest(f"p{i}", plain if i < 6 or i >= 9 else hot) for i in range(12)]
+    b = backend(fake, concurrency=2)
+    seen: list[int] = []
+    batched = b.generate(reqs, progress=seen.append)
+    prompts = [body["prompt"] for body in fake.bodies if "prompt" in body]
+    assert sorted(prompts) == [["p0", "p1", "p2", "p3", "p4", "p5"], ["p6", "p7", "p8"], ["p9", "p10", "p11"]]
+    assert all(body.get("return_token_ids") for body in fake.bodies if "prompt" in body)
+    assert sum(seen) == 12
+    fake.bodies.clear()
+    b.client.prompts_per_request = 1
+    single = b.generate(reqs)
+    assert all(isinstance(body["prompt"], str) and "return_token_ids" not in body for body in fake.bodies)
+    assert [(g.texts, g.finish_reasons) for g in batched] == [(g.texts, g.finish_reasons) for g in single]
+    assert [g.num_tokens for g in batched if len(g.texts) == 1] == [g.num_tokens for g in single if len(g.texts) == 1]
+    assert batched[7].texts == ("7" * 3,) * 2 and batched[0].num_tokens == (2,)
+    assert batched[7].num_tokens == (3, 3)  # per sample, from return_token_ids (usage is a sum)
+    assert [len(x) for x in plan_batches([plain] * 10, 64, 16)] == [1] * 10  # few prompts: all in flight
+    assert [len(x) for x in plan_batches([plain] * 100, 2, 16)] == [16] * 6 + [4]
 
 
 def test_loglikelihood_reads_only_the_continuation(fake: Any) -> None:

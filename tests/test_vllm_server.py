@@ -47,7 +47,9 @@ FAKE = textwrap.dedent(
         def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             ids = body["prompt"]
-            self._send({"choices": [{"index": 0, "text": "t" * len(ids), "finish_reason": "stop", "stop_reason": None}]})
+            many = ids if ids and isinstance(ids[0], list) else [ids]  # a list of prompts, as vLLM takes
+            self._send({"choices": [{"index": i, "text": "t" * len(p), "token_ids": [0] * len(p), "finish_reason": "stop",
+                                     "stop_reason": None} for i, p in enumerate(many)]})
     HTTPServer(("127.0.0.1", port), H).serve_forever()
     """
 )

@@ -110,8 +110,10 @@ class HttpClient:
     def request(self, method: str, path: str, body: dict[str, Any] | None = None, *, retries: int | None = None) -> Any:
         return self._run(self.arequest(method, path, body, retries=retries))
 
-    def gather(self, make: Callable[[Any], Awaitable[Any]], items: Sequence[Any], progress: Callable[[int], None] | None = None) -> list[Any]:
+    def gather(self, make: Callable[[Any], Awaitable[Any]], items: Sequence[Any], progress: Callable[[int], None] | None = None,
+               weight: Callable[[Any], int] | None = None) -> list[Any]:
         """`make(item)` for every item concurrently (bounded by the pool); results in order.
+        `progress` is told `weight(item)` units per finished item (default 1).
 
         The first error cancels the rest and is raised; so is Ctrl-C in the caller. `progress`
         runs in the calling thread, never in the event loop's: an exception it raises
@@ -124,7 +126,7 @@ class HttpClient:
 
         async def one(i: int, item: Any, out: list[Any]) -> None:
             out[i] = await make(item)
-            finished.put(1)
+            finished.put(weight(item) if weight else 1)
 
         async def all_of() -> list[Any]:
             out: list[Any] = [None] * len(items)

@@ -1,7 +1,9 @@
 """The `openai` backend: any OpenAI-compatible HTTP endpoint (a vLLM server, TGI, SGLang...).
 
 Covered:
-- `/v1/completions` for generation (n, temperature, top_p, stop, max_tokens, seed).
+- `/v1/completions` for generation (n, temperature, top_p, stop, max_tokens, seed), up
+  to `prompts_per_request` prompts with equal sampling parameters in one request (a list
+  `prompt`): the server's per-request HTTP/validation/JSON cost is paid once per batch.
 - `/v1/chat/completions` (api="chat"): each rendered prompt goes as ONE user message
   and the server applies its own chat template, so run with chat_template=off to avoid
   templating twice. Chat has no prompt log-probs: log-likelihood is refused clearly.
@@ -53,6 +55,8 @@ class CompletionsAPI:
     encode: Callable[[str], list[int]] | None = None  # send token ids instead of text
     extra: dict[str, Any] = field(default_factory=dict)  # server-specific body fields
     loglik_method: str = "steps"  # falls back to "echo" once the server refuses steps
+    prompts_per_request: int = 16  # generation: most prompts in one /v1/completions request
+    vllm_fields: bool = False  # the server is vLLM-style: ask for `return_token_ids` when batching
 
     @property
     def concurrency(self) -> int:
@@ -62,10 +66,17 @@ class CompletionsAPI:
         return self.encode(text) if self.encode is not None else text
 
     def generate(self, requests: Sequence[GenRequest], progress: Progress | None) -> list[Generation]:
-        return self.http.gather(self._generate_one, requests, progress)
+        if self.api == "chat":  # one conversation per request: chat has no list of prompts
+            return self.http.gather(self._generate_one, requests, progress)
+        batches = plan_batches([r.params for r in requests], self.concurrency, self.prompts_per_request)
+        got = self.http.gather(lambda idx: self._generate_batch([requests[i] for i in idx]), batches, progress, weight=len)
+        out: list[Generation] = [None] * len(requests)  # type: ignore[list-item]
+        for idx, gens in zip(batches, got):
+            for i, g in zip(idx, gens):
+                out[i] = g
+        return out
 
-    async def _generate_one(self, r: GenRequest) -> Generation:
-        p: GenParams = r.params
+    def _body(self, p: GenParams) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.model,
             "n": p.n,
@@ -77,24 +88,49 @@ class CompletionsAPI:
         }
         if p.stop:
             body["stop"] = list(p.stop)
+        return body
+
+    async def _generate_one(self, r: GenRequest) -> Generation:
+        return (await self._generate_batch([r]))[0]
+
+    async def _generate_batch(self, rs: list[GenRequest]) -> list[Generation]:
+        """One HTTP request for prompts that share their sampling parameters: the completions
+        API takes a list `prompt` and answers prompt i's samples as choices i*n .. i*n+n-1
+        (vLLM schedules them as separate engine requests, so outputs equal one per request).
+        With several prompts `usage` is their sum, so per-prompt token counts come from
+        `return_token_ids` (vLLM) where the server sends them, else are left unknown."""
+        p: GenParams = rs[0].params
+        body = self._body(p)
         if self.api == "chat":
-            body["messages"] = [{"role": "user", "content": r.prompt}]
+            body["messages"] = [{"role": "user", "content": rs[0].prompt}]
             path = "chat/completions"
         else:
-            body["prompt"] = self._prompt(r.prompt)
+            prompts = [self._prompt(r.prompt) for r in rs]
+            body["prompt"] = prompts if len(rs) > 1 else prompts[0]
+            if len(rs) > 1 and self.vllm_fields:
+                body["return_token_ids"] = True
             path = "completions"
         resp = await self.http.arequest("POST", path, body)
         choices = sorted(resp.get("choices") or [], key=lambda c: c.get("index", 0))
-        if len(choices) != p.n:
-            raise SftevalError(f"the server returned {len(choices)} choices for n={p.n}", field="base_url")
-        texts = tuple(_choice_text(c, self.api) for c in choices)
-        reasons = tuple(
-            map_finish(c.get("finish_reason"), c.get("stop_reason"), stop_reason_sent="stop_reason" in c, had_stops=bool(p.stop))
-            for c in choices
-        )
+        if len(choices) != p.n * len(rs):
+            raise SftevalError(f"the server returned {len(choices)} choices for {len(rs)} prompt(s) x n={p.n}", field="base_url")
         usage = resp.get("usage") or {}
-        ntok = (int(usage["completion_tokens"]),) if p.n == 1 and "completion_tokens" in usage else ()
-        return Generation(texts=texts, finish_reasons=reasons, num_tokens=ntok)
+        out = []
+        for k in range(len(rs)):
+            mine = choices[k * p.n:(k + 1) * p.n]
+            texts = tuple(_choice_text(c, self.api) for c in mine)
+            reasons = tuple(
+                map_finish(c.get("finish_reason"), c.get("stop_reason"), stop_reason_sent="stop_reason" in c, had_stops=bool(p.stop))
+                for c in mine
+            )
+            if all(isinstance(c.get("token_ids"), list) for c in mine):
+                ntok: tuple[int, ...] = tuple(len(c["token_ids"]) for c in mine)
+            elif len(rs) == 1 and p.n == 1 and "completion_tokens" in usage:
+                ntok = (int(usage["completion_tokens"]),)
+            else:
+                ntok = ()
+            out.append(Generation(texts=texts, finish_reasons=reasons, num_tokens=ntok))
+        return out
 
     # -- log-likelihood -------------------------------------------------------------
     def loglikelihood(self, requests: Sequence[LoglikRequest], progress: Progress | None) -> list[Loglik]:
@@ -185,6 +221,20 @@ class CompletionsAPI:
         return Loglik(tuple(s[0] for s in scores), tuple(s[1] for s in scores), tuple(s[2] for s in scores))
 
 
+def plan_batches(params: Sequence[GenParams], concurrency: int, most: int) -> list[list[int]]:
+    """Indices of the prompts each request carries: runs of equal sampling parameters, cut
+    into requests of at most `most` prompts but small enough that `concurrency` requests
+    are in flight (so 16 prompts at concurrency 4 are 4 requests of 4, not one of 16)."""
+    runs: list[list[int]] = []
+    for i, p in enumerate(params):
+        if runs and params[runs[-1][0]] == p:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    size = max(1, min(most, -(-len(params) // max(1, concurrency))))
+    return [run[j:j + size] for run in runs for j in range(0, len(run), size)]
+
+
 class _StepsUnsupported(Exception):
     """The server does not answer next-token queries with chosen ids: use echo."""
 
@@ -259,7 +309,8 @@ class OpenAIBackend:
             raise
         # vLLM-style servers honour add_special_tokens; others ignore unknown fields.
         extra = {"add_special_tokens": False} if api == "completions" else {}
-        self.client = CompletionsAPI(self.http, model, api=api, encode=_local_encoder(model_path), extra=extra)
+        self.client = CompletionsAPI(self.http, model, api=api, encode=_local_encoder(model_path), extra=extra,
+                                     vllm_fields=api == "completions")
 
     def _default_model(self, model_path: str) -> str:
         models = list_models(self.http, retries=1)  # a wrong URL should fail fast here
@@ -286,6 +337,7 @@ class OpenAIBackend:
             "model": self.client.model,
             "api": self.client.api,
             "concurrency": self.client.concurrency,
+            "prompts_per_request": self.client.prompts_per_request,
             "retries": self.http.s.retries,
             "prompts": "token ids" if self.client.encode is not None else "text",
             "loglikelihood": self.client.loglik_method,

@@ -245,7 +245,7 @@ class VLLMServerBackend:
             encode = encoder(tok)
             self.http = HttpClient(HttpSettings(base_url=f"http://127.0.0.1:{self.port}/v1", retries=2,
                                                 concurrency=engine.concurrency))
-            self.client = CompletionsAPI(self.http, served, encode=encode)
+            self.client = CompletionsAPI(self.http, served, encode=encode, vllm_fields=True)
         except BaseException:
             self.close()  # an error or Ctrl-C while starting: nothing left behind
             raise
@@ -266,6 +266,7 @@ class VLLMServerBackend:
             "served_model": self.client.model,
             "adapter_mode": self.adapter_mode,
             "concurrency": self.client.concurrency,
+            "prompts_per_request": self.client.prompts_per_request,
             "loglikelihood": self.client.loglik_method,
         }
 
