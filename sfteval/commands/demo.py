@@ -21,8 +21,8 @@ HELP = """Run the whole loop offline in minutes: pretrain a tiny model, fine-tun
 
 \b
 Examples:
-  sfteval demo                    about 5 minutes on 2 CPU cores (hf backend; the README's figure)
-  sfteval demo --fast             shorter still: fewer steps and items (what CI runs)
+  sfteval demo                    about 9 minutes on 2 CPU cores (hf backend; the README's figure)
+  sfteval demo --fast             about 5 minutes: fewer steps and items (what CI runs)
   sfteval demo --out /tmp/demo    then: sfteval dashboard --reports /tmp/demo/reports (Rate page)
 
 Re-running with the same --out reuses what is already there.
