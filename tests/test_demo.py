@@ -308,10 +308,9 @@ def test_fast_demo_meets_its_targets(fast_demo: tuple[Path, str]) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-@pytest.mark.xfail(reason="#21: one-word replies make rougeL equal exact match; measured 0.591 (13 of the 22 "
-                   "report-half items at the kept step 200; 14 would reach 0.6)", strict=False)
 def test_fast_demo_held_out_rouge_reaches_the_issue_target(fast_demo: tuple[Path, str]) -> None:
-    """The issue's rougeL >= 0.6 at the kept checkpoint, on the report half."""
+    """The issue's rougeL >= 0.6 at the kept checkpoint, on the report half (one-word
+    replies: rougeL is exact match here; measured 0.732 on 41 report-half items)."""
     out, _ = fast_demo
     summary = json.loads((out / "demo_summary.json").read_text())
     best = json.loads(Path(summary["best"]["comparison"]).read_text())["benchmarks"]

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from sfteval.synthetic import CAPITALS as BASE_CAPITALS
-from sfteval.demo.task import RELATIONS, fact_doc, qa_doc, question_rows, split_animals
+from sfteval.demo.task import QUESTIONS, RELATIONS, fact_doc, qa_doc, question_rows, split_animals
 from sfteval.synthetic import ITEMS, NAMES, WORDS
 from sfteval.tinymodel import BOS, EOS, IM_END, IM_START
 
@@ -271,8 +271,8 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def held_animal_count(n_heldout: int) -> int:
-    """Animals in the held-out split: one question per fact, `n_heldout` questions."""
-    return -(-n_heldout // len(RELATIONS))
+    """Animals in the held-out split: every wording of every fact, `n_heldout` questions."""
+    return -(-n_heldout // sum(len(QUESTIONS[r]) for r in RELATIONS))
 
 
 def task_rows(sizes: TaskSizes, seed: int) -> dict[str, list[dict[str, Any]]]:
@@ -297,12 +297,11 @@ def task_rows(sizes: TaskSizes, seed: int) -> dict[str, list[dict[str, Any]]]:
         if task["prompt"] not in seen_code:
             seen_code.add(task["prompt"])
             code.append({"task_id": f"demo/{len(code)}", **task})
-    # Held-out: one question (random wording) per fact of the held-out animals; train:
+    # Held-out: every wording of every fact of the held-out animals; train:
     # every wording of every fact of the others, cycled to the requested size. The
     # corpus states the facts of both (the base knows them); only train's are asked.
     train_animals, held_animals = split_animals(seed, held_animal_count(sizes.sft_heldout))
-    held = [rng.choice([r for r in question_rows([a], rng) if r["kind"] == rel])
-            for a in held_animals for rel in RELATIONS][: sizes.sft_heldout]
+    held = [r for a in held_animals for rel in RELATIONS for r in question_rows([a], rng) if r["kind"] == rel][: sizes.sft_heldout]
     pool = question_rows(train_animals, rng)
     train = [pool[k % len(pool)] for k in range(sizes.sft_train)]
     # Replay: a share of chat-format word problems (never a test item) in the SFT mix, as

@@ -24,6 +24,14 @@ the tuned model memorised the training questions (train exact match 0.5) and sta
 chance on held-out animals (0.05-0.23), as Allen-Zhu & Li (Physics of LMs 3.1) found for
 knowledge extraction without question-answer text in pretraining. A third relation
 (food) was learned less well in the time (stem completion 0.25-0.48) and was dropped.
+Sentence replies that name the fact but not the animal ("It is green.", in the corpus's
+Q&A text and in SFT alike): held-out exact match 0.08-0.18 at every checkpoint (the
+fact has to be recalled several tokens after the question; the one-word reply recalls
+it at once).
+
+The held-out split asks each fact in every wording (two questions per fact), so the
+sweep's select half and the report half can hold the same fact in two wordings: the
+halves are not fully independent (sfteval.selection splits by item id, not by fact).
 
 Not covered: questions whose answer is not a single stored fact (reasoning).
 """
