@@ -171,8 +171,10 @@ def test_step_queries_equal_prompt_logprobs(engine: Any) -> None:
     splits = [[split_continuation(encoder(engine.tok), r.context, c) for c in r.continuations] for r in reqs]
     assert all(len(c) == 1 for _, c in splits[0]) and len(splits[1][0][1]) > 1
     seen: list[int] = []
-    steps = engine._score_steps(splits, [0, 1, 2], seen.append)
-    slow = engine._score_prompts(splits, [0, 1, 2], None)
+    from sfteval.backends.vllm_loglik import score_prompts, score_steps
+
+    steps = score_steps(engine.llm, engine._lora, splits, [0, 1, 2], seen.append)
+    slow = score_prompts(engine.llm, engine._lora, splits, [0, 1, 2], None)
     assert sum(seen) == 3
     for i in range(3):
         assert steps[i].logprobs == pytest.approx(slow[i].logprobs, abs=1e-4)

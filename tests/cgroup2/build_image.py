@@ -59,6 +59,7 @@ def build(stage: Path, image: Path, busybox: str) -> None:
     shutil.copytree(REPO / "tests" / "cgroup2", stage / str(REPO).lstrip("/") / "tests" / "cgroup2")
     shutil.copy2(REPO / "tests" / "cgroup2" / "init.sh", stage / "init.sh")
     (stage / "python-path").write_text(exe)
+    (stage / "repo-path").write_text(str(REPO))  # init.sh runs the check from there (any clone's path)
     subprocess.run(["mkfs.ext4", "-q", "-F", "-d", str(stage), str(image), "512M"], check=True)
 
 
