@@ -1,7 +1,8 @@
 """Build the guest disk of tests/test_execute_cgroup2.py: an ext4 image (mkfs.ext4 -d)
 holding this interpreter with its standard library (no site-packages), the shared
 libraries it and its extension modules load, a static busybox, the sfteval package and
-the check script, at the paths they have on the host. Run by the test, on the host."""
+the check script (the interpreter and libraries at the paths they have on the host; sfteval
+and the script under /checkout). Run by the test, on the host."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import sysconfig
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+GUEST_REPO = "/checkout"  # where the guest finds sfteval and the check script
 
 
 def _copy(src: str, stage: Path) -> None:
@@ -55,11 +57,13 @@ def build(stage: Path, image: Path, busybox: str) -> None:
     (stage / "bin" / "sh").symlink_to("busybox")
     for d in ("proc", "sys", "dev", "tmp", "mnt", "out", "etc", "usr/lib", "root"):
         (stage / d).mkdir(parents=True, exist_ok=True)
-    shutil.copytree(REPO / "sfteval", stage / str(REPO).lstrip("/") / "sfteval", ignore=shutil.ignore_patterns("__pycache__", "dashboard", "catalog"))
-    shutil.copytree(REPO / "tests" / "cgroup2", stage / str(REPO).lstrip("/") / "tests" / "cgroup2")
+    # At a fixed guest path, not the host's: a checkout under /tmp would be hidden by the
+    # guest's own /tmp mount (a CI clone in /tmp failed so).
+    shutil.copytree(REPO / "sfteval", stage / GUEST_REPO.lstrip("/") / "sfteval", ignore=shutil.ignore_patterns("__pycache__", "dashboard", "catalog"))
+    shutil.copytree(REPO / "tests" / "cgroup2", stage / GUEST_REPO.lstrip("/") / "tests" / "cgroup2")
     shutil.copy2(REPO / "tests" / "cgroup2" / "init.sh", stage / "init.sh")
     (stage / "python-path").write_text(exe)
-    (stage / "repo-path").write_text(str(REPO))  # init.sh runs the check from there (any clone's path)
+    (stage / "repo-path").write_text(GUEST_REPO)  # init.sh runs the check from there
     subprocess.run(["mkfs.ext4", "-q", "-F", "-d", str(stage), str(image), "512M"], check=True)
 
 

@@ -9,7 +9,7 @@ $B mount -t tmpfs -o mode=1777 tmpfs /tmp
 $B mkdir -p /dev/shm && $B mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 $B mount -t cgroup2 cgroup2 /sys/fs/cgroup
 echo "+memory +pids +cpu" > /sys/fs/cgroup/cgroup.subtree_control
-cd "$($B cat /repo-path)"  # the checkout's path on the host, where build_image.py copied sfteval
+cd "$($B cat /repo-path)"  # where build_image.py copied sfteval and the check script
 PY=$($B cat /python-path)
 "$PY" tests/cgroup2/check.py > /out/result.json 2> /out/stderr.txt
 echo "exit $?" >> /out/stderr.txt
