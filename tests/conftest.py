@@ -29,3 +29,18 @@ def tiny_model_no_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from sfteval.tinymodel import TinySpec, build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny_nt") / "model", TinySpec(chat_template=False))
+
+
+@pytest.fixture(scope="session")
+def tiny_lora_adapter(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A LoRA adapter of `tiny_model` with random (non-zero) B matrices, so it changes outputs."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path_factory.mktemp("lora") / "adapter"
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model),
+                           LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    model.save_pretrained(out)  # weights only: the base's tokenizer applies, so it can ride unmerged
+    return out

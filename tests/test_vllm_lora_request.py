@@ -23,21 +23,7 @@ HAVE_VLLM = vllm_usable()[0]
 ENGINE = EngineSettings(dtype="float32", max_model_len=1024)
 
 
-@pytest.fixture(scope="module")
-def adapter(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    out = tmp_path_factory.mktemp("lora") / "adapter"
-    torch.manual_seed(0)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model),
-                           LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
-    model.save_pretrained(out)  # weights only: the base's tokenizer applies, so it can ride unmerged
-    return out
-
-
-def test_lora_request_equals_merged(adapter: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lora_request_equals_merged(tiny_lora_adapter: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if not HAVE_VLLM:
         pytest.skip(vllm_usable()[1])
     from sfteval.backends.hf import HFBackend
@@ -47,13 +33,13 @@ def test_lora_request_equals_merged(adapter: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("SFTEVAL_VLLM_LOGLIK", "steps")
     gens = [GenRequest(f"<s>Question: {q}\nAnswer:", GenParams(max_new_tokens=8)) for q in ("2 + 3?", "capital?", "why?")]
     scores = [LoglikRequest("<s>Question: pick.\nAnswer:", (" A", " B", " Alpha beta"))]
-    merged = HFBackend(str(adapter), ENGINE)
+    merged = HFBackend(str(tiny_lora_adapter), ENGINE)
     want_g, want_l = merged.generate(gens), merged.loglikelihood(scores)
     merged.close()
     with in_process_engine():
-        b = VLLMBackend(str(adapter), ENGINE)
+        b = VLLMBackend(str(tiny_lora_adapter), ENGINE)
     try:
-        assert b.info()["adapter_mode"] == "lora" and b.info()["model"] != str(adapter)  # the base, unmerged
+        assert b.info()["adapter_mode"] == "lora" and b.info()["model"] != str(tiny_lora_adapter)  # the base, unmerged
         got_g, got_l = b.generate(gens), b.loglikelihood(scores)
     finally:
         b.close()

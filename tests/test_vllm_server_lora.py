@@ -22,22 +22,8 @@ pytestmark = pytest.mark.vllm
 ENGINE = EngineSettings(dtype="float32", max_model_len=1024, concurrency=4)
 
 
-@pytest.fixture(scope="module")
-def adapter(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    out = tmp_path_factory.mktemp("lora") / "adapter"
-    torch.manual_seed(0)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model),
-                           LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
-    model.save_pretrained(out)  # weights only: the base's tokenizer applies, so it can ride unmerged
-    return out
-
-
 @pytest.mark.timeout(1200)
-def test_server_lora_unmerged_equals_merged(adapter: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_server_lora_unmerged_equals_merged(tiny_lora_adapter: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ok, why = vllm_usable()
     if not ok:
         pytest.skip(why)
@@ -45,7 +31,7 @@ def test_server_lora_unmerged_equals_merged(adapter: Path, tiny_model: Path, mon
 
     gens = [GenRequest(f"<s>Question: {q}\nAnswer:", GenParams(max_new_tokens=8)) for q in ("2 + 3?", "capital?", "why?")]
     scores = [LoglikRequest("<s>Question: pick.\nAnswer:", (" A", " B", " Alpha beta"))]
-    merged = HFBackend(str(adapter), EngineSettings(dtype="float32"))
+    merged = HFBackend(str(tiny_lora_adapter), EngineSettings(dtype="float32"))
     want_g, want_l = merged.generate(gens), merged.loglikelihood(scores)
     base = HFBackend(str(tiny_model), EngineSettings(dtype="float32"))
     base_g = base.generate(gens)
@@ -54,13 +40,13 @@ def test_server_lora_unmerged_equals_merged(adapter: Path, tiny_model: Path, mon
     assert [g.texts for g in base_g] != [g.texts for g in want_g]  # the adapter changes outputs: not vacuous
 
     monkeypatch.setenv("SFTEVAL_ADAPTER_MODE", "lora")
-    b = VLLMServerBackend(str(adapter), ENGINE)
+    b = VLLMServerBackend(str(tiny_lora_adapter), ENGINE)
     pgid = b.server.pgid
     try:
         info = b.info()
         assert info["adapter_mode"] == "lora" and info["served_model"] == LORA_NAME
         cmd = info["command"]
-        assert "--enable-lora" in cmd and cmd[cmd.index("--lora-modules") + 1] == f"{LORA_NAME}={adapter}"
+        assert "--enable-lora" in cmd and cmd[cmd.index("--lora-modules") + 1] == f"{LORA_NAME}={tiny_lora_adapter}"
         assert cmd[cmd.index("--model") + 1] == str(tiny_model)  # the base itself: no merged copy written
         got_g, got_l = b.generate(gens), b.loglikelihood(scores)
         assert b.info()["loglikelihood"] == "steps"
