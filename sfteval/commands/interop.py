@@ -16,6 +16,12 @@ import typer
 import_app = typer.Typer(help="Bring another harness's results in as sfteval run folders.", no_args_is_help=True)
 export_app = typer.Typer(help="Write a run in another harness's results format.", no_args_is_help=True)
 
+# The options every importer takes, declared once (typer reads these as metadata only).
+NAME_OPTION = typer.Option(None, "--name", help="Run label (default: the model's folder name).")
+OUT_OPTION = typer.Option(Path("reports"), "--out", help="Reports folder to write runs/<label>-<hash>/ into.")
+TARGET_OPTION = typer.Option([], "--target", help="A task that is the fine-tuning's target (repeatable); "
+                             "others count as general (forgetting checks).")
+
 IMPORT_HELP = """Import lm-eval's per-sample logs as sfteval run folders (one per model).
 
 \b
@@ -35,21 +41,13 @@ sfteval's intervals; their values equal lm-eval's exactly.
 @import_app.command("lm-eval", help=IMPORT_HELP)
 def import_lm_eval(
     folder: Path = typer.Argument(..., help="lm_eval's --output_path folder (or one results file)."),
-    name: Optional[str] = typer.Option(None, "--name", help="Run label (default: the model's folder name)."),
-    out: Path = typer.Option(Path("reports"), "--out", help="Reports folder to write runs/<label>-<hash>/ into."),
-    target: list[str] = typer.Option([], "--target", help="A task that is the fine-tuning's target (repeatable); "
-                                     "others count as general (forgetting checks)."),
+    name: Optional[str] = NAME_OPTION,
+    out: Path = OUT_OPTION,
+    target: list[str] = TARGET_OPTION,
 ) -> None:
     from sfteval.interop.lmeval_import import import_lmeval
-    from sfteval.runfolder import read_results
 
-    for run_dir in import_lmeval(folder, out, name=name, targets=target):
-        res = read_results(run_dir)
-        typer.echo(f"imported {len(res.benchmarks)} task(s) -> {run_dir}")
-        for b, r in res.benchmarks.items():
-            est = r.primary()
-            shown = "-" if est is None else f"{r.primary_metric} {est.value:.4f} [{est.ci95[0]:.4f}, {est.ci95[1]:.4f}]"
-            typer.echo(f"  {b}: n={r.n} {shown}")
+    _print_imported(import_lmeval(folder, out, name=name, targets=target))
     raise typer.Exit(0)
 
 
@@ -71,10 +69,9 @@ sample get sfteval's intervals; their values equal lighteval's exactly.
 @import_app.command("lighteval", help=LIGHTEVAL_HELP)
 def import_lighteval_cmd(
     folder: Path = typer.Argument(..., help="lighteval's --output-dir folder (or one results file)."),
-    name: Optional[str] = typer.Option(None, "--name", help="Run label (default: the model's folder name)."),
-    out: Path = typer.Option(Path("reports"), "--out", help="Reports folder to write runs/<label>-<hash>/ into."),
-    target: list[str] = typer.Option([], "--target", help="A task that is the fine-tuning's target (repeatable); "
-                                     "others count as general (forgetting checks)."),
+    name: Optional[str] = NAME_OPTION,
+    out: Path = OUT_OPTION,
+    target: list[str] = TARGET_OPTION,
 ) -> None:
     from sfteval.interop.lighteval_import import import_lighteval
 
