@@ -93,8 +93,10 @@ def test_dashboard_in_chromium(server, browser, reports: Path, tmp_path: Path) -
     _shot(browser, tmp_path, "runs.png")
     ids = sorted({e.get_attribute("data-testid") for e in browser.find_elements(By.CSS_SELECTOR, "[data-testid]")})
     assert "stDataFrame" in ids, ids
+    # The sidebar navigation renders a moment after the page body on a loaded box (CI saw the
+    # body without it), so wait for each entry rather than read the first snapshot.
     for page in ("Compare", "Samples", "Checkpoints", "Rate", "Ratings"):
-        assert page in body  # the navigation lists every page
+        _wait_text(browser, page, timeout=30)  # the navigation lists every page
     _shot(browser, tmp_path, "runs.png")
 
     study = build_study(base, tuned, "chat")
