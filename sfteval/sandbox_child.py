@@ -58,6 +58,12 @@ class _Setup:
         import sandbox_jail as jail
 
         self.mode: str = cfg["mode"]  # "root" | "userns" | "unsafe"
+        # Our /proc, kept for the supervisors' program clocks (sandbox_clock): the root
+        # built below has none. Every candidate closes it before it runs anything.
+        try:
+            self.proc_fd: int | None = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            self.proc_fd = None
         if self.mode != "unsafe":
             # Never the memory cgroup's OOM victim while a program is there to kill (needs
             # CAP_SYS_RESOURCE: as root; elsewhere the programs' 1000 still comes first).
@@ -172,7 +178,7 @@ def _host_scratch() -> str:
 def _zygote_main(cfg: dict[str, Any]) -> None:
     sys.executable = os.path.realpath(sys.executable)  # a venv's bin/ is not in the sandbox
     sys.path.insert(0, _HERE)
-    import sandbox_candidate, sandbox_cgroups, sandbox_jail, sandbox_judge, sandbox_supervisor, sandbox_wire  # noqa: F401,E401
+    import sandbox_candidate, sandbox_cgroups, sandbox_clock, sandbox_jail, sandbox_judge, sandbox_supervisor, sandbox_wire  # noqa: F401,E401
     from sandbox_supervisor import result, supervise
     from sandbox_wire import write_all
     sys.path.remove(_HERE)

@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 from sandbox_candidate import lock_down, run_candidate
+from sandbox_clock import STRETCH, ProgramClock, reached
 from sandbox_wire import write_all
 
 
@@ -117,6 +118,7 @@ def supervise(job: Any, limits: Any, setup: Any, answer_fd: int) -> None:
         os.close(fd)
     pidfd = os.pidfd_open(pid)
     answer = _Answer(answer_fd, pid, isolated)
+    clock = ProgramClock(setup.proc_fd, pid, start)  # before the lock-down: it opens /proc files
     # The judge: this process never ran untrusted code; from here on it holds only the
     # test and plain data. It keeps no privilege. As root it takes the program's uid:
     # the kernel checks kill permission for PDEATHSIG, which must reach the program's
@@ -125,10 +127,10 @@ def supervise(job: Any, limits: Any, setup: Any, answer_fd: int) -> None:
     lock_down(limits, setup, uid, judge=True)
     # With a cpu controller the program (candidate and judge) has at most one CPU, so
     # the CPU it used is the part of the clock that load did not take (`_Pump.end`).
-    pump = _Pump(limits, start, out_r, err_r, answer, cpu_bounded="cpu" in setup.cgroups.describe())
+    pump = _Pump(limits, start, out_r, err_r, answer, clock, cpu_bounded="cpu" in setup.cgroups.describe())
     # The clock also runs while the (trusted) test computes between calls.
-    signal.signal(signal.SIGALRM, lambda *_: pump.end("timeout"))
-    signal.setitimer(signal.ITIMER_REAL, max(0.001, start + limits.timeout_s - time.monotonic()))
+    signal.signal(signal.SIGALRM, lambda *_: pump.expired())
+    signal.setitimer(signal.ITIMER_REAL, max(0.001, pump.deadline - time.monotonic()))
     try:
         verdict = sandbox_judge.verdict(job, call_w, reply_r, pump.wait)
     except BaseException as e:  # a bug of ours: say so rather than "no verdict"
@@ -137,7 +139,7 @@ def supervise(job: Any, limits: Any, setup: Any, answer_fd: int) -> None:
     if verdict[0] == b"G" and not exited:
         # The candidate closed its channel: its exit status says why (a signal, the
         # memory cgroup, an exit code). It is exiting; give it the rest of the clock.
-        left = start + limits.timeout_s - time.monotonic()
+        left = pump.deadline - time.monotonic()
         exited = bool(select.select([pidfd], [], [], max(0.0, min(1.0, left)))[0])
     signal.setitimer(signal.ITIMER_REAL, 0)
     if exited:
@@ -150,21 +152,29 @@ def supervise(job: Any, limits: Any, setup: Any, answer_fd: int) -> None:
 
 class _Pump:
     """The clock and the output while the judge waits for the candidate: at the deadline
-    or past the output limit it answers (timeout / killed) and ends the process."""
+    or past the output limit it answers (timeout / killed) and ends the process. The
+    deadline moves by the time load took from the program (`sandbox_clock`), up to
+    `STRETCH` x the timeout of wall clock."""
 
-    def __init__(self, limits: Any, start: float, out_r: int, err_r: int, answer: _Answer, cpu_bounded: bool) -> None:
+    def __init__(
+        self, limits: Any, start: float, out_r: int, err_r: int, answer: _Answer, clock: ProgramClock, cpu_bounded: bool,
+    ) -> None:  # fmt: skip
         self.limits, self.start, self.answer, self.cpu_bounded = limits, start, answer, cpu_bounded
+        self.clock = clock
+        self.deadline = start + limits.timeout_s
+        self.cap = start + STRETCH * limits.timeout_s
         self.fds = [out_r, err_r]
         self.open = {out_r, err_r}
         self.bufs = [bytearray(), bytearray()]
         self.total = 0
 
     def wait(self, fd: int) -> None:
-        deadline = self.start + self.limits.timeout_s
+        self.clock.judge_waits()
         while True:
-            left = deadline - time.monotonic()
+            left = self.deadline - time.monotonic()
             if left <= 0:
-                self.end("timeout")
+                self.expired()
+                continue
             ready = select.select([fd, *self.open], [], [], left)[0]
             for r in ready:
                 if r != fd:
@@ -172,6 +182,7 @@ class _Pump:
             if self.total > self.limits.max_output_bytes:
                 self.end("output")
             if fd in ready:
+                self.clock.judge_computes()
                 return
 
     def _read(self, fd: int) -> None:
@@ -189,12 +200,26 @@ class _Pump:
             while fd in self.open and select.select([fd], [], [], 0)[0]:
                 self._read(fd)
 
-    def end(self, reason: str) -> None:
+    def expired(self) -> None:
+        """At the deadline (from the timer or the wait loop): give back what load took
+        and set the timer again, or end with a timeout."""
+        now = time.monotonic()
+        measured = self.clock.elapsed(now)
+        if measured is None:
+            self.end("timeout")
+        if not reached(measured[0], self.limits.timeout_s) and now < self.cap:
+            self.deadline = min(now + self.limits.timeout_s - measured[0], self.cap)
+            signal.setitimer(signal.ITIMER_REAL, max(0.001, self.deadline - now))
+            return
+        self.end("timeout", measured[0])
+
+    def end(self, reason: str, clock: float | None = None) -> None:
         signal.setitimer(signal.ITIMER_REAL, 0)
         self.drain()
         duration = time.monotonic() - self.start
-        cpu = self._cpu_used() if reason == "timeout" and self.cpu_bounded else None
-        self.answer.give(_label(reason, (b"", None), None, False, duration, self.bufs[0], self.bufs[1], self.limits, cpu))
+        cpu = self._cpu_used() if reason == "timeout" and self.cpu_bounded and clock is None else None
+        self.answer.give(_label(reason, (b"", None), None, False, duration, self.bufs[0], self.bufs[1], self.limits, cpu,
+                                clock))
 
     def _cpu_used(self) -> float | None:
         """CPU seconds of the timed-out program: the candidate (killed and reaped here,
@@ -223,7 +248,7 @@ def _killpg(pid: int) -> None:
 
 def _label(
     reason: str, verdict: tuple[bytes, Any], status: int | None, oom: bool, duration: float,
-    out: bytearray, err: bytearray, limits: Any, cpu: float | None = None,
+    out: bytearray, err: bytearray, limits: Any, cpu: float | None = None, clock: float | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     code = os.waitstatus_to_exitcode(status) if status is not None else None
     exit_code, sig = (code, None) if code is None or code >= 0 else (None, -code)
@@ -235,6 +260,14 @@ def _label(
         stderr=err.decode("utf-8", "replace"),
     )
     if reason == "timeout":
+        if clock is not None:  # the load-discounted clock (sandbox_clock)
+            if reached(clock, limits.timeout_s):
+                given = f"; load took {duration - clock:.2f}s of it, given back" if duration - clock >= 0.01 else ""
+                text = f"over {limits.timeout_s}s of its own clock ({duration:.2f}s of wall clock{given})"
+            else:
+                text = (f"wall clock over {STRETCH:g} x {limits.timeout_s}s with {clock:.2f}s of its own clock "
+                        f"(load took the rest)")
+            return result("timeout", None, text, clock_s=round(clock, 4), **common)
         used = f" (on the CPU for {cpu:.2f}s of it)" if cpu is not None else ""
         return result("timeout", None, f"wall clock over {limits.timeout_s}s{used}", cpu_s=cpu, **common)
     if reason == "output":

@@ -7,11 +7,14 @@ before and after, and every test is bounded in time.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import shutil
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -543,11 +546,14 @@ def test_site_packages_are_masked_and_declared_paths_are_readable(var_tmp: Path)
 @hostile
 def test_a_timeout_is_rerun_alone_before_it_is_recorded(var_tmp: Path) -> None:
     """The first run is slow (the host says so through a declared file), the re-run
-    alone is not: the outcome recorded is the re-run's, and says it was re-run."""
+    alone is not: the outcome recorded is the re-run's, and says it was re-run. The
+    program has a second thread, so its clock is the wall clock (a single task's own
+    clock would count the sleep as its own time: see the load tests below)."""
     flag = var_tmp / "flag"
     flag.write_text("slow")
     flag.chmod(0o644)
-    prog = (f"import time\nif open({str(flag)!r}).read() == 'slow':\n    time.sleep(30)\n"
+    prog = (f"import threading, time\nif open({str(flag)!r}).read() == 'slow':\n"
+            "    threading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n    time.sleep(30)\n"
             "def add(a, b):\n    return a + b\n")
     with Sandbox(2, replace(LIMITS, timeout_s=2.0), read_paths=[str(var_tmp)]) as sb:
         first = sb.run_one
@@ -561,13 +567,92 @@ def test_a_timeout_is_rerun_alone_before_it_is_recorded(var_tmp: Path) -> None:
         sb.run_one = run_one  # type: ignore[method-assign]
         results = sb.run([Job(prog, ADD_TEST, "add"), Job("def add(a, b):\n    return a - b\n", ADD_TEST, "add")])
     assert [(r.label, r.reruns) for r in results] == [("passed", 1), ("failed", 0)]
+    spinner = "import threading, time\nthreading.Thread(target=time.sleep, args=(9,), daemon=True).start()\nwhile True:\n    pass\n"
     with Sandbox(1, replace(LIMITS, timeout_s=1.0)) as sb:
-        (res,) = sb.run([Job("while True:\n    pass\n", ADD_TEST, "add")])
+        (res,) = sb.run([Job(spinner, ADD_TEST, "add")])
         cpu_bounded = "cpu" in sb.setup["cgroups"]
-    # A spinner is re-run unless it held the CPU for its whole clock (then load did not
-    # cause the timeout); its CPU is measured only where a cpu cgroup bounds it to one CPU.
-    assert res.label == "timeout" and (res.cpu_s is not None) == cpu_bounded
+    # A spinner that once had a thread is on the wall clock: re-run unless it held the
+    # CPU for its whole clock (then load did not cause the timeout); its CPU is measured
+    # only where a cpu cgroup bounds it to one CPU.
+    assert res.label == "timeout" and res.clock_s is None and (res.cpu_s is not None) == cpu_bounded
     assert res.reruns == 1 or res.cpu_s >= CPU_SHARE_NOT_LOAD * 1.0, res
+
+
+@contextlib.contextmanager
+def _cpu_hogs(nice: int = -5) -> Iterator[None]:
+    """A busy loop on every CPU at a higher priority than the sandbox: load from others
+    that takes about half the CPU from a program (root only: a negative nice)."""
+    if os.geteuid() != 0:
+        pytest.skip("a higher-priority load needs root (a negative nice)")
+    procs = [subprocess.Popen(["taskset", "-c", str(c), "nice", "-n", str(nice), sys.executable, "-c", "while True: pass"])
+             for c in sorted(os.sched_getaffinity(0))]
+    try:
+        time.sleep(0.3)
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def _loop_for(cpu_s: float) -> str:
+    """A program whose `add` spends about `cpu_s` of CPU (calibrated here, in CPU time)."""
+    n, t0 = 2_000_000, time.process_time()
+    x = 0
+    for i in range(n):
+        x += i
+    per = (time.process_time() - t0) / n
+    return f"def add(a, b):\n    x = 0\n    for i in range({int(cpu_s / per)}):\n        x += i\n    return a + b\n"
+
+
+@hostile
+def test_load_from_others_is_given_back_to_a_single_task_program() -> None:
+    """Two CPU hogs at a higher priority take about half the CPU: a correct program that
+    needs 70% of its timeout on the CPU runs past its timeout in wall clock and passes
+    (before: timeout, and timeout again when re-run alone, with the hogs still there);
+    a spinner times out on its own clock once, without a re-run (before: re-run, so it
+    cost its clock twice); both say what load took."""
+    limits, once = replace(LIMITS, timeout_s=2.0), "def check(candidate):\n    assert candidate(2, 3) == 5\n"
+    honest, spinner = _loop_for(0.7 * limits.timeout_s), "def add(a, b):\n    while True:\n        pass\n"
+    with _cpu_hogs(), Sandbox(1, limits) as sb:
+        slow, spin = sb.run([Job(honest, once, "add"), Job(spinner, once, "add")])
+    assert slow.duration_s > limits.timeout_s, f"the hogs did not slow the program ({slow}): the test proves nothing"
+    assert (slow.label, slow.reruns) == ("passed", 0), slow
+    assert (spin.label, spin.reruns) == ("timeout", 0), spin
+    assert spin.clock_s is not None and limits.timeout_s - 0.01 <= spin.clock_s < spin.duration_s, spin
+    assert spin.duration_s <= 3 * limits.timeout_s + 0.5, spin
+    assert "of its own clock" in spin.detail and "given back" in spin.detail, spin.detail
+
+
+@hostile
+def test_a_program_that_keeps_its_judge_draining_output_buys_no_time() -> None:
+    """It sleeps 1.2 s, then computes for 1.2 s writing a byte every 64 steps: 2.4 s on
+    an idle machine, over its 2 s timeout. Its judge's waits while it drains that output
+    are the program's doing, not load; with or without load it times out (its own
+    clock at the timeout), within the wall-clock cap."""
+    limits, once = replace(LIMITS, timeout_s=2.0), "def check(candidate):\n    assert candidate(2, 3) == 5\n"
+    loop = _loop_for(1.2).replace("        x += i\n", "        x += i\n        if i % 64 == 0:\n"
+                                  "            sys.stdout.write('.')\n            sys.stdout.flush()\n")
+    prog = "import sys, time\n" + loop.replace("    x = 0\n", "    time.sleep(1.2)\n    x = 0\n")
+    with Sandbox(1, limits) as sb:
+        (res,) = sb.run([Job(prog, once, "add")])
+    assert (res.label, res.reruns) == ("timeout", 0), res
+    assert res.clock_s is not None and res.clock_s >= limits.timeout_s - 0.01 and res.duration_s <= 3 * limits.timeout_s + 0.5
+
+
+@hostile
+def test_a_program_of_several_tasks_is_on_the_wall_clock() -> None:
+    """Its children's and threads' run-queue waits are not counted, so its clock is the
+    wall clock (no clock_s), and the re-run alone decides: a thread that spins, a child
+    process that spins while the parent waits."""
+    thread = "import threading\ndef add(a, b):\n    t = threading.Thread(target=lambda: [0 for _ in iter(int, 1)])\n" \
+             "    t.start()\n    t.join()\n"
+    child = "import os\ndef add(a, b):\n    if os.fork() == 0:\n        while True:\n            pass\n    os.wait()\n"
+    with Sandbox(1, replace(LIMITS, timeout_s=1.0)) as sb:
+        results = sb.run([Job(thread, ADD_TEST, "add"), Job(child, ADD_TEST, "add")])
+    for r in results:
+        assert r.label == "timeout" and r.clock_s is None, r
+        assert r.reruns == 1 or r.cpu_s >= CPU_SHARE_NOT_LOAD * 1.0, r
 
 
 def test_a_timeout_that_held_the_cpu_is_a_verdict_without_a_rerun() -> None:
@@ -581,6 +666,9 @@ def test_a_timeout_that_held_the_cpu_is_a_verdict_without_a_rerun() -> None:
     assert sb.load_may_explain(ExecResult("timeout", cpu_s=1.5))  # load took a quarter
     assert sb.load_may_explain(ExecResult("timeout", cpu_s=0.01))  # slept or waited
     assert sb.load_may_explain(ExecResult("timeout"))  # no cpu controller: no measurement
+    assert not sb.load_may_explain(ExecResult("timeout", clock_s=2.0))  # its own clock, load given back
+    assert not sb.load_may_explain(ExecResult("timeout", clock_s=1.9995))  # the timer's granularity
+    assert sb.load_may_explain(ExecResult("timeout", clock_s=1.2))  # starved past the wall-clock cap
     assert not sb.load_may_explain(ExecResult("failed"))
 
 
