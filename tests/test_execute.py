@@ -614,7 +614,8 @@ def test_load_from_others_is_given_back_to_a_single_task_program() -> None:
     cost its clock twice); both say what load took."""
     limits, once = replace(LIMITS, timeout_s=2.0), "def check(candidate):\n    assert candidate(2, 3) == 5\n"
     honest, spinner = _loop_for(0.7 * limits.timeout_s), "def add(a, b):\n    while True:\n        pass\n"
-    with _cpu_hogs(), Sandbox(1, limits) as sb:
+    # Two workers: each fork server pinned to a CPU of its own, which has a hog on it too.
+    with _cpu_hogs(), Sandbox(2, limits) as sb:
         slow, spin = sb.run([Job(honest, once, "add"), Job(spinner, once, "add")])
     assert slow.duration_s > limits.timeout_s, f"the hogs did not slow the program ({slow}): the test proves nothing"
     assert (slow.label, slow.reruns) == ("passed", 0), slow
