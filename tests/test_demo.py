@@ -1,6 +1,6 @@
 """sfteval demo: the corpus and task files (fast, deterministic), the formats the base
 model is pretrained in (they must match what the benchmark kinds send), pretraining
-determinism, and (slow) the whole `--fast` demo end to end, checked against the files
+determinism, and (slow) the whole demo end to end (the README's command), checked against the files
 it wrote."""
 
 from __future__ import annotations
@@ -207,7 +207,7 @@ def test_demo_command_is_registered() -> None:
 
     result = CliRunner().invoke(app, ["demo", "--help"])
     assert result.exit_code == 0
-    assert "--fast" in result.output and "--out" in result.output
+    assert "--out" in result.output and "--fast" not in result.output  # one recipe; the old flag is hidden
 
 
 def _verdict_supported(entry: dict, margin: float) -> str:
@@ -248,24 +248,24 @@ def _demo_numbers(out: Path) -> dict[str, dict[str, float]]:
 
 
 @pytest.fixture(scope="module")
-def fast_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """One `sfteval demo --fast` run, shared by the assertions below (it takes minutes)."""
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """One `sfteval demo` run (the README's command), shared by the assertions below (it takes minutes)."""
     from sfteval.cli import app
 
     out = tmp_path_factory.mktemp("demo") / "demo"
-    result = CliRunner().invoke(app, ["demo", "--fast", "--out", str(out)])
+    result = CliRunner().invoke(app, ["demo", "--out", str(out)])
     assert result.exit_code == 0, result.output
     return out, result.output
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)  # under 5 minutes on 2 idle cores; shared CI runners are slower
-def test_fast_demo_meets_its_targets(fast_demo: tuple[Path, str]) -> None:
+def test_demo_meets_its_targets(demo_run: tuple[Path, str]) -> None:
     """The issue's targets, read from the files the demo wrote: the tuned model solves
     most held-out rows (exact match >= 0.5 on the report half) on a curve that rises and
     bends; forgetting is partial (one general benchmark forgot, one shows no significant
     drop) and the final checkpoint is worse than the kept one on a general benchmark."""
-    out, _ = fast_demo
+    out, _ = demo_run
     summary = json.loads((out / "demo_summary.json").read_text())
     best = json.loads(Path(summary["best"]["comparison"]).read_text())["benchmarks"]
     final = json.loads(Path(summary["final"]["comparison"]).read_text())["benchmarks"]
@@ -308,10 +308,10 @@ def test_fast_demo_meets_its_targets(fast_demo: tuple[Path, str]) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-def test_fast_demo_held_out_rouge_reaches_the_issue_target(fast_demo: tuple[Path, str]) -> None:
+def test_demo_held_out_rouge_reaches_the_issue_target(demo_run: tuple[Path, str]) -> None:
     """The issue's rougeL >= 0.6 at the kept checkpoint, on the report half (one-word
     replies: rougeL is exact match here; measured 0.732 on 41 report-half items)."""
-    out, _ = fast_demo
+    out, _ = demo_run
     summary = json.loads((out / "demo_summary.json").read_text())
     best = json.loads(Path(summary["best"]["comparison"]).read_text())["benchmarks"]
     assert best["demo_heldout"]["metrics"]["rougeL"]["tuned"]["value"] >= 0.6
@@ -319,13 +319,13 @@ def test_fast_demo_held_out_rouge_reaches_the_issue_target(fast_demo: tuple[Path
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-def test_fast_demo_says_it_in_one_sentence_and_seeds_a_study(fast_demo: tuple[Path, str]) -> None:
+def test_demo_says_it_in_one_sentence_and_seeds_a_study(demo_run: tuple[Path, str]) -> None:
     """The headline leads the output whole (CliRunner's output is a pipe: no terminal
     width); the rating study holds base vs best on every held-out pair; the backend was
     chosen for the model's size."""
     from sfteval.ratings import VoteStore
 
-    out, output = fast_demo
+    out, output = demo_run
     summary = json.loads((out / "demo_summary.json").read_text())
     lines = [line for line in output.splitlines() if line.strip()]
     assert summary["headline"] in lines  # one whole line, never cut at a terminal's width
@@ -350,7 +350,7 @@ def test_fast_demo_says_it_in_one_sentence_and_seeds_a_study(fast_demo: tuple[Pa
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-def test_fast_demo_twice_gives_the_same_numbers(fast_demo: tuple[Path, str], tmp_path: Path) -> None:
+def test_demo_twice_gives_the_same_numbers(demo_run: tuple[Path, str], tmp_path: Path) -> None:
     """A second demo (in another folder, on a copy of the first's pretrained base, to
     keep CI bounded: pretraining's own determinism is test_pretraining_is_deterministic)
     writes the same numbers, byte for byte, in every file a reader looks at."""
@@ -358,10 +358,10 @@ def test_fast_demo_twice_gives_the_same_numbers(fast_demo: tuple[Path, str], tmp
 
     from sfteval.cli import app
 
-    first, _ = fast_demo
+    first, _ = demo_run
     second = tmp_path / "again"
     shutil.copytree(first / "base", second / "base")
-    result = CliRunner().invoke(app, ["demo", "--fast", "--out", str(second)])
+    result = CliRunner().invoke(app, ["demo", "--out", str(second)])
     assert result.exit_code == 0, result.output
     a, b = _demo_numbers(first), _demo_numbers(second)
     assert set(a) == set(b)
@@ -373,9 +373,9 @@ def test_fast_demo_twice_gives_the_same_numbers(fast_demo: tuple[Path, str], tmp
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-def test_fast_demo_end_to_end(fast_demo: tuple[Path, str]) -> None:
+def test_demo_end_to_end(demo_run: tuple[Path, str]) -> None:
     """What the demo prints follows from its files: verdicts, CIs, report, gate."""
-    out, output = fast_demo
+    out, output = demo_run
     summary = json.loads((out / "demo_summary.json").read_text())
     comparison = json.loads(Path(summary["best"]["comparison"]).read_text())
     benches, margin = comparison["benchmarks"], comparison["settings"]["margin"]

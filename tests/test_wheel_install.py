@@ -101,7 +101,7 @@ def test_installed_demo_pipeline_finds_its_files(venv: Path, tmp_path: Path) -> 
         "from sfteval.demo.pipeline import DemoSettings, PretrainSettings, SftSettings, run_demo\n"
         "from sfteval.demo.corpus import TaskSizes\n"
         "from sfteval.tinymodel import TinySpec\n"
-        "s = DemoSettings(fast=True, corpus_docs=600, eval_docs=40, backend='hf', resamples=200,\n"
+        "s = DemoSettings(corpus_docs=600, eval_docs=40, backend='hf', resamples=200,\n"
         "    spec=TinySpec(vocab_size=512, hidden_size=128, num_layers=1, num_heads=2, intermediate_size=256),\n"
         "    pretrain=PretrainSettings(steps=4, batch_size=4, seq_len=64, warmup_steps=1),\n"
         "    sizes=TaskSizes(code_test=4, math_test=6, sft_train=24, sft_heldout=6),\n"

@@ -4,7 +4,7 @@
     2. base      sfteval.demo.pretrain: tokenizer + tiny Llama pretrained on the corpus
     3. sft       sfteval.train.sft.train: full fine-tuning at lr 3e-4 on chat questions about
                  the training animals plus replayed chat word problems, a checkpoint every 25
-                 steps. Measured on the --fast base (load ~2.5 on 2 cores), held-out exact match
+                 steps. Measured on the demo's base (load ~2.5 on 2 cores), held-out exact match
                  (80 questions: both wordings of both facts of 20 animals) every 25 steps: 0.04
                  0.11 0.28 0.18 0.46 0.42 0.69 0.44 0.36 0.38 0.49 0.44 (the peak at step 175,
                  where the held-out loss is lowest too; later steps fit the training animals,
@@ -21,7 +21,7 @@
 
 Every number in the summary is read back from the files these steps wrote. Seeds are
 fixed (corpus, init, batch order, SFT) and torch runs one thread, so two runs on one
-machine agree (two `--fast` runs here: identical base weights, losses, scores and
+machine agree (two runs here: identical base weights, losses, scores and
 verdicts; run ids differ only by output path). Steps whose
 output is already there with the same settings are reused (a second `sfteval demo
 --out DIR` is quick); the runner resumes run folders on its own.
@@ -62,42 +62,39 @@ class SftSettings:
 
 @dataclass(frozen=True)
 class DemoSettings:
-    fast: bool = False
+    """The demo's one recipe, sized for 2 CPU cores (about 4 minutes here).
+
+    One recipe, not a quick one and a long one: the facts a 320-step base learns sit
+    near a threshold, and a longer pretraining (600 steps on 16,000 documents, the old
+    default) learned them so well that fine-tuning barely dented them (MMLU-style
+    1.000 -> 0.989, no significant drop, a flat curve, the gate uninformative), while
+    the same 320 steps on a corpus drawn for other test sizes learned them badly
+    (0.75, held-out exact match 0.22). This recipe is the one whose targets the slow
+    demo test asserts from the files (tests/test_demo.py)."""
+
     seed: int = 0
-    corpus_docs: int = 16000
+    corpus_docs: int = 8000
     eval_docs: int = 300
     spec: TinySpec = field(default_factory=lambda: TinySpec(vocab_size=1024, hidden_size=128, num_layers=4, num_heads=2,
                                                             intermediate_size=512, seed=0))
-    pretrain: PretrainSettings = field(default_factory=PretrainSettings)
-    sizes: TaskSizes = field(default_factory=TaskSizes)
-    sft: SftSettings = field(default_factory=SftSettings)
+    pretrain: PretrainSettings = field(default_factory=lambda: PretrainSettings(steps=320, batch_size=16, seq_len=128))
+    # The held-out split is 20 animals (80 questions: every wording of every fact): more
+    # held-out animals leave fewer training animals to learn the answer format from;
+    # asking each fact in both wordings doubles the items (a less noisy report half),
+    # though the two wordings of one fact are not independent items.
+    sizes: TaskSizes = field(default_factory=lambda: TaskSizes(code_test=16, math_test=30, sft_train=300, sft_heldout=80,
+                                                               sft_math=100))
+    sft: SftSettings = field(default_factory=lambda: SftSettings(steps=300, save_steps=25, lr=3e-4))
     backend: str = "auto"
     margin: float = 0.02  # forgetting margin (absolute, metric units)
     max_drop: float = 0.05  # the gate's allowed drop on every benchmark
     resamples: int = 2000
 
 
-def settings_for(fast: bool, backend: str = "auto", seed: int = 0) -> DemoSettings:
-    """Sizes for 2 CPU cores: full (about 10 minutes) or --fast (hf, fewer checkpoints)."""
-    if fast:
-        return DemoSettings(
-            fast=True, seed=seed, corpus_docs=8000,
-            spec=TinySpec(vocab_size=1024, hidden_size=128, num_layers=4, num_heads=2, intermediate_size=512, seed=seed),
-            pretrain=PretrainSettings(steps=320, batch_size=16, seq_len=128, seed=seed),
-            sizes=TaskSizes(code_test=16, math_test=30, sft_train=300, sft_heldout=80, sft_math=100),
-            sft=SftSettings(steps=300, save_steps=25, lr=3e-4), backend=backend,
-        )
-    return DemoSettings(
-        seed=seed,
-        spec=TinySpec(vocab_size=1024, hidden_size=128, num_layers=4, num_heads=2, intermediate_size=512, seed=seed),
-        pretrain=PretrainSettings(steps=600, batch_size=16, seq_len=128, seed=seed),
-        # The held-out split stays at 20 animals (80 questions: every wording of every
-        # fact): more held-out animals leave fewer training animals to learn the answer
-        # format from; asking each fact in both wordings doubles the items (a less noisy
-        # report half), though the two wordings of one fact are not independent items.
-        sizes=TaskSizes(sft_train=300, sft_heldout=80, sft_math=100),
-        sft=SftSettings(steps=300, save_steps=25, lr=3e-4), backend=backend,
-    )
+def settings_for(backend: str = "auto", seed: int = 0) -> DemoSettings:
+    """The recipe with one seed for corpus, model init, training and bootstrap."""
+    return DemoSettings(seed=seed, spec=dataclasses.replace(DemoSettings().spec, seed=seed),
+                        pretrain=dataclasses.replace(DemoSettings().pretrain, seed=seed), backend=backend)
 
 
 @dataclass

@@ -62,7 +62,6 @@ def summarise(out: Path, s: Any, pre: Any, sft: Any, backend: tuple[str, str], s
     summary = {
         "schema": SUMMARY_SCHEMA,
         "out": str(out),
-        "fast": s.fast,
         "settings": json.loads(json.dumps(dataclasses.asdict(s))),
         "backend": backend[0],
         "backend_reason": backend[1],

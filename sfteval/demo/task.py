@@ -33,7 +33,7 @@ The held-out split asks each fact in every wording (two questions per fact), so 
 sweep's select half and the report half can hold the same fact in two wordings: the
 halves are not fully independent (sfteval.selection splits by item id, not by fact), and
 the report half's CI counts 41 items where about 30 facts stand behind them. Measured
-(--fast, kept step 175): report-half items whose twin is in the select half 12 of 21
+(the demo, kept step 175): report-half items whose twin is in the select half 12 of 21
 right, the others 18 of 20: the shared facts did not lift the report half.
 
 Not covered: questions whose answer is not a single stored fact (reasoning).
