@@ -53,7 +53,8 @@ def run_ours(sample_file: str, problems: dict[str, dict[str, Any]], workers: int
         jobs.append(Job(p["prompt"] + s["completion"], p["test"], p["entry_point"], p["prompt"]))
     with Sandbox(workers, Limits(timeout_s=timeout)) as sb:
         results = sb.run(jobs)
-    rows = [dict(s, passed=r.passed, result=r.label, detail=r.detail[:300], reruns=r.reruns) for s, r in zip(samples, results)]
+    rows = [dict(s, passed=r.passed, result=r.label, detail=r.detail[:300], reruns=r.reruns, clock_s=r.clock_s)
+            for s, r in zip(samples, results)]
     with open(sample_file + "_ours.jsonl", "w") as f:
         for row in rows:
             f.write(json.dumps(row) + "\n")
@@ -150,8 +151,10 @@ def main() -> int:
     for i, o in enumerate(ours):
         if (o["task_id"], o["result"], theirs[i]["result"]) in mismatches:
             print("    ours:", o["task_id"], o["result"], o["detail"])
-    print(f"sfteval re-ran {sum(o['reruns'] for o in ours)} timeouts alone; "
-          f"{sum(o['result'] == 'timeout' and not o['reruns'] for o in ours)} held the CPU and were not re-run")
+    own = sum(o["result"] == "timeout" and not o["reruns"] and o.get("clock_s") is not None for o in ours)
+    held = sum(o["result"] == "timeout" and not o["reruns"] and o.get("clock_s") is None for o in ours)
+    print(f"sfteval re-ran {sum(o['reruns'] for o in ours)} timeouts alone; {own} timed out on their own clock "
+          f"(load given back) and {held} held the CPU, neither re-run")
     return 0 if not mismatches else 1
 
 
