@@ -202,6 +202,30 @@ def test_headline_is_computed_from_the_summary_facts() -> None:
     assert "\n" not in text
 
 
+def test_headline_names_a_significant_drop_within_the_margin() -> None:
+    """Seen with --seed 1: MMLU-style 0.73 -> 0.63, CI [-0.196, -0.018], significant but not
+    beyond the 0.02 margin ("no evidence"); the headline said "it lost no general skill
+    beyond the margin but kept demo_gsm8k ..." and never named demo_mmlu."""
+    from sfteval.demo.summary import headline, story
+
+    def f(verdict: str, base: float, tuned: float, ci: list[float]) -> dict:
+        return {"metric": "m", "base": base, "tuned": tuned, "delta": tuned - base, "ci95": ci, "verdict": verdict,
+                "detail": ""}
+
+    forgetting = {"demo_mmlu": f("no evidence", 0.727, 0.625, [-0.196, -0.018]),
+                  "demo_gsm8k": f("no evidence", 0.233, 0.167, [-0.293, 0.166])}
+    summary = {"best": {"forgetting": forgetting, "target": {"metric": "exact_match", "base": 0.0, "tuned": 0.61}},
+               "final": {"forgetting": forgetting}, "best_checkpoint": {"step": 300, "final_step": 300},
+               "gate": {"verdict": "inconclusive", "checks": []}}
+    st = story(summary)
+    assert [r["benchmark"] for r in st["dropped"]] == ["demo_mmlu"] and [r["benchmark"] for r in st["kept"]] == ["demo_gsm8k"]
+    text = headline(st)
+    assert "it lost 10 points on demo_mmlu (0.73 -> 0.62, a significant drop not shown beyond the margin) but kept " \
+           "demo_gsm8k (0.23 -> 0.17, no significant drop)" in text, text
+    st.update(dropped=[], forgot=[])
+    assert "it kept demo_gsm8k (0.23 -> 0.17, no significant drop)" in headline(st)
+
+
 def test_demo_command_is_registered() -> None:
     from sfteval.cli import app
 

@@ -102,19 +102,25 @@ def _curve_keys(entry: dict[str, Any]) -> list[tuple[str, str]]:
 def story(summary: dict[str, Any]) -> dict[str, Any]:
     """The headline's facts, each read from the comparisons, sweep and gate above:
     the target's exact match at the best checkpoint and the base; general benchmarks
-    that dropped beyond the margin (`forgot`) and those whose delta's 95% CI reaches 0
-    or above (`kept`: no significant drop); general benchmarks on which the final
+    that dropped beyond the margin (`forgot`), those whose drop is significant (the 95%
+    CI below 0) but not shown beyond the margin (`dropped`: a headline that left them
+    out would say nothing was lost), and those whose delta's 95% CI reaches 0 or above
+    (`kept`: no significant drop); general benchmarks on which the final
     checkpoint scores below the best (`final_worse`); the gate's verdict and the
     targets of its failing checks."""
     best, final, ck = summary["best"], summary["final"], summary["best_checkpoint"]
-    forgot, kept = [], []
+    forgot, dropped, kept = [], [], []
     for bench, f in best["forgetting"].items():
         row = {"benchmark": bench, "metric": f["metric"], "base": f["base"], "tuned": f["tuned"], "delta": f["delta"],
                "ci95": f["ci95"]}
         hi = f["ci95"][1]
         if f["verdict"] == "forgot":
             forgot.append(row)
-        elif f["verdict"] != "not measured" and hi is not None and hi >= 0:
+        elif f["verdict"] == "not measured" or hi is None:
+            continue
+        elif hi < 0:
+            dropped.append(row)
+        else:
             kept.append(row)
     final_worse = []
     if ck["step"] != ck["final_step"]:
@@ -127,6 +133,7 @@ def story(summary: dict[str, Any]) -> dict[str, Any]:
     return {
         "target": {"benchmark": TARGET, **(best["target"] or {})},
         "forgot": sorted(forgot, key=lambda r: r["delta"]),
+        "dropped": sorted(dropped, key=lambda r: r["delta"]),
         "kept": kept,
         "keep_step": ck["step"],
         "final_step": ck["final_step"],
@@ -145,15 +152,16 @@ def headline(st: dict[str, Any]) -> str:
     t = st["target"]
     parts = [f"The tuned model solves {t['tuned'] * 100:.0f}% of the held-out task exactly, up from "
              f"{t['base'] * 100:.0f}%" if t.get("tuned") is not None else "The held-out task was not scored"]
-    if st["forgot"]:
-        lost = ", ".join(f"{_pts(r['delta'])} points on {r['benchmark']} ({r['base']:.2f} -> {r['tuned']:.2f})"
-                         for r in st["forgot"])
-        parts.append(f"it lost {lost}")
+    lost = [f"{_pts(r['delta'])} points on {r['benchmark']} ({r['base']:.2f} -> {r['tuned']:.2f})" for r in st["forgot"]]
+    lost += [f"{_pts(r['delta'])} points on {r['benchmark']} ({r['base']:.2f} -> {r['tuned']:.2f}, a significant drop "
+             "not shown beyond the margin)" for r in st.get("dropped", [])]
+    kept = ", ".join(f"{r['benchmark']} ({r['base']:.2f} -> {r['tuned']:.2f}, no significant drop)" for r in st["kept"])
+    if lost:
+        parts.append("it lost " + ", ".join(lost) + (f" but kept {kept}" if kept else ""))
+    elif kept:
+        parts.append(f"it kept {kept}")
     else:
         parts.append("it lost no general skill beyond the margin")
-    if st["kept"]:
-        parts[-1] += " but kept " + ", ".join(f"{r['benchmark']} ({r['base']:.2f} -> {r['tuned']:.2f}, "
-                                               "no significant drop)" for r in st["kept"])
     if st["keep_step"] == st["final_step"]:
         parts.append(f"keep step {st['keep_step']}, the last")
     elif st["final_worse"]:
