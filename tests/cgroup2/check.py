@@ -23,7 +23,11 @@ PROGRAMS = {
     # processes: pids.max bounds the fork server's cgroup
     "fork_bomb": "import os\nn = 0\ntry:\n    for _ in range(200):\n        if os.fork() == 0:\n            import time\n"
                  "            time.sleep(30)\n        n += 1\nexcept OSError:\n    pass\ndef add(a, b):\n    return n\n",
+    # a single task: its own clock (sandbox_clock), where the guest kernel has schedstat
     "spinner": "while True:\n    pass\n",
+    # two tasks: the wall clock, and its CPU measured because cpu.max bounds it to one CPU
+    "spinner_threads": "import threading, time\nthreading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
+                       "while True:\n    pass\n",
 }
 
 
@@ -49,7 +53,7 @@ def main() -> None:
         "limits_seen": limits_seen,
         "memory_peak": peak,
         "memory_events": events,
-        "results": {name: [r.label, r.detail[:300], r.cpu_s] for name, r in zip(PROGRAMS, results)},
+        "results": {name: [r.label, r.detail[:300], r.cpu_s, r.clock_s] for name, r in zip(PROGRAMS, results)},
         "left_over": sorted(d for d in os.listdir("/sys/fs/cgroup") if d.startswith("sfteval-")),
     }
     print(json.dumps(out))
