@@ -578,20 +578,13 @@ def test_a_timeout_is_rerun_alone_before_it_is_recorded(var_tmp: Path) -> None:
     assert res.reruns == 1 or res.cpu_s >= CPU_SHARE_NOT_LOAD * 1.0, res
 
 
-HOG = ("import time\nwhile True:\n    t = time.perf_counter()\n    while time.perf_counter() - t < {busy}:\n        pass\n"
-       "    time.sleep({idle})\n")
-
-
 @contextlib.contextmanager
-def _cpu_hogs(busy: float = 0.008, idle: float = 0.002) -> Iterator[None]:
-    """On every CPU, a high-priority process that is busy `busy` s out of every
-    `busy + idle`: load from others that takes a steady share of the CPU from a program
-    (about a third here), whatever the box's cgroup weights (a plain busy loop took from a
-    sandboxed program anything from 10% to 80%, depending on the rest of the load)."""
+def _cpu_hogs(nice: int = -5) -> Iterator[None]:
+    """A busy loop on every CPU at a higher priority than the sandbox: load from others
+    that takes about half the CPU from a program (root only: a negative nice)."""
     if os.geteuid() != 0:
         pytest.skip("a higher-priority load needs root (a negative nice)")
-    code = HOG.format(busy=busy, idle=idle)
-    procs = [subprocess.Popen(["taskset", "-c", str(c), "nice", "-n", "-10", sys.executable, "-c", code])
+    procs = [subprocess.Popen(["taskset", "-c", str(c), "nice", "-n", str(nice), sys.executable, "-c", "while True: pass"])
              for c in sorted(os.sched_getaffinity(0))]
     try:
         time.sleep(0.3)
@@ -614,18 +607,18 @@ def _loop_for(cpu_s: float) -> str:
 
 @hostile
 def test_load_from_others_is_given_back_to_a_single_task_program() -> None:
-    """CPU hogs at a higher priority take about a third of the CPU: a correct program that
-    needs 80% of its timeout on the CPU runs past its timeout in wall clock and passes
+    """Two CPU hogs at a higher priority take about half the CPU: a correct program that
+    needs 70% of its timeout on the CPU runs past its timeout in wall clock and passes
     (before: timeout, and timeout again when re-run alone, with the hogs still there);
     a spinner times out on its own clock once, without a re-run (before: re-run, so it
     cost its clock twice); both say what load took."""
     limits, once = replace(LIMITS, timeout_s=2.0), "def check(candidate):\n    assert candidate(2, 3) == 5\n"
-    honest, spinner = _loop_for(0.8 * limits.timeout_s), "def add(a, b):\n    while True:\n        pass\n"
+    honest, spinner = _loop_for(0.7 * limits.timeout_s), "def add(a, b):\n    while True:\n        pass\n"
     # Two workers: each fork server pinned to a CPU of its own, which has a hog on it too.
     with _cpu_hogs(), Sandbox(2, limits) as sb:
         slow, spin = sb.run([Job(honest, once, "add"), Job(spinner, once, "add")])
-    # Usually past its timeout in wall clock (2.3-2.6 s here; the old code then failed it). A
-    # run where the hogs took less is no failure of the sandbox's: the assertions still hold.
+    # Usually past its timeout in wall clock (the old code then failed it); a run where the
+    # hogs took less (CI saw 1.91 s for 2.0 s) is no failure: the assertions still hold.
     assert (slow.label, slow.reruns) == ("passed", 0), slow
     assert (spin.label, spin.reruns) == ("timeout", 0), spin
     assert spin.clock_s is not None and limits.timeout_s - 0.01 <= spin.clock_s < spin.duration_s, spin
