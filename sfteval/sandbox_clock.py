@@ -34,11 +34,17 @@ import os
 
 STRETCH = 3.0  # wall-clock cap of a load-discounted timeout, in multiples of timeout_s
 SLACK_S = 0.001  # a clock this close to the timeout has reached it (the timer's own granularity)
+_TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
 
 
 def reached(clock: float, timeout_s: float) -> bool:
     return clock >= timeout_s - SLACK_S
-_TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(text: str) -> list[str]:
+    """/proc/PID/stat from field 3 (state) on: the command name in parentheses may hold
+    spaces and parentheses itself, so split after its last ')'. Field N is at N - 3."""
+    return text.rsplit(")", 1)[1].split()
 
 
 class ProgramClock:
@@ -94,7 +100,7 @@ class ProgramClock:
         try:
             cpu, cand_wait = self._sched("cand")
             judge_wait = self.judge_counted + (self._sched("judge")[1] - self.mark if self.mark is not None else 0.0)
-            fields = self._read("stat").rsplit(")", 1)[1].split()
+            fields = _stat_fields(self._read("stat"))
             utime, stime, cutime, cstime, threads = (int(fields[i]) for i in (11, 12, 13, 14, 17))
             if threads != 1 or cutime + cstime > 0 or (utime + stime) * _TICK_S > cpu + 2 * _TICK_S + 0.02 * cpu:
                 return None
@@ -121,7 +127,7 @@ class ProgramClock:
             except OSError:
                 continue
             try:
-                ppid = os.read(fd, 4096).decode().rsplit(")", 1)[1].split()[1]
+                ppid = _stat_fields(os.read(fd, 4096).decode())[1]
             except (OSError, IndexError):
                 continue
             finally:

@@ -93,8 +93,9 @@ class DemoSettings:
 
 def settings_for(backend: str = "auto", seed: int = 0) -> DemoSettings:
     """The recipe with one seed for corpus, model init, training and bootstrap."""
-    return DemoSettings(seed=seed, spec=dataclasses.replace(DemoSettings().spec, seed=seed),
-                        pretrain=dataclasses.replace(DemoSettings().pretrain, seed=seed), backend=backend)
+    recipe = DemoSettings()
+    return dataclasses.replace(recipe, seed=seed, spec=dataclasses.replace(recipe.spec, seed=seed),
+                               pretrain=dataclasses.replace(recipe.pretrain, seed=seed), backend=backend)
 
 
 @dataclass
