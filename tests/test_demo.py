@@ -188,6 +188,7 @@ def test_headline_is_computed_from_the_summary_facts() -> None:
         "target": {"benchmark": "demo_heldout", "metric": "exact_match", "base": 0.0, "tuned": 0.8125},
         "forgot": [{"benchmark": "demo_gsm8k", "metric": "exact_match_strict", "base": 0.6, "tuned": 0.2,
                     "delta": -0.4, "ci95": [-0.55, -0.25]}],
+        "dropped": [],
         "kept": [{"benchmark": "demo_mmlu", "metric": "accuracy", "base": 0.97, "tuned": 0.96, "delta": -0.01,
                   "ci95": [-0.04, 0.02]}],
         "keep_step": 120, "final_step": 200,

@@ -146,16 +146,21 @@ def _pts(x: float) -> str:
     return f"{abs(x) * 100:.0f}"
 
 
+def _moved(row: dict[str, Any], note: str = "") -> str:
+    """`demo_mmlu (0.99 -> 0.81)`, with `note` inside the parentheses after a comma."""
+    return f"{row['benchmark']} ({row['base']:.2f} -> {row['tuned']:.2f}{', ' + note if note else ''})"
+
+
 def headline(st: dict[str, Any]) -> str:
     """One sentence: solved share (up from the base's), what was lost and what was not,
     which step to keep and why, and the gate's word."""
     t = st["target"]
     parts = [f"The tuned model solves {t['tuned'] * 100:.0f}% of the held-out task exactly, up from "
              f"{t['base'] * 100:.0f}%" if t.get("tuned") is not None else "The held-out task was not scored"]
-    lost = [f"{_pts(r['delta'])} points on {r['benchmark']} ({r['base']:.2f} -> {r['tuned']:.2f})" for r in st["forgot"]]
-    lost += [f"{_pts(r['delta'])} points on {r['benchmark']} ({r['base']:.2f} -> {r['tuned']:.2f}, a significant drop "
-             "not shown beyond the margin)" for r in st.get("dropped", [])]
-    kept = ", ".join(f"{r['benchmark']} ({r['base']:.2f} -> {r['tuned']:.2f}, no significant drop)" for r in st["kept"])
+    lost = [f"{_pts(r['delta'])} points on {_moved(r)}" for r in st["forgot"]]
+    lost += [f"{_pts(r['delta'])} points on {_moved(r, 'a significant drop not shown beyond the margin')}"
+             for r in st["dropped"]]
+    kept = ", ".join(_moved(r, "no significant drop") for r in st["kept"])
     if lost:
         parts.append("it lost " + ", ".join(lost) + (f" but kept {kept}" if kept else ""))
     elif kept:
